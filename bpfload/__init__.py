@@ -1,0 +1,25 @@
+"""bpfload: load BPF ELF objects and use their maps and programs from Python.
+
+The hot paths (instruction patching, per-element and bulk map access,
+per-CPU reads, event streams) are Cython calling bpf(2) directly.
+"""
+from .constants import (
+    BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, AttachType, MapFlags, MapType, PinType,
+    ProgType, UpdateFlags,
+)
+from .errors import (
+    BpfError, BtfError, ElfError, IncompatibleMapError, LoadError, MapClosedError, MapError,
+    MapFullError, MapKeyError, NotSupportedError, PermissionDeniedError, PinError, SyscallError,
+)
+from .maps import Map, MapInfo, possible_cpus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Map", "MapInfo", "possible_cpus",
+    "MapType", "ProgType", "AttachType", "MapFlags", "PinType", "UpdateFlags",
+    "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK",
+    "BpfError", "SyscallError", "MapError", "MapKeyError", "MapFullError", "MapClosedError",
+    "NotSupportedError", "PermissionDeniedError", "ElfError", "BtfError", "LoadError",
+    "PinError", "IncompatibleMapError",
+]

@@ -1,0 +1,1283 @@
+# cython: language_level=3
+"""The only code in bpfload that calls bpf(2).
+
+Three layers, thinnest first:
+
+* C helpers in ``csrc/bpf_sys.h`` fill ``union bpf_attr`` for one command
+  each and return ``-errno``; this module declares only what it uses.
+* Module functions here wrap one command each, release the GIL around the
+  call, and turn a negative return into the right :mod:`bpfload.errors`
+  exception through :func:`_raise`.
+* :class:`MapCore` is the per-element and bulk map fast path that
+  :class:`bpfload.Map` builds on: key/value packing, per-CPU layout,
+  batch commands with a per-element fallback, all without a Python object
+  per element unless asked.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from libc.errno cimport errno
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy, memset
+
+import os as _os
+import sys as _sys
+import warnings as _warnings
+
+from bpfload import errors as _errors
+
+cdef extern from "<linux/bpf.h>":
+    enum:
+        BPF_MAP_LOOKUP_ELEM
+        BPF_MAP_UPDATE_ELEM
+        BPF_MAP_DELETE_ELEM
+        BPF_MAP_LOOKUP_AND_DELETE_ELEM
+        BPF_MAP_LOOKUP_BATCH
+        BPF_MAP_LOOKUP_AND_DELETE_BATCH
+        BPF_MAP_UPDATE_BATCH
+        BPF_MAP_DELETE_BATCH
+        BPF_MAP_GET_FD_BY_ID
+        BPF_PROG_GET_FD_BY_ID
+        BPF_BTF_GET_FD_BY_ID
+        BPF_LINK_GET_FD_BY_ID
+        BPF_OBJ_NAME_LEN
+
+cdef extern from "bpf_sys.h" nogil:
+    long bl_fail_at
+    int bl_fail_cmd
+    int bl_fail_errno
+    unsigned long bl_calls
+
+    struct bl_map_create_opts:
+        uint32_t map_type, key_size, value_size, max_entries, map_flags
+        const char *name
+        uint32_t inner_map_fd, numa_node
+        uint32_t btf_fd, btf_key_type_id, btf_value_type_id, btf_vmlinux_value_type_id
+        uint64_t map_extra
+
+    struct bl_prog_load_opts:
+        uint32_t prog_type, expected_attach_type, prog_flags, kern_version
+        const void *insns
+        uint32_t insn_cnt
+        const char *license
+        const char *name
+        uint32_t log_level, log_size
+        char *log_buf
+        uint32_t prog_btf_fd
+        const void *func_info
+        uint32_t func_info_rec_size, func_info_cnt
+        const void *line_info
+        uint32_t line_info_rec_size, line_info_cnt
+        uint32_t attach_btf_id, attach_btf_obj_fd, attach_prog_fd
+        const int *fd_array
+        uint32_t prog_ifindex
+
+    struct bl_test_run_opts:
+        int prog_fd
+        uint32_t repeat, flags, cpu, batch_size
+        const void *data_in
+        uint32_t data_size_in
+        void *data_out
+        uint32_t data_size_out
+        const void *ctx_in
+        uint32_t ctx_size_in
+        void *ctx_out
+        uint32_t ctx_size_out
+        uint32_t retval, duration
+
+    int bl_map_create(const bl_map_create_opts *o)
+    int bl_map_lookup(int fd, const void *key, void *value, uint64_t flags)
+    int bl_map_update(int fd, const void *key, const void *value, uint64_t flags)
+    int bl_map_delete(int fd, const void *key)
+    int bl_map_lookup_and_delete(int fd, const void *key, void *value, uint64_t flags)
+    int bl_map_get_next_key(int fd, const void *key, void *next_key)
+    int bl_map_freeze(int fd)
+    int bl_map_batch(int cmd, int fd, void *in_batch, void *out_batch, void *keys,
+                     void *values, uint32_t *count, uint64_t elem_flags)
+    int bl_obj_pin(int fd, const char *path)
+    int bl_obj_get(const char *path, uint32_t file_flags)
+    int bl_get_fd_by_id(int cmd, uint32_t id)
+    int bl_obj_get_info_by_fd(int fd, void *info, uint32_t *info_len)
+    int bl_prog_load(const bl_prog_load_opts *o)
+    int bl_prog_test_run(bl_test_run_opts *o)
+    int bl_btf_load(const void *btf, uint32_t size, char *log_buf, uint32_t log_size, uint32_t log_level)
+    int bl_link_create(int prog_fd, int target_fd, uint32_t attach_type, uint32_t flags, uint32_t target_btf_id)
+    int bl_raw_tracepoint_open(const char *name, int prog_fd)
+
+cdef extern from "<unistd.h>" nogil:
+    int close(int fd)
+
+cdef enum:
+    ENOENT_ = 2
+    EINVAL_ = 22
+    ENOSPC_ = 28
+    ENOTSUPP_ = 524
+    EOPNOTSUPP_ = 95
+    KIND_PLAIN = 0
+    KIND_PERCPU = 1
+    KIND_FDVALUE = 2
+    KIND_KEYLESS = 3
+    TMP_KEY = 256
+
+# Map types by number (mirrors bpfload.constants; _core imports nothing else).
+cdef enum:
+    T_PROG_ARRAY = 3
+    T_PERCPU_HASH = 5
+    T_PERCPU_ARRAY = 6
+    T_LRU_PERCPU_HASH = 10
+    T_ARRAY_OF_MAPS = 12
+    T_HASH_OF_MAPS = 13
+    T_PERCPU_CGROUP_STORAGE = 21
+    T_QUEUE = 22
+    T_STACK = 23
+    T_BLOOM_FILTER = 30
+
+_COMMANDS = {
+    BPF_MAP_LOOKUP_ELEM: "BPF_MAP_LOOKUP_ELEM",
+    BPF_MAP_UPDATE_ELEM: "BPF_MAP_UPDATE_ELEM",
+    BPF_MAP_DELETE_ELEM: "BPF_MAP_DELETE_ELEM",
+    BPF_MAP_LOOKUP_AND_DELETE_ELEM: "BPF_MAP_LOOKUP_AND_DELETE_ELEM",
+    BPF_MAP_LOOKUP_BATCH: "BPF_MAP_LOOKUP_BATCH",
+    BPF_MAP_LOOKUP_AND_DELETE_BATCH: "BPF_MAP_LOOKUP_AND_DELETE_BATCH",
+    BPF_MAP_UPDATE_BATCH: "BPF_MAP_UPDATE_BATCH",
+    BPF_MAP_DELETE_BATCH: "BPF_MAP_DELETE_BATCH",
+}
+
+_BYTEORDER = _sys.byteorder
+
+
+cdef int _raise(str command, int ret, object target=None, bint is_map=False, object detail=None) except -1:
+    """The one place a negative return becomes an exception."""
+    raise _errors.from_errno(command, -ret, target, detail, is_map=is_map)
+
+
+# --------------------------------------------------------------------------
+# fault injection (rollback tests) and call counting
+
+def inject_fault(long nth, int err, command=None):
+    """Make the *nth* bpf(2) call from now fail with *err* without entering the kernel.
+
+    *command* (an int ``enum bpf_cmd`` value) restricts counting to that
+    command.  ``inject_fault(0, 0)`` disarms.  For rollback tests only.
+    """
+    global bl_fail_at, bl_fail_cmd, bl_fail_errno
+    bl_fail_at = nth
+    bl_fail_cmd = -1 if command is None else <int>command
+    bl_fail_errno = err
+
+
+def fault_pending():
+    """True while an injected fault has not fired yet."""
+    return bl_fail_at > 0
+
+
+def syscall_count():
+    """How many bpf(2) calls this process made through bpfload (a counter for tests)."""
+    return bl_calls
+
+
+# --------------------------------------------------------------------------
+# possible CPUs
+
+cdef list _possible = None
+
+
+def parse_cpu_list(str text):
+    """Parse a kernel CPU list such as ``"0-3,8,10-11"`` into sorted CPU ids."""
+    cdef list out = []
+    text = text.strip()
+    if not text:
+        return out
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            out.extend(range(int(lo), int(hi) + 1))
+        else:
+            out.append(int(part))
+    return sorted(set(out))
+
+
+def possible_cpus():
+    """Ids of the possible CPUs (``/sys/devices/system/cpu/possible``), cached.
+
+    Per-CPU map values hold one slot per *possible* CPU, in this order.
+    """
+    global _possible
+    if _possible is None:
+        with open("/sys/devices/system/cpu/possible") as f:
+            _possible = parse_cpu_list(f.read())
+    return list(_possible)
+
+
+cdef int _ncpus() except -1:
+    if _possible is None:
+        possible_cpus()
+    return len(_possible)
+
+
+# --------------------------------------------------------------------------
+# fd owner
+
+cdef class FD:
+    """Owns one file descriptor: closes it once, warns if it is leaked.
+
+    ``int(fd)`` and ``fd.fileno()`` give the number; after :meth:`close` they
+    raise :class:`bpfload.MapClosedError` instead of handing out a number the
+    process may have reused.  :meth:`detach` hands ownership to the caller.
+    """
+    cdef int _fd
+    cdef public object what
+
+    def __cinit__(self, int fd, what=None):
+        if fd < 0:
+            raise ValueError(f"invalid fd {fd}")
+        self._fd = fd
+        self.what = what
+
+    @property
+    def closed(self):
+        return self._fd < 0
+
+    cpdef int fileno(self) except -1:
+        if self._fd < 0:
+            raise _errors.MapClosedError(f"{self.what or 'fd'} is closed")
+        return self._fd
+
+    def __int__(self):
+        return self.fileno()
+
+    def __index__(self):
+        return self.fileno()
+
+    cpdef close(self):
+        cdef int fd = self._fd
+        if fd >= 0:
+            self._fd = -1
+            close(fd)
+
+    def detach(self):
+        """Give up ownership and return the raw fd; this object will not close it."""
+        cdef int fd = self.fileno()
+        self._fd = -1
+        return fd
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"<FD {self._fd if self._fd >= 0 else 'closed'} {self.what or ''}>".replace(" >", ">")
+
+    def __dealloc__(self):
+        if self._fd >= 0:
+            try:
+                _warnings.warn(f"unclosed {self.what or 'bpf fd'} (fd {self._fd})", ResourceWarning,
+                               source=self)
+            except Exception:
+                pass
+            close(self._fd)
+            self._fd = -1
+
+
+cdef FD _new_fd(int ret, str command, object target, object what, bint is_map=False):
+    if ret < 0:
+        _raise(command, ret, target, is_map)
+    return FD(ret, what)
+
+
+# --------------------------------------------------------------------------
+# one wrapper per command
+
+def map_create(uint32_t map_type, uint32_t key_size, uint32_t value_size, uint32_t max_entries,
+               uint32_t flags=0, name=None, int inner_map_fd=0, numa_node=None, int btf_fd=0,
+               uint32_t btf_key_type_id=0, uint32_t btf_value_type_id=0,
+               uint32_t btf_vmlinux_value_type_id=0, uint64_t map_extra=0):
+    """BPF_MAP_CREATE -> :class:`FD`.  ``numa_node`` sets BPF_F_NUMA_NODE."""
+    cdef bl_map_create_opts o
+    cdef bytes bname = (name or "").encode()[:BPF_OBJ_NAME_LEN - 1]
+    cdef int ret
+    memset(&o, 0, sizeof(o))
+    o.map_type = map_type
+    o.key_size = key_size
+    o.value_size = value_size
+    o.max_entries = max_entries
+    o.map_flags = flags
+    o.name = bname
+    o.inner_map_fd = inner_map_fd
+    if numa_node is not None:
+        o.numa_node = numa_node
+        o.map_flags |= 4  # BPF_F_NUMA_NODE
+    o.btf_fd = btf_fd
+    o.btf_key_type_id = btf_key_type_id
+    o.btf_value_type_id = btf_value_type_id
+    o.btf_vmlinux_value_type_id = btf_vmlinux_value_type_id
+    o.map_extra = map_extra
+    with nogil:
+        ret = bl_map_create(&o)
+    return _new_fd(ret, "BPF_MAP_CREATE", name, f"map {name!r}" if name else "map", True)
+
+
+def map_freeze(int fd, target=None):
+    """BPF_MAP_FREEZE: no more writes from user space."""
+    cdef int ret
+    with nogil:
+        ret = bl_map_freeze(fd)
+    if ret < 0:
+        _raise("BPF_MAP_FREEZE", ret, target, True)
+
+
+def obj_pin(int fd, path, target=None):
+    """BPF_OBJ_PIN *fd* at *path* (in a bpffs mount)."""
+    cdef bytes p = _os.fsencode(path)
+    cdef const char *cp = p
+    cdef int ret
+    with nogil:
+        ret = bl_obj_pin(fd, cp)
+    if ret < 0:
+        _raise("BPF_OBJ_PIN", ret, target, False, f"path {_os.fsdecode(p)}")
+
+
+def obj_get(path, uint32_t file_flags=0):
+    """BPF_OBJ_GET: open a pinned object -> :class:`FD`."""
+    cdef bytes p = _os.fsencode(path)
+    cdef const char *cp = p
+    cdef int ret
+    with nogil:
+        ret = bl_obj_get(cp, file_flags)
+    return _new_fd(ret, "BPF_OBJ_GET", None, f"pin {_os.fsdecode(p)}", False) if ret >= 0 else \
+        _raise("BPF_OBJ_GET", ret, None, False, f"path {_os.fsdecode(p)}")
+
+
+_ID_COMMANDS = {
+    "map": (BPF_MAP_GET_FD_BY_ID, "BPF_MAP_GET_FD_BY_ID"),
+    "prog": (BPF_PROG_GET_FD_BY_ID, "BPF_PROG_GET_FD_BY_ID"),
+    "btf": (BPF_BTF_GET_FD_BY_ID, "BPF_BTF_GET_FD_BY_ID"),
+    "link": (BPF_LINK_GET_FD_BY_ID, "BPF_LINK_GET_FD_BY_ID"),
+}
+
+
+def get_fd_by_id(str kind, uint32_t obj_id):
+    """BPF_{MAP,PROG,BTF,LINK}_GET_FD_BY_ID -> :class:`FD`."""
+    cmd, name = _ID_COMMANDS[kind]
+    cdef int c = cmd
+    cdef int ret
+    with nogil:
+        ret = bl_get_fd_by_id(c, obj_id)
+    return _new_fd(ret, name, f"{kind} id {obj_id}", f"{kind} id {obj_id}", kind == "map")
+
+
+def obj_get_info(int fd, uint32_t size, target=None, bytes prefill=None):
+    """BPF_OBJ_GET_INFO_BY_FD with an info buffer of *size* bytes -> bytes.
+
+    *prefill* seeds the buffer (prog/btf info take user pointers in it).
+    """
+    cdef bytearray buf = bytearray(size)
+    cdef uint32_t n = size
+    cdef char *p = PyByteArray_AS_STRING(buf)
+    cdef int ret
+    if prefill:
+        buf[:len(prefill)] = prefill
+    with nogil:
+        ret = bl_obj_get_info_by_fd(fd, p, &n)
+    if ret < 0:
+        _raise("BPF_OBJ_GET_INFO_BY_FD", ret, target)
+    return bytes(buf[:n])
+
+
+cdef class _View:
+    """A held contiguous read-only buffer (bytes, bytearray, memoryview, array)."""
+    cdef Py_buffer view
+    cdef bint held
+
+    def __cinit__(self, obj, bint writable=False):
+        PyObject_GetBuffer(obj, &self.view, PyBUF_SIMPLE | (PyBUF_WRITABLE if writable else 0))
+        self.held = True
+
+    def __dealloc__(self):
+        if self.held:
+            PyBuffer_Release(&self.view)
+
+
+cdef inline const void *_ptr_or_null(_View v):
+    return NULL if v is None else v.view.buf
+
+
+def prog_load(uint32_t prog_type, insns, license, name=None, *, uint32_t expected_attach_type=0,
+              uint32_t prog_flags=0, uint32_t kern_version=0, uint32_t log_level=0,
+              log_buf=None, int prog_btf_fd=0, func_info=None, uint32_t func_info_rec_size=0,
+              line_info=None, uint32_t line_info_rec_size=0, uint32_t attach_btf_id=0,
+              int attach_btf_obj_fd=0, int attach_prog_fd=0, fd_array=None, uint32_t prog_ifindex=0):
+    """BPF_PROG_LOAD -> (fd or -errno, log bytes written).
+
+    Returns the raw result so the caller (which knows the program name and
+    owns log-buffer growth) builds the :class:`bpfload.LoadError`.
+    *log_buf* is a writable buffer (bytearray) or None.
+    """
+    cdef bl_prog_load_opts o
+    cdef _View vi = _View(insns)
+    cdef _View vlog = _View(log_buf, True) if log_buf is not None else None
+    cdef _View vfi = _View(func_info) if func_info is not None else None
+    cdef _View vli = _View(line_info) if line_info is not None else None
+    cdef _View vfd = _View(fd_array) if fd_array is not None else None
+    cdef bytes lic = (license or "").encode() if isinstance(license, str) else bytes(license or b"")
+    cdef bytes bname = (name or "").encode()[:BPF_OBJ_NAME_LEN - 1]
+    cdef int ret
+    if vi.view.len % 8:
+        raise ValueError("instruction buffer length is not a multiple of 8")
+    memset(&o, 0, sizeof(o))
+    o.prog_type = prog_type
+    o.expected_attach_type = expected_attach_type
+    o.prog_flags = prog_flags
+    o.kern_version = kern_version
+    o.insns = vi.view.buf
+    o.insn_cnt = <uint32_t>(vi.view.len // 8)
+    o.license = lic
+    o.name = bname
+    if vlog is not None and vlog.view.len > 0:
+        o.log_level = log_level
+        o.log_size = <uint32_t>vlog.view.len
+        o.log_buf = <char *>vlog.view.buf
+        (<char *>vlog.view.buf)[0] = 0
+    o.prog_btf_fd = prog_btf_fd
+    if vfi is not None and func_info_rec_size:
+        o.func_info = vfi.view.buf
+        o.func_info_rec_size = func_info_rec_size
+        o.func_info_cnt = <uint32_t>(vfi.view.len // func_info_rec_size)
+    if vli is not None and line_info_rec_size:
+        o.line_info = vli.view.buf
+        o.line_info_rec_size = line_info_rec_size
+        o.line_info_cnt = <uint32_t>(vli.view.len // line_info_rec_size)
+    o.attach_btf_id = attach_btf_id
+    o.attach_btf_obj_fd = attach_btf_obj_fd
+    o.attach_prog_fd = attach_prog_fd
+    o.fd_array = <const int *>_ptr_or_null(vfd)
+    o.prog_ifindex = prog_ifindex
+    with nogil:
+        ret = bl_prog_load(&o)
+    return ret
+
+
+def btf_load(data, log_buf=None, uint32_t log_level=0):
+    """BPF_BTF_LOAD -> fd or -errno (the caller builds the error with the log)."""
+    cdef _View v = _View(data)
+    cdef _View vlog = _View(log_buf, True) if log_buf is not None else None
+    cdef char *lb = NULL
+    cdef uint32_t ls = 0
+    cdef int ret
+    if vlog is not None and vlog.view.len > 0:
+        lb = <char *>vlog.view.buf
+        ls = <uint32_t>vlog.view.len
+        lb[0] = 0
+    else:
+        log_level = 0
+    with nogil:
+        ret = bl_btf_load(v.view.buf, <uint32_t>v.view.len, lb, ls, log_level)
+    return ret
+
+
+def prog_test_run(int prog_fd, data=None, ctx=None, *, uint32_t repeat=1, uint32_t flags=0,
+                  uint32_t cpu=0, Py_ssize_t data_out_size=-1, Py_ssize_t ctx_out_size=-1,
+                  target=None):
+    """BPF_PROG_TEST_RUN -> (retval, duration_ns, data_out bytes or None, ctx_out bytes or None)."""
+    cdef bl_test_run_opts o
+    cdef _View vd = _View(data) if data is not None else None
+    cdef _View vc = _View(ctx) if ctx is not None else None
+    cdef bytearray dout = None
+    cdef bytearray cout = None
+    cdef int ret
+    memset(&o, 0, sizeof(o))
+    o.prog_fd = prog_fd
+    o.repeat = repeat
+    o.flags = flags
+    o.cpu = cpu
+    if vd is not None:
+        o.data_in = vd.view.buf
+        o.data_size_in = <uint32_t>vd.view.len
+        if data_out_size < 0:
+            data_out_size = vd.view.len + 512
+        if data_out_size > 0:
+            dout = bytearray(data_out_size)
+            o.data_out = PyByteArray_AS_STRING(dout)
+            o.data_size_out = <uint32_t>data_out_size
+    if vc is not None:
+        o.ctx_in = vc.view.buf
+        o.ctx_size_in = <uint32_t>vc.view.len
+        if ctx_out_size < 0:
+            ctx_out_size = vc.view.len
+        if ctx_out_size > 0:
+            cout = bytearray(ctx_out_size)
+            o.ctx_out = PyByteArray_AS_STRING(cout)
+            o.ctx_size_out = <uint32_t>ctx_out_size
+    with nogil:
+        ret = bl_prog_test_run(&o)
+    if ret < 0:
+        _raise("BPF_PROG_TEST_RUN", ret, target)
+    return (o.retval, o.duration,
+            bytes(dout[:o.data_size_out]) if dout is not None else None,
+            bytes(cout[:o.ctx_size_out]) if cout is not None else None)
+
+
+def link_create(int prog_fd, int target_fd, uint32_t attach_type, uint32_t flags=0,
+                uint32_t target_btf_id=0, target=None):
+    """BPF_LINK_CREATE -> :class:`FD`."""
+    cdef int ret
+    with nogil:
+        ret = bl_link_create(prog_fd, target_fd, attach_type, flags, target_btf_id)
+    return _new_fd(ret, "BPF_LINK_CREATE", target, f"link {target or ''}".strip())
+
+
+def raw_tracepoint_open(name, int prog_fd, target=None):
+    """BPF_RAW_TRACEPOINT_OPEN -> :class:`FD` (a link-like fd; close detaches)."""
+    cdef bytes bname = name.encode() if name is not None else None
+    cdef const char *cn = NULL if bname is None else <const char *>bname
+    cdef int ret
+    with nogil:
+        ret = bl_raw_tracepoint_open(cn, prog_fd)
+    return _new_fd(ret, "BPF_RAW_TRACEPOINT_OPEN", target, f"raw_tracepoint {name}")
+
+
+# --------------------------------------------------------------------------
+# the map fast path
+
+cdef inline int _pack_int(object value, Py_ssize_t size, char *out) except -1:
+    """Pack a Python int into *size* bytes, native byte order, two's complement."""
+    cdef uint64_t u
+    cdef int64_t s
+    if size == 4 or size == 8 or size == 2 or size == 1:
+        if value < 0:
+            s = value
+            u = <uint64_t>s
+            if size < 8 and s < -(<int64_t>1 << (size * 8 - 1)):
+                raise OverflowError(f"{value} does not fit in {size} bytes")
+        else:
+            u = value
+            if size < 8 and u >> (size * 8):
+                raise OverflowError(f"{value} does not fit in {size} bytes")
+        if size == 8:
+            memcpy(out, &u, 8)
+        elif size == 4:
+            (<uint32_t *>out)[0] = <uint32_t>u
+        elif size == 2:
+            (<uint16_t *>out)[0] = <uint16_t>u
+        else:
+            (<uint8_t *>out)[0] = <uint8_t>u
+        return 0
+    if size > TMP_KEY:
+        raise ValueError(f"an int cannot be packed into {size} bytes here; pass bytes")
+    b = value.to_bytes(size, _BYTEORDER, signed=value < 0)
+    memcpy(out, PyBytes_AS_STRING(b), size)
+    return 0
+
+
+cdef inline uint64_t _load_uint(const char *p, Py_ssize_t size) nogil:
+    if size == 8:
+        return (<const uint64_t *>p)[0]
+    if size == 4:
+        return (<const uint32_t *>p)[0]
+    if size == 2:
+        return (<const uint16_t *>p)[0]
+    return (<const uint8_t *>p)[0]
+
+
+cdef class MapCore:
+    """Fast per-element and bulk access to one map fd (base of :class:`bpfload.Map`).
+
+    Keys and values are bytes-like objects of exactly ``key_size`` /
+    ``value_size`` bytes, or ints packed to that size in native byte order.
+    Per-CPU maps read as a list of one value per possible CPU; map-in-map
+    and program-array maps take an fd (or an object with ``fd``) on update
+    and give the kernel object id on lookup.
+    """
+    cdef int _fd
+    cdef public object _fdobj
+    cdef readonly unsigned int type
+    cdef readonly unsigned int key_size
+    cdef readonly unsigned int value_size
+    cdef readonly unsigned int max_entries
+    cdef readonly unsigned int flags
+    cdef readonly object name
+    cdef int _kind
+    cdef int _ncpu
+    cdef Py_ssize_t _stride      # per-CPU slot size: round_up(value_size, 8)
+    cdef Py_ssize_t _vsize       # bytes the kernel reads/writes for one value
+
+    def _init_core(self, FD fdobj, unsigned int map_type, unsigned int key_size,
+                   unsigned int value_size, unsigned int max_entries, unsigned int flags, name):
+        self._fdobj = fdobj
+        self._fd = fdobj.fileno()
+        self.type = map_type
+        self.key_size = key_size
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.flags = flags
+        self.name = name
+        self._ncpu = 1
+        self._stride = value_size
+        self._vsize = value_size
+        if map_type in (T_PERCPU_HASH, T_PERCPU_ARRAY, T_LRU_PERCPU_HASH, T_PERCPU_CGROUP_STORAGE):
+            self._kind = KIND_PERCPU
+            self._ncpu = _ncpus()
+            self._stride = (value_size + 7) & ~7
+            self._vsize = self._stride * self._ncpu
+        elif map_type in (T_ARRAY_OF_MAPS, T_HASH_OF_MAPS, T_PROG_ARRAY):
+            self._kind = KIND_FDVALUE
+        elif map_type in (T_QUEUE, T_STACK, T_BLOOM_FILTER):
+            self._kind = KIND_KEYLESS
+        else:
+            self._kind = KIND_PLAIN
+
+    # -- state --------------------------------------------------------------
+    @property
+    def fd(self):
+        """The map's fd number (raises :class:`bpfload.MapClosedError` once closed)."""
+        if self._fd < 0:
+            self._closed()
+        return self._fd
+
+    @property
+    def closed(self):
+        return self._fd < 0
+
+    @property
+    def percpu(self):
+        """True for per-CPU maps (values are one slot per possible CPU)."""
+        return self._kind == KIND_PERCPU
+
+    @property
+    def ncpus(self):
+        """Number of per-CPU slots in a value (1 for other maps)."""
+        return self._ncpu
+
+    @property
+    def value_stride(self):
+        """Bytes one value occupies in a bulk buffer (per-CPU: ncpus * round_up(value_size, 8))."""
+        return self._vsize
+
+    def close(self):
+        """Close the fd (idempotent)."""
+        self._fd = -1
+        if self._fdobj is not None:
+            self._fdobj.close()
+
+    cdef int _closed(self) except -1:
+        raise _errors.MapClosedError(f"map {self.name!r} is closed")
+
+    cdef inline int _check(self) except -1:
+        if self._fd < 0:
+            self._closed()
+        return 0
+
+    # -- packing ------------------------------------------------------------
+    cdef const char *_buf(self, object obj, Py_ssize_t size, char *tmp, Py_buffer *view,
+                          bint *release, str what) except NULL:
+        release[0] = False
+        if type(obj) is bytes:
+            if PyBytes_GET_SIZE(obj) != size:
+                raise ValueError(f"map {self.name!r}: {what} is {PyBytes_GET_SIZE(obj)} bytes, "
+                                 f"expected {size}")
+            return PyBytes_AS_STRING(obj)
+        if isinstance(obj, int):
+            if size > TMP_KEY or size == 0:
+                raise ValueError(f"map {self.name!r}: {what} of {size} bytes cannot be an int")
+            _pack_int(obj, size, tmp)
+            return tmp
+        try:
+            PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
+        except TypeError:
+            raise TypeError(f"map {self.name!r}: {what} must be bytes-like or int, "
+                            f"not {type(obj).__name__}") from None
+        release[0] = True
+        if view.len != size:
+            PyBuffer_Release(view)
+            release[0] = False
+            raise ValueError(f"map {self.name!r}: {what} is {view.len} bytes, expected {size}")
+        return <const char *>view.buf
+
+    cdef object _encode_value(self, object value):
+        """A value object -> bytes of _vsize (per-CPU lists, fd values)."""
+        cdef bytearray out
+        cdef Py_ssize_t i
+        if self._kind == KIND_FDVALUE:
+            if not isinstance(value, int):
+                value = getattr(value, "fd", value)
+            if not isinstance(value, int):
+                raise TypeError(f"map {self.name!r}: value must be a map/program or an fd")
+            return (<int>value).to_bytes(4, _BYTEORDER, signed=True)
+        if self._kind == KIND_PERCPU:
+            out = bytearray(self._vsize)
+            if isinstance(value, (list, tuple)):
+                if len(value) != self._ncpu:
+                    raise ValueError(f"map {self.name!r}: per-CPU value needs {self._ncpu} "
+                                     f"entries (possible CPUs), got {len(value)}")
+                for i in range(self._ncpu):
+                    out[i * self._stride:i * self._stride + self.value_size] = \
+                        self._one_value(value[i])
+            else:
+                one = self._one_value(value)
+                for i in range(self._ncpu):
+                    out[i * self._stride:i * self._stride + self.value_size] = one
+            return out
+        return value
+
+    cdef bytes _one_value(self, object v):
+        cdef char tmp[TMP_KEY]
+        if isinstance(v, int):
+            if self.value_size > TMP_KEY:
+                raise ValueError(f"map {self.name!r}: value of {self.value_size} bytes cannot be an int")
+            _pack_int(v, self.value_size, tmp)
+            return PyBytes_FromStringAndSize(tmp, self.value_size)
+        b = bytes(v)
+        if len(b) != self.value_size:
+            raise ValueError(f"map {self.name!r}: value is {len(b)} bytes, expected {self.value_size}")
+        return b
+
+    cdef object _decode_value(self, bytes raw):
+        cdef Py_ssize_t i
+        cdef const char *p
+        if self._kind == KIND_PERCPU:
+            p = PyBytes_AS_STRING(raw)
+            return [PyBytes_FromStringAndSize(p + i * self._stride, self.value_size)
+                    for i in range(self._ncpu)]
+        if self._kind == KIND_FDVALUE:
+            return (<const uint32_t *>PyBytes_AS_STRING(raw))[0]
+        return raw
+
+    # -- single element -------------------------------------------------------
+    def lookup(self, key, uint64_t flags=0):
+        """Value for *key*, or None when absent.
+
+        Per-CPU maps: a list of one bytes value per possible CPU.  Map-in-map
+        and program arrays: the id of the stored map/program (an int).
+        *flags*: ``BPF_F_LOCK`` to read a spin-locked value consistently.
+        """
+        cdef char tmp[TMP_KEY]
+        cdef Py_buffer view
+        cdef bint release
+        cdef const char *k
+        cdef int ret
+        cdef bytes out
+        cdef char *v
+        self._check()
+        if self._kind == KIND_KEYLESS:
+            raise TypeError(f"map {self.name!r} has no keys: use peek()/pop()/push()")
+        k = self._buf(key, self.key_size, tmp, &view, &release, "key")
+        out = PyBytes_FromStringAndSize(NULL, self._vsize)
+        v = PyBytes_AS_STRING(out)
+        with nogil:
+            ret = bl_map_lookup(self._fd, k, v, flags)
+        if release:
+            PyBuffer_Release(&view)
+        if ret < 0:
+            if ret == -ENOENT_:
+                return None
+            _raise("BPF_MAP_LOOKUP_ELEM", ret, self.name, True)
+        if self._kind == KIND_PLAIN:
+            return out
+        return self._decode_value(out)
+
+    def update(self, key, value, uint64_t flags=0):
+        """Set *key* to *value*; *flags*: ``BPF_ANY`` (0), ``BPF_NOEXIST``, ``BPF_EXIST``, ``BPF_F_LOCK``."""
+        cdef char ktmp[TMP_KEY]
+        cdef char vtmp[TMP_KEY]
+        cdef Py_buffer kview, vview
+        cdef bint krel = False, vrel = False
+        cdef const char *k
+        cdef const char *v
+        cdef int ret
+        self._check()
+        if self._kind == KIND_KEYLESS:
+            raise TypeError(f"map {self.name!r} has no keys: use push()")
+        if self._kind != KIND_PLAIN:
+            value = self._encode_value(value)
+        k = self._buf(key, self.key_size, ktmp, &kview, &krel, "key")
+        try:
+            v = self._buf(value, self._vsize, vtmp, &vview, &vrel, "value")
+        except BaseException:
+            if krel:
+                PyBuffer_Release(&kview)
+            raise
+        with nogil:
+            ret = bl_map_update(self._fd, k, v, flags)
+        if krel:
+            PyBuffer_Release(&kview)
+        if vrel:
+            PyBuffer_Release(&vview)
+        if ret < 0:
+            _raise("BPF_MAP_UPDATE_ELEM", ret, self.name, True)
+
+    def delete(self, key):
+        """Delete *key*; :class:`bpfload.MapKeyError` (a KeyError) when absent."""
+        cdef char tmp[TMP_KEY]
+        cdef Py_buffer view
+        cdef bint release
+        cdef const char *k
+        cdef int ret
+        self._check()
+        if self._kind == KIND_KEYLESS:
+            raise TypeError(f"map {self.name!r} has no keys: use pop()")
+        k = self._buf(key, self.key_size, tmp, &view, &release, "key")
+        with nogil:
+            ret = bl_map_delete(self._fd, k)
+        if release:
+            PyBuffer_Release(&view)
+        if ret < 0:
+            _raise("BPF_MAP_DELETE_ELEM", ret, self.name, True)
+
+    def lookup_and_delete(self, key, uint64_t flags=0):
+        """Atomically read and remove *key* (hash maps; queue/stack use :meth:`pop`).
+
+        Raises :class:`bpfload.MapKeyError` when absent.
+        """
+        cdef char tmp[TMP_KEY]
+        cdef Py_buffer view
+        cdef bint release = False
+        cdef const char *k = NULL
+        cdef int ret
+        cdef bytes out
+        cdef char *v
+        self._check()
+        if self._kind != KIND_KEYLESS:
+            k = self._buf(key, self.key_size, tmp, &view, &release, "key")
+        out = PyBytes_FromStringAndSize(NULL, self._vsize)
+        v = PyBytes_AS_STRING(out)
+        with nogil:
+            ret = bl_map_lookup_and_delete(self._fd, k, v, flags)
+        if release:
+            PyBuffer_Release(&view)
+        if ret < 0:
+            _raise("BPF_MAP_LOOKUP_AND_DELETE_ELEM", ret, self.name, True)
+        return out if self._kind == KIND_PLAIN or self._kind == KIND_KEYLESS else self._decode_value(out)
+
+    def _keyless(self, int cmd, value, uint64_t flags):
+        """Queue/stack/bloom: cmd 0 = peek/lookup(value), 1 = push, 2 = pop."""
+        cdef bytes out
+        cdef char *v
+        cdef char tmp[TMP_KEY]
+        cdef Py_buffer view
+        cdef bint release = False
+        cdef const char *cv
+        cdef int ret
+        self._check()
+        if cmd == 0 and value is None:
+            out = PyBytes_FromStringAndSize(NULL, self._vsize)
+            v = PyBytes_AS_STRING(out)
+            with nogil:
+                ret = bl_map_lookup(self._fd, NULL, v, flags)
+            if ret == -ENOENT_:
+                return None
+            if ret < 0:
+                _raise("BPF_MAP_LOOKUP_ELEM", ret, self.name, True)
+            return out
+        if cmd == 2:
+            out = PyBytes_FromStringAndSize(NULL, self._vsize)
+            v = PyBytes_AS_STRING(out)
+            with nogil:
+                ret = bl_map_lookup_and_delete(self._fd, NULL, v, flags)
+            if ret == -ENOENT_:
+                return None
+            if ret < 0:
+                _raise("BPF_MAP_LOOKUP_AND_DELETE_ELEM", ret, self.name, True)
+            return out
+        cv = self._buf(value, self._vsize, tmp, &view, &release, "value")
+        with nogil:
+            if cmd == 0:  # bloom filter membership: value in the value field
+                ret = bl_map_lookup(self._fd, NULL, <void *>cv, flags)
+            else:
+                ret = bl_map_update(self._fd, NULL, cv, flags)
+        if release:
+            PyBuffer_Release(&view)
+        if cmd == 0:
+            if ret == -ENOENT_:
+                return False
+            if ret < 0:
+                _raise("BPF_MAP_LOOKUP_ELEM", ret, self.name, True)
+            return True
+        if ret < 0:
+            _raise("BPF_MAP_UPDATE_ELEM", ret, self.name, True)
+
+    def next_key(self, key=None):
+        """BPF_MAP_GET_NEXT_KEY: the key after *key* (the first key for None), or None at the end."""
+        cdef char tmp[TMP_KEY]
+        cdef Py_buffer view
+        cdef bint release = False
+        cdef const char *k = NULL
+        cdef bytes out
+        cdef int ret
+        cdef char *nk
+        self._check()
+        if key is not None:
+            k = self._buf(key, self.key_size, tmp, &view, &release, "key")
+        out = PyBytes_FromStringAndSize(NULL, self.key_size)
+        nk = PyBytes_AS_STRING(out)
+        with nogil:
+            ret = bl_map_get_next_key(self._fd, k, nk)
+        if release:
+            PyBuffer_Release(&view)
+        if ret == -ENOENT_:
+            return None
+        if ret < 0:
+            _raise("BPF_MAP_GET_NEXT_KEY", ret, self.name, True)
+        return out
+
+    def sum(self, key):
+        """Sum a per-CPU counter across CPUs in one call.
+
+        For ``value_size`` 1/2/4/8 returns an int (unsigned); for larger
+        values made of u64 fields returns a tuple with one sum per field.
+        Also works on non-per-CPU maps (the value itself).  None when absent.
+        """
+        cdef char tmp[TMP_KEY]
+        cdef Py_buffer view
+        cdef bint release
+        cdef const char *k
+        cdef int ret
+        cdef char *v
+        cdef uint64_t acc
+        cdef Py_ssize_t i, f, nf
+        self._check()
+        k = self._buf(key, self.key_size, tmp, &view, &release, "key")
+        v = <char *>malloc(self._vsize)
+        if v == NULL:
+            if release:
+                PyBuffer_Release(&view)
+            raise MemoryError()
+        try:
+            with nogil:
+                ret = bl_map_lookup(self._fd, k, v, 0)
+            if release:
+                PyBuffer_Release(&view)
+            if ret == -ENOENT_:
+                return None
+            if ret < 0:
+                _raise("BPF_MAP_LOOKUP_ELEM", ret, self.name, True)
+            if self.value_size in (1, 2, 4, 8):
+                acc = 0
+                for i in range(self._ncpu):
+                    acc += _load_uint(v + i * self._stride, self.value_size)
+                return acc
+            if self.value_size % 8:
+                raise ValueError(f"map {self.name!r}: sum() needs a value of 1, 2, 4 or 8 bytes, "
+                                 f"or of u64 fields; value_size is {self.value_size}")
+            nf = self.value_size // 8
+            out = []
+            for f in range(nf):
+                acc = 0
+                for i in range(self._ncpu):
+                    acc += (<uint64_t *>(v + i * self._stride))[f]
+                out.append(acc)
+            return tuple(out)
+        finally:
+            free(v)
+
+    # -- bulk -----------------------------------------------------------------
+    cdef int _dump(self, int cmd, char *keys, char *values, Py_ssize_t capacity,
+                   Py_ssize_t chunk, Py_ssize_t *total) except -1:
+        """Fill keys/values (capacity entries) with batch lookups; ret 1 if batch unsupported."""
+        cdef Py_ssize_t tok_size = max(self.key_size, 8)
+        cdef char *tokens = <char *>malloc(tok_size * 2)
+        cdef char *in_tok = NULL
+        cdef char *out_tok
+        cdef uint32_t n
+        cdef int ret
+        cdef bint first = True
+        if tokens == NULL:
+            raise MemoryError()
+        total[0] = 0
+        try:
+            while total[0] < capacity:
+                n = <uint32_t>min(chunk, capacity - total[0])
+                out_tok = tokens + (tok_size if in_tok == tokens else 0)
+                with nogil:
+                    ret = bl_map_batch(cmd, self._fd, in_tok, out_tok,
+                                       keys + total[0] * self.key_size,
+                                       values + total[0] * self._vsize, &n, 0)
+                if ret < 0 and ret != -ENOENT_:
+                    if first and (ret == -ENOTSUPP_ or ret == -EOPNOTSUPP_ or ret == -EINVAL_):
+                        return 1
+                    if ret == -ENOSPC_ and chunk < capacity - total[0]:
+                        chunk = min(chunk * 2, capacity)  # a bucket larger than the chunk
+                        continue
+                    _raise(_COMMANDS[cmd], ret, self.name, True)
+                first = False
+                total[0] += n
+                if ret == -ENOENT_:
+                    break
+                in_tok = out_tok
+            return 0
+        finally:
+            free(tokens)
+
+    cdef int _dump_slow(self, bint delete, char *keys, char *values, Py_ssize_t capacity,
+                        Py_ssize_t *total) except -1:
+        """Per-element fallback: get_next_key + lookup (+ delete), GIL released."""
+        cdef int ret = 0
+        cdef char *prev = NULL
+        cdef char *cur
+        cdef Py_ssize_t i = 0
+        cdef int fd = self._fd
+        cdef Py_ssize_t ks = self.key_size, vs = self._vsize
+        with nogil:
+            while i < capacity:
+                cur = keys + i * ks
+                ret = bl_map_get_next_key(fd, NULL if delete else prev, cur)
+                if ret < 0:
+                    break
+                if delete:
+                    ret = bl_map_lookup_and_delete(fd, cur, values + i * vs, 0)
+                    if ret == -ENOTSUPP_ or ret == -EOPNOTSUPP_ or ret == -EINVAL_:
+                        ret = bl_map_lookup(fd, cur, values + i * vs, 0)
+                        if ret >= 0:
+                            ret = bl_map_delete(fd, cur)
+                else:
+                    ret = bl_map_lookup(fd, cur, values + i * vs, 0)
+                if ret == -ENOENT_:      # deleted under us: skip it
+                    if not delete:
+                        prev = cur
+                    continue
+                if ret < 0:
+                    break
+                prev = cur
+                i += 1
+        total[0] = i
+        if ret < 0 and ret != -ENOENT_:
+            _raise("BPF_MAP_LOOKUP_ELEM" if not delete else "BPF_MAP_LOOKUP_AND_DELETE_ELEM",
+                   ret, self.name, True)
+        return 0
+
+    def lookup_batch(self, keys_out=None, values_out=None, *, Py_ssize_t chunk=0,
+                     bint delete=False):
+        """Read the whole map with BPF_MAP_LOOKUP_BATCH into contiguous buffers.
+
+        Returns ``(keys, values, count)``: *count* entries of ``key_size``
+        bytes in *keys* and ``value_stride`` bytes in *values*.  Pass
+        preallocated writable buffers (``keys_out``/``values_out``, at least
+        ``max_entries`` entries each) to avoid allocation when polling;
+        otherwise new bytearrays are returned, trimmed to *count*.  *chunk*
+        is the batch size per syscall (default: the whole map).  With
+        ``delete=True`` this is BPF_MAP_LOOKUP_AND_DELETE_BATCH.  Map types
+        without batch support fall back to a per-element loop with the same
+        result.
+        """
+        cdef Py_ssize_t cap = self.max_entries
+        cdef Py_ssize_t total = 0
+        cdef _View kv, vv
+        cdef bint own = keys_out is None
+        cdef int cmd = BPF_MAP_LOOKUP_AND_DELETE_BATCH if delete else BPF_MAP_LOOKUP_BATCH
+        self._check()
+        if self._kind == KIND_KEYLESS:
+            raise _errors.NotSupportedError(_COMMANDS[cmd], ENOTSUPP_, self.name,
+                                            "queue/stack/bloom maps have no keys to batch over")
+        if own:
+            keys_out = bytearray(cap * self.key_size)
+            values_out = bytearray(cap * self._vsize)
+        elif values_out is None:
+            raise ValueError("values_out is required with keys_out")
+        kv = _View(keys_out, True)
+        vv = _View(values_out, True)
+        cap = min(kv.view.len // self.key_size if self.key_size else 0, vv.view.len // self._vsize)
+        if chunk <= 0:
+            chunk = cap if cap > 0 else 1
+        if cap > 0 and self._dump(cmd, <char *>kv.view.buf, <char *>vv.view.buf, cap, chunk, &total) == 1:
+            self._dump_slow(delete, <char *>kv.view.buf, <char *>vv.view.buf, cap, &total)
+        del kv, vv
+        if own:
+            del keys_out[total * self.key_size:]
+            del values_out[total * self._vsize:]
+        return keys_out, values_out, total
+
+    def lookup_and_delete_batch(self, keys_out=None, values_out=None, *, Py_ssize_t chunk=0):
+        """Drain the map: :meth:`lookup_batch` with ``delete=True``."""
+        return self.lookup_batch(keys_out, values_out, chunk=chunk, delete=True)
+
+    def update_batch(self, keys, values, uint64_t flags=0):
+        """BPF_MAP_UPDATE_BATCH from contiguous buffers.
+
+        *keys*: n * ``key_size`` bytes; *values*: n * ``value_stride`` bytes
+        (per-CPU: every CPU's slot; map-in-map/prog arrays: n native ints,
+        fds).  Returns n.  Falls back to a per-element loop where the kernel
+        lacks the batch command.
+        """
+        cdef _View kv, vv
+        cdef uint32_t n, done
+        cdef Py_ssize_t count, i
+        cdef int ret
+        cdef int fd = self._fd
+        cdef char *kp
+        cdef char *vp
+        self._check()
+        kv = _View(keys)
+        vv = _View(values)
+        if self.key_size == 0 or kv.view.len % self.key_size:
+            raise ValueError(f"map {self.name!r}: keys buffer of {kv.view.len} bytes is not a "
+                             f"multiple of key_size {self.key_size}")
+        count = kv.view.len // self.key_size
+        if vv.view.len != count * self._vsize:
+            raise ValueError(f"map {self.name!r}: {count} keys need {count * self._vsize} value "
+                             f"bytes ({self._vsize} each), got {vv.view.len}")
+        if count == 0:
+            return 0
+        n = <uint32_t>count
+        kp = <char *>kv.view.buf
+        vp = <char *>vv.view.buf
+        with nogil:
+            ret = bl_map_batch(BPF_MAP_UPDATE_BATCH, fd, NULL, NULL, kp, vp, &n, flags)
+        if ret == -ENOTSUPP_ or ret == -EOPNOTSUPP_ or (ret == -EINVAL_ and n == 0 and flags == 0):
+            i = 0
+            with nogil:
+                while i < count:
+                    ret = bl_map_update(fd, kp + i * self.key_size, vp + i * self._vsize, flags)
+                    if ret < 0:
+                        break
+                    i += 1
+            n = <uint32_t>i
+        if ret < 0:
+            _raise("BPF_MAP_UPDATE_BATCH", ret, self.name, True,
+                   f"{n} of {count} elements were written before the failure")
+        return count
+
+    def delete_batch(self, keys):
+        """BPF_MAP_DELETE_BATCH for n * ``key_size`` bytes of keys; returns n.
+
+        Stops at the first key that is absent and raises
+        :class:`bpfload.MapKeyError` saying how many were deleted.
+        """
+        cdef _View kv
+        cdef uint32_t n
+        cdef Py_ssize_t count, i
+        cdef int ret
+        cdef int fd = self._fd
+        cdef char *kp
+        self._check()
+        kv = _View(keys)
+        if self.key_size == 0 or kv.view.len % self.key_size:
+            raise ValueError(f"map {self.name!r}: keys buffer of {kv.view.len} bytes is not a "
+                             f"multiple of key_size {self.key_size}")
+        count = kv.view.len // self.key_size
+        if count == 0:
+            return 0
+        n = <uint32_t>count
+        kp = <char *>kv.view.buf
+        with nogil:
+            ret = bl_map_batch(BPF_MAP_DELETE_BATCH, fd, NULL, NULL, kp, NULL, &n, 0)
+        if ret == -ENOTSUPP_ or ret == -EOPNOTSUPP_:
+            i = 0
+            with nogil:
+                while i < count:
+                    ret = bl_map_delete(fd, kp + i * self.key_size)
+                    if ret < 0:
+                        break
+                    i += 1
+            n = <uint32_t>i
+        if ret < 0:
+            _raise("BPF_MAP_DELETE_BATCH", ret, self.name, True,
+                   f"{n} of {count} keys were deleted before the failure")
+        return count
+
+    def items(self):
+        """Every ``(key, value)`` pair, read with batch lookups (one list, built in C).
+
+        Values are decoded as by :meth:`lookup` (per-CPU lists, ids for
+        map-in-map).
+        """
+        cdef bytearray kb, vb
+        cdef Py_ssize_t n, i
+        cdef const char *kp
+        cdef const char *vp
+        cdef list out
+        kb, vb, n = self.lookup_batch()
+        kp = PyByteArray_AS_STRING(kb)
+        vp = PyByteArray_AS_STRING(vb)
+        out = [None] * n
+        if self._kind == KIND_PLAIN:
+            for i in range(n):
+                out[i] = (PyBytes_FromStringAndSize(kp + i * self.key_size, self.key_size),
+                          PyBytes_FromStringAndSize(vp + i * self._vsize, self._vsize))
+        else:
+            for i in range(n):
+                out[i] = (PyBytes_FromStringAndSize(kp + i * self.key_size, self.key_size),
+                          self._decode_value(PyBytes_FromStringAndSize(vp + i * self._vsize, self._vsize)))
+        return out
+
+    def keys(self):
+        """Every key as bytes (batch lookup; get_next_key where batch is missing)."""
+        cdef bytearray kb
+        cdef Py_ssize_t n, i
+        cdef const char *kp
+        kb, _, n = self.lookup_batch()
+        kp = PyByteArray_AS_STRING(kb)
+        return [PyBytes_FromStringAndSize(kp + i * self.key_size, self.key_size) for i in range(n)]
+
+    def sum_batch(self, keys_out=None, sums_out=None, scratch=None):
+        """Read the whole map and sum every value across CPUs, in C.
+
+        Returns ``(keys, sums, count)``: *sums* holds one native u64 per
+        entry (for ``value_size`` 1/2/4/8) or one u64 per 8-byte field
+        (``value_size // 8`` per entry).  Preallocated *keys_out*,
+        *sums_out* and *scratch* (``max_entries * value_stride`` bytes)
+        make repeated polls allocation-free.
+        """
+        cdef Py_ssize_t nf = 1 if self.value_size in (1, 2, 4, 8) else self.value_size // 8
+        cdef Py_ssize_t n, i, c, f
+        cdef _View sv, scv
+        cdef uint64_t *sp
+        cdef const char *vp
+        cdef uint64_t acc
+        cdef Py_ssize_t stride = self._stride, vsize = self._vsize, ncpu = self._ncpu
+        cdef unsigned int value_size = self.value_size
+        if nf != 1 and self.value_size % 8:
+            raise ValueError(f"map {self.name!r}: sum_batch() needs a value of 1, 2, 4 or 8 bytes, "
+                             f"or of u64 fields; value_size is {self.value_size}")
+        if keys_out is None:
+            keys_out = bytearray(self.max_entries * self.key_size)
+        if scratch is None:
+            scratch = bytearray(self.max_entries * self._vsize)
+        keys_out, scratch, n = self.lookup_batch(keys_out, scratch)
+        if sums_out is None:
+            sums_out = bytearray(n * nf * 8)
+        sv = _View(sums_out, True)
+        if sv.view.len < n * nf * 8:
+            raise ValueError(f"sums_out needs {n * nf * 8} bytes")
+        scv = _View(scratch)
+        sp = <uint64_t *>sv.view.buf
+        vp = <const char *>scv.view.buf
+        with nogil:
+            if nf == 1:
+                for i in range(n):
+                    acc = 0
+                    for c in range(ncpu):
+                        acc += _load_uint(vp + i * vsize + c * stride, value_size)
+                    sp[i] = acc
+            else:
+                for i in range(n):
+                    for f in range(nf):
+                        acc = 0
+                        for c in range(ncpu):
+                            acc += (<const uint64_t *>(vp + i * vsize + c * stride))[f]
+                        sp[i * nf + f] = acc
+        return keys_out, sums_out, n
+
+    # -- dict protocol --------------------------------------------------------
+    def __getitem__(self, key):
+        v = self.lookup(key)
+        if v is None:
+            raise _errors.MapKeyError("BPF_MAP_LOOKUP_ELEM", ENOENT_, self.name,
+                                      f"key {key!r}")
+        return v
+
+    def __setitem__(self, key, value):
+        self.update(key, value)
+
+    def __delitem__(self, key):
+        self.delete(key)
+
+    def __contains__(self, key):
+        if self._kind == KIND_KEYLESS:
+            return self._keyless(0, key, 0)
+        return self.lookup(key) is not None
+
+    def __iter__(self):
+        return iter(self.keys())

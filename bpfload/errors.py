@@ -1,0 +1,205 @@
+"""The bpfload exception family.
+
+Every error bpfload raises on purpose is a :class:`BpfError`.  Errors that
+come from a bpf(2) command carry the command name, the errno and the name of
+the map or program involved, so a user can act without re-running under
+strace.  Where a Python builtin fits, the class mixes it in (``MapKeyError``
+is also a ``KeyError``) so ordinary ``except`` clauses keep working.
+
+This module is pure Python: the Cython core raises these classes through
+:func:`from_errno`, the one place that converts an errno.
+"""
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+__all__ = [
+    "BpfError",
+    "SyscallError",
+    "MapError",
+    "MapKeyError",
+    "MapFullError",
+    "MapClosedError",
+    "NotSupportedError",
+    "PermissionDeniedError",
+    "ElfError",
+    "BtfError",
+    "LoadError",
+    "PinError",
+    "IncompatibleMapError",
+    "from_errno",
+]
+
+# What the kernel means by an errno, per command family. Generic meanings
+# first; a command may refine them in _HINTS below.
+_HINTS = {
+    _errno.EPERM: "operation not permitted: bpf(2) needs CAP_BPF (or root), "
+    "and some program types need CAP_PERFMON/CAP_SYS_ADMIN",
+    _errno.EACCES: "permission denied (the verifier refused the program, or the "
+    "map is frozen/read-only for this operation)",
+    _errno.E2BIG: "too big: max_entries reached, or attr/value size beyond the "
+    "kernel's limit",
+    _errno.EINVAL: "invalid argument: the kernel rejected the attributes "
+    "(type/size/flags combination)",
+    _errno.ENOENT: "no such element or object",
+    _errno.EEXIST: "element already exists (BPF_NOEXIST)",
+    _errno.ENOMEM: "out of memory (or memlock limit)",
+    _errno.EBADF: "bad file descriptor",
+    _errno.ENOTSUPP if hasattr(_errno, "ENOTSUPP") else 524: "operation not "
+    "supported for this map or program type",
+    524: "operation not supported for this map or program type (ENOTSUPP)",
+    _errno.EOPNOTSUPP: "operation not supported for this map or program type",
+    _errno.EBUSY: "resource busy",
+    _errno.EFAULT: "bad address passed to the kernel",
+    _errno.ENOSPC: "no space (the verifier log was too small, or a map is full)",
+}
+
+
+class BpfError(Exception):
+    """Root of every error bpfload raises deliberately."""
+
+
+class SyscallError(BpfError, OSError):
+    """A bpf(2) (or related) system call failed.
+
+    Attributes: ``command`` (e.g. ``"BPF_MAP_UPDATE_ELEM"``), ``errno``,
+    ``target`` (map or program name, may be None) and ``hint``.
+    """
+
+    def __init__(self, command: str, err: int, target: str | None = None, detail: str | None = None):
+        self.command = command
+        self.target = target
+        self.hint = _HINTS.get(err, os.strerror(err))
+        self.detail = detail
+        msg = f"{command} failed"
+        if target:
+            msg += f" for {target!r}"
+        msg += f": [Errno {err}] {_errno.errorcode.get(err, err if err != 524 else 'ENOTSUPP')}: {self.hint}"
+        if detail:
+            msg += f" ({detail})"
+        OSError.__init__(self, err, msg)
+        self.args = (msg,)
+
+    def __str__(self) -> str:  # OSError.__str__ would prefix "[Errno n]" again
+        return self.args[0]
+
+
+class MapError(SyscallError):
+    """A map command failed."""
+
+
+class MapKeyError(MapError, KeyError):
+    """The key is not in the map (ENOENT from lookup/delete)."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class MapFullError(MapError):
+    """The map has no room for a new element (E2BIG on update)."""
+
+
+class NotSupportedError(SyscallError):
+    """The kernel does not support this operation for this map/program type."""
+
+
+class PermissionDeniedError(SyscallError, PermissionError):
+    """EPERM/EACCES: missing capability, frozen map, or read-only access."""
+
+
+class MapClosedError(BpfError, ValueError):
+    """Use of a map or program whose file descriptor was closed."""
+
+
+class ElfError(BpfError, ValueError):
+    """A malformed or unsupported BPF ELF object.
+
+    Attributes ``object``, ``section``, ``symbol`` and ``offset`` say where.
+    """
+
+    def __init__(self, message: str, *, object: str | None = None, section: str | None = None,
+                 symbol: str | None = None, offset: int | None = None):
+        self.object = object
+        self.section = section
+        self.symbol = symbol
+        self.offset = offset
+        where = []
+        if object:
+            where.append(f"object {object!r}")
+        if section:
+            where.append(f"section {section!r}")
+        if symbol:
+            where.append(f"symbol {symbol!r}")
+        if offset is not None:
+            where.append(f"offset {offset:#x}")
+        full = f"{', '.join(where)}: {message}" if where else message
+        super().__init__(full)
+
+
+class BtfError(ElfError):
+    """Malformed or unsupported BTF / BTF.ext data, or a failed CO-RE relocation."""
+
+
+class IncompatibleMapError(BpfError, ValueError):
+    """A map to reuse (pin or explicit fd) does not match the definition."""
+
+
+class PinError(BpfError, OSError):
+    """Pinning or opening a pin in bpffs failed (path given in ``path``)."""
+
+    def __init__(self, message: str, path: str, err: int | None = None):
+        self.path = path
+        super().__init__(err or 0, f"{message}: {path}")
+        self.args = (f"{message}: {path}",)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class LoadError(SyscallError):
+    """The kernel refused to load a program.
+
+    ``program`` is the program name, ``log`` the complete verifier log;
+    ``str()`` shows the tail of the log, where the verifier says why.
+    """
+
+    def __init__(self, program: str, err: int, log: str = "", command: str = "BPF_PROG_LOAD",
+                 detail: str | None = None):
+        self.program = program
+        self.log = log
+        summary = _summarize_log(log)
+        if summary:
+            detail = (detail + "; " if detail else "") + "verifier log (tail):\n" + summary
+        super().__init__(command, err, program, detail)
+
+
+def _summarize_log(log: str, lines: int = 12) -> str:
+    tail = [ln for ln in log.rstrip("\0\n ").splitlines() if ln.strip()][-lines:]
+    return "\n".join("    " + ln for ln in tail)
+
+
+_BY_ERRNO = {
+    _errno.EPERM: PermissionDeniedError,
+    _errno.EACCES: PermissionDeniedError,
+    _errno.EOPNOTSUPP: NotSupportedError,
+    524: NotSupportedError,
+}
+
+
+def from_errno(command: str, err: int, target: str | None = None, detail: str | None = None,
+               *, is_map: bool = False) -> SyscallError:
+    """Build the precise exception for *command* failing with *err*.
+
+    The one place errno becomes an exception class.
+    """
+    if is_map:
+        if err == _errno.ENOENT and command in ("BPF_MAP_LOOKUP_ELEM", "BPF_MAP_DELETE_ELEM",
+                                               "BPF_MAP_LOOKUP_AND_DELETE_ELEM"):
+            return MapKeyError(command, err, target, detail)
+        if err == _errno.E2BIG and command in ("BPF_MAP_UPDATE_ELEM", "BPF_MAP_UPDATE_BATCH"):
+            return MapFullError(command, err, target, detail)
+    cls = _BY_ERRNO.get(err)
+    if cls is not None:
+        return cls(command, err, target, detail)
+    return (MapError if is_map else SyscallError)(command, err, target, detail)

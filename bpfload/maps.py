@@ -1,0 +1,289 @@
+"""Maps: :class:`Map`, one owner of one BPF map fd.
+
+The per-element and bulk fast paths live in :class:`bpfload._core.syscall.MapCore`
+(Cython); this module adds construction (create, fd, id, pin), pinning,
+kernel info and the interfaces of particular map types (queue/stack/bloom).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import struct
+from typing import Optional, Union
+
+from . import errors
+from ._core import syscall as _sys
+from ._core.syscall import FD, MapCore, possible_cpus
+from .constants import MAP_IN_MAP_TYPES, MapType
+
+__all__ = ["Map", "MapInfo", "possible_cpus", "kernel_name"]
+
+_MAP_INFO = struct.Struct("=6I16sII QQ III4x Q")
+assert _MAP_INFO.size == 88
+
+_NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
+
+
+def kernel_name(name: Optional[str]) -> str:
+    """The name the kernel accepts: [A-Za-z0-9_.], at most 15 bytes."""
+    return _NAME_OK.sub("_", name or "")[:15]
+
+
+@dataclasses.dataclass(frozen=True)
+class MapInfo:
+    """What BPF_OBJ_GET_INFO_BY_FD reports for a map (``struct bpf_map_info``)."""
+
+    type: MapType
+    id: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int
+    name: str
+    ifindex: int
+    btf_vmlinux_value_type_id: int
+    netns_dev: int
+    netns_ino: int
+    btf_id: int
+    btf_key_type_id: int
+    btf_value_type_id: int
+    map_extra: int
+
+    @classmethod
+    def from_fd(cls, fd: int, target: Optional[str] = None) -> "MapInfo":
+        raw = _sys.obj_get_info(fd, _MAP_INFO.size, target)
+        raw = raw.ljust(_MAP_INFO.size, b"\0")
+        f = list(_MAP_INFO.unpack(raw))
+        try:
+            f[0] = MapType(f[0])
+        except ValueError:
+            pass
+        f[6] = f[6].split(b"\0", 1)[0].decode(errors="replace")
+        return cls(*f)
+
+
+def _as_fd(obj) -> int:
+    """An int fd from an int, an :class:`FD`, or anything with ``fd``/``fileno()``."""
+    if isinstance(obj, int):
+        return obj
+    fd = getattr(obj, "fd", None)
+    if isinstance(fd, int):
+        return fd
+    if hasattr(obj, "fileno"):
+        return obj.fileno()
+    raise TypeError(f"expected an fd or an object with one, got {type(obj).__name__}")
+
+
+def _fdinfo_kind(fd: int) -> str:
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            text = f.read()
+    except OSError:
+        return "unknown"
+    if "map_type:" in text:
+        return "map"
+    if "prog_type:" in text:
+        return "prog"
+    if "link_type:" in text:
+        return "link"
+    return "other"
+
+
+class Map(MapCore):
+    """One BPF map, owned through its fd.
+
+    Construct with :meth:`create`, :meth:`from_fd`, :meth:`from_id` or
+    :meth:`from_pin`; loaded objects hand them out as ``obj.maps[name]``.
+    Keys and values are bytes-like objects of exactly the map's sizes, or
+    ints packed to those sizes in native byte order.  See
+    :class:`~bpfload._core.syscall.MapCore` for the access methods
+    (``lookup``, ``update``, ``delete``, batch operations, ``sum`` ...) and
+    the dict protocol (``m[k]``, ``m[k] = v``, ``del m[k]``, ``k in m``,
+    iteration over keys).  Close with :meth:`close` or a ``with`` block.
+    """
+
+    def __init__(self, *a, **kw):
+        raise TypeError("use Map.create(), Map.from_fd(), Map.from_id() or Map.from_pin()")
+
+    # -- construction ---------------------------------------------------------
+    @classmethod
+    def _wrap(cls, fdobj: FD, map_type: int, key_size: int, value_size: int, max_entries: int,
+              flags: int, name: Optional[str], map_id: int = 0) -> "Map":
+        self = cls.__new__(cls)
+        self._init_core(fdobj, int(map_type), key_size, value_size, max_entries, flags, name)
+        try:
+            self._type = MapType(map_type)
+        except ValueError:
+            self._type = map_type
+        self._id = map_id
+        self._pin_path = None
+        self.inner_map_id = None
+        return self
+
+    @classmethod
+    def _from_owned_fd(cls, fdobj: FD, name: Optional[str] = None) -> "Map":
+        try:
+            info = MapInfo.from_fd(fdobj.fileno(), name)
+        except BaseException:
+            fdobj.close()
+            raise
+        m = cls._wrap(fdobj, info.type, info.key_size, info.value_size, info.max_entries,
+                      info.flags, name or info.name, info.id)
+        fdobj.what = f"map {m.name!r}"
+        return m
+
+    @classmethod
+    def create(cls, map_type: Union[MapType, int], key_size: int, value_size: int,
+               max_entries: int, *, flags: int = 0, name: Optional[str] = None,
+               inner_map=None, numa_node: Optional[int] = None, map_extra: int = 0,
+               btf_fd: int = 0, btf_key_type_id: int = 0, btf_value_type_id: int = 0) -> "Map":
+        """Create a map (BPF_MAP_CREATE).
+
+        *inner_map* (a Map or fd) is the template of an ARRAY_OF_MAPS /
+        HASH_OF_MAPS.  *numa_node* sets BPF_F_NUMA_NODE.  *map_extra* is the
+        number of hash functions of a BLOOM_FILTER.  Raises
+        :class:`bpfload.MapError` (errno and hint) when the kernel refuses.
+        """
+        map_type = int(map_type)
+        inner_fd = 0
+        if map_type in (int(t) for t in MAP_IN_MAP_TYPES):
+            if inner_map is None:
+                raise ValueError(f"map {name!r}: {MapType(map_type).name} needs inner_map "
+                                 "(the template the kernel checks inner maps against)")
+            inner_fd = _as_fd(inner_map)
+        elif inner_map is not None:
+            raise ValueError(f"map {name!r}: inner_map is only for ARRAY_OF_MAPS/HASH_OF_MAPS")
+        fdobj = _sys.map_create(map_type, key_size, value_size, max_entries, flags,
+                                kernel_name(name), inner_fd, numa_node, btf_fd, btf_key_type_id,
+                                btf_value_type_id, 0, map_extra)
+        if name:
+            fdobj.what = f"map {name!r}"
+        try:
+            info = MapInfo.from_fd(fdobj.fileno(), name)
+        except BaseException:
+            fdobj.close()
+            raise
+        m = cls._wrap(fdobj, map_type, key_size, value_size, max_entries, info.flags, name,
+                      info.id)
+        if inner_fd:
+            m.inner_map_id = MapInfo.from_fd(inner_fd).id
+        return m
+
+    @classmethod
+    def from_fd(cls, fd, *, name: Optional[str] = None) -> "Map":
+        """A Map for an existing map fd.  The fd is duplicated: the caller keeps its own."""
+        fd = _as_fd(fd)
+        if _fdinfo_kind(fd) != "map":
+            raise errors.BpfError(f"fd {fd} is not a BPF map")
+        new = os.dup(fd) if fd > 2 else None
+        if new is None:
+            import fcntl
+            new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        else:
+            os.set_inheritable(new, False)
+        if new <= 2:  # pragma: no cover - dup of a high fd cannot land below 3
+            import fcntl
+            n2 = fcntl.fcntl(new, fcntl.F_DUPFD_CLOEXEC, 3)
+            os.close(new)
+            new = n2
+        return cls._from_owned_fd(FD(new, "map"), name)
+
+    @classmethod
+    def from_id(cls, map_id: int, *, name: Optional[str] = None) -> "Map":
+        """Open the map with kernel id *map_id* (BPF_MAP_GET_FD_BY_ID)."""
+        return cls._from_owned_fd(_sys.get_fd_by_id("map", map_id), name)
+
+    @classmethod
+    def from_pin(cls, path: Union[str, os.PathLike], *, name: Optional[str] = None) -> "Map":
+        """Open the map pinned at *path* in a bpffs (BPF_OBJ_GET).
+
+        Raises :class:`bpfload.PinError` when nothing is pinned there or the
+        pin is not a map.
+        """
+        path = os.fspath(path)
+        try:
+            fdobj = _sys.obj_get(path)
+        except errors.SyscallError as e:
+            raise errors.PinError(f"cannot open pinned map ({e.hint})", path, e.errno) from e
+        if _fdinfo_kind(fdobj.fileno()) != "map":
+            fdobj.close()
+            raise errors.PinError("pinned object is not a map", path)
+        m = cls._from_owned_fd(fdobj, name)
+        m._pin_path = path
+        return m
+
+    # -- attributes -----------------------------------------------------------
+    @property
+    def type(self) -> MapType:
+        """The map type (:class:`bpfload.MapType`)."""
+        return self._type
+
+    @property
+    def id(self) -> int:
+        """The kernel's id for this map (stable while the map exists)."""
+        return self._id
+
+    @property
+    def pin_path(self) -> Optional[str]:
+        """Where this Map pinned (or was opened from), else None."""
+        return self._pin_path
+
+    def info(self) -> MapInfo:
+        """Fresh ``struct bpf_map_info`` from the kernel."""
+        return MapInfo.from_fd(self.fd, self.name)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    # -- pins -----------------------------------------------------------------
+    def pin(self, path: Union[str, os.PathLike]) -> None:
+        """Pin the map at *path* (inside a bpffs mount); :class:`bpfload.PinError` on failure."""
+        path = os.fspath(path)
+        try:
+            _sys.obj_pin(self.fd, path, self.name)
+        except errors.SyscallError as e:
+            raise errors.PinError(f"cannot pin map {self.name!r} ({e.hint})", path, e.errno) from e
+        self._pin_path = path
+
+    def unpin(self) -> None:
+        """Remove the pin this map was pinned at (the map lives on while fds hold it)."""
+        if self._pin_path is None:
+            raise errors.PinError(f"map {self.name!r} is not pinned", "")
+        try:
+            os.unlink(self._pin_path)
+        except OSError as e:
+            raise errors.PinError(f"cannot unpin map {self.name!r} ({e.strerror})",
+                                  self._pin_path, e.errno) from e
+        self._pin_path = None
+
+    def freeze(self) -> None:
+        """Make the map read-only for user space (BPF_MAP_FREEZE); programs may still write."""
+        _sys.map_freeze(self.fd, self.name)
+
+    # -- queue / stack / bloom filter -----------------------------------------
+    def push(self, value, flags: int = 0) -> None:
+        """QUEUE/STACK: push *value* (``BPF_EXIST`` makes a full queue drop its oldest).
+        BLOOM_FILTER: add *value*."""
+        self._keyless(1, value, flags)
+
+    def pop(self):
+        """QUEUE/STACK: remove and return the next value, or None when empty."""
+        return self._keyless(2, None, 0)
+
+    def peek(self):
+        """QUEUE/STACK: the next value without removing it, or None when empty."""
+        return self._keyless(0, None, 0)
+
+    # -- lifetime -------------------------------------------------------------
+    def __enter__(self) -> "Map":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self.fd}"
+        tname = self._type.name if isinstance(self._type, MapType) else self._type
+        return (f"<Map {self.name!r} {tname} key={self.key_size} value={self.value_size} "
+                f"max_entries={self.max_entries} {state}>")

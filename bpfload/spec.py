@@ -1,0 +1,167 @@
+"""Deterministic, syscall-free description of a BPF object.
+
+:mod:`bpfload.elf` turns an ELF file into an :class:`ObjectSpec`; the loader
+turns a spec into live maps and programs.  Nothing here touches the kernel, so
+specs can be built and inspected without privileges, and loading never
+mutates them (the loader works on copies).
+
+Instruction-level contract (shared by elf.py, the linker in
+``bpfload._core.insn`` and the loader):
+
+* Every function in an executable section is a :class:`FunctionSpec` holding
+  its own instructions (``symbol.value .. + symbol.size``) and its
+  relocations, indexed in 8-byte instruction slots *relative to the function
+  start*.
+* Programs (global functions in a program section) are
+  :class:`ProgramSpec`\\ s, i.e. functions with a program type; static
+  functions (and everything in ``.text``) are subprograms.
+* A bpf-to-bpf call is always a :class:`Reloc` of kind ``CALL`` naming the
+  callee function, whether clang emitted an ELF relocation for it (calls
+  across sections) or resolved it itself (calls inside one section):
+  ``addend`` is the callee's instruction offset inside the callee function
+  (normally 0).  The linker therefore never needs to know about sections.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+from typing import Dict, List, Optional
+
+from .constants import AttachType, MapType, PinType, ProgType
+
+
+class RelocKind(enum.IntEnum):
+    MAP = 1        #: ld_imm64 of a map: src_reg=BPF_PSEUDO_MAP_FD, imm=fd
+    DATA = 2       #: ld_imm64 into a global-data map: BPF_PSEUDO_MAP_VALUE, imm=fd, imm2=addend
+    CALL = 3       #: bpf-to-bpf call: imm = callee start - (insn + 1)
+    FUNC_ADDR = 4  #: ld_imm64 of a subprogram address (callbacks): BPF_PSEUDO_FUNC
+    EXTERN = 5     #: ld_imm64 / call of an extern (.kconfig / __ksym): resolved by btf/loader
+
+
+@dataclasses.dataclass(frozen=True)
+class Reloc:
+    """One relocation inside a function.
+
+    ``insn``: index of the instruction (8-byte slots) from the function start.
+    ``target``: map name (MAP), data section name (DATA), function name
+    (CALL/FUNC_ADDR) or extern symbol name (EXTERN).
+    ``addend``: DATA: byte offset inside the section image; CALL/FUNC_ADDR:
+    instruction offset inside the callee.
+    """
+
+    insn: int
+    kind: RelocKind
+    target: str
+    addend: int = 0
+
+
+@dataclasses.dataclass
+class FunctionSpec:
+    """A function's instructions and relocations (a program or a subprogram)."""
+
+    name: str
+    section: str
+    insns: bytes
+    relocs: List[Reloc] = dataclasses.field(default_factory=list)
+    #: offset of the function's first byte inside its section
+    offset: int = 0
+
+    @property
+    def insn_count(self) -> int:
+        return len(self.insns) // 8
+
+
+@dataclasses.dataclass
+class ProgramSpec(FunctionSpec):
+    """An entry-point program: a function plus what the kernel needs to load it."""
+
+    type: ProgType = ProgType.UNSPEC
+    expected_attach_type: Optional[AttachType] = None
+    #: what follows the section prefix (``kprobe/do_sys_open`` -> ``do_sys_open``)
+    attach_target: Optional[str] = None
+    license: str = ""
+    kern_version: int = 0
+    #: BPF_F_SLEEPABLE etc.
+    flags: int = 0
+
+
+@dataclasses.dataclass
+class MapSpec:
+    """A map definition, editable before load.
+
+    ``form`` is where it came from: ``"btf"`` (``.maps``), ``"legacy"``
+    (``struct bpf_map_def`` in ``maps``), ``"custom"`` (bpfload's
+    ``struct bpfm_map_custom``), or ``"data"`` (a global-data section).
+    """
+
+    name: str
+    type: MapType
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int = 0
+    pinning: PinType = PinType.NONE
+    numa_node: Optional[int] = None
+    map_extra: int = 0
+    form: str = "btf"
+    section: str = ".maps"
+    #: outer maps: the template inner map (a spec; for BTF it is anonymous)
+    inner: Optional["MapSpec"] = None
+    #: outer map / program array static initializers: slot -> map or program name
+    slots: Dict[int, str] = dataclasses.field(default_factory=dict)
+    btf_key_type_id: int = 0
+    btf_value_type_id: int = 0
+    #: global-data maps: the section image (``.bss``: zeros)
+    data: Optional[bytes] = None
+    #: freeze after creation and initial update (``.rodata``)
+    freeze: bool = False
+    #: custom form: the definition's own id, relation id and inner slot
+    map_id: int = -1
+    relation_id: int = -1
+    inner_index: int = -1
+    #: set by :meth:`reuse`: a Map or fd to use instead of creating one
+    reused: object = None
+
+    def reuse(self, map_or_fd) -> None:
+        """Use an existing map (a :class:`bpfload.Map` or fd) instead of creating one.
+
+        The map must be compatible (type, key/value size, max_entries, flags);
+        the loader checks that before any program is loaded.
+        """
+        self.reused = map_or_fd
+
+    @property
+    def is_outer(self) -> bool:
+        return self.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
+
+
+@dataclasses.dataclass
+class GlobalVar:
+    """A global variable in a data section (``.data``, ``.rodata``, ``.bss``...)."""
+
+    name: str
+    section: str
+    offset: int
+    size: int
+
+
+@dataclasses.dataclass
+class ObjectSpec:
+    """Everything parsed from one BPF ELF object."""
+
+    name: str
+    maps: Dict[str, MapSpec] = dataclasses.field(default_factory=dict)
+    programs: Dict[str, ProgramSpec] = dataclasses.field(default_factory=dict)
+    #: every function, programs included, by symbol name (the linker's input)
+    functions: Dict[str, FunctionSpec] = dataclasses.field(default_factory=dict)
+    variables: Dict[str, GlobalVar] = dataclasses.field(default_factory=dict)
+    license: str = ""
+    kern_version: int = 0
+    #: parsed ``.BTF`` (a :class:`bpfload.btf.Btf`) and ``.BTF.ext``, or None
+    btf: object = None
+    btf_ext: object = None
+
+    def copy(self) -> "ObjectSpec":
+        """A deep copy the loader may mutate without touching this spec."""
+        return copy.deepcopy(self)

@@ -1,0 +1,343 @@
+/*
+ * bpf_sys.h: the one door to bpf(2).
+ *
+ * One static-inline helper per command fills `union bpf_attr` and calls
+ * bl_sys_bpf(), which owns EINTR/EAGAIN retry and returns -errno on failure.
+ * Nothing else in bpfload calls syscall(__NR_bpf, ...).  Cython sees only
+ * the narrow prototypes declared in bpfload/_core/syscall.pyx.
+ *
+ * Every fd returned is O_CLOEXEC (bpf(2) does that for map/prog/btf fds) and
+ * is moved above 2 so that fd 0 is never handed out: the UAPI reads fd 0 in
+ * several fields as "no fd".
+ */
+#ifndef BPFLOAD_BPF_SYS_H
+#define BPFLOAD_BPF_SYS_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/bpf.h>
+
+#define BL_PTR(p) ((__u64)(uintptr_t)(p))
+
+/* Fault injection for rollback tests: when bl_fail_at > 0, the
+ * bl_fail_at-th bpf(2) call from now (counted over all commands, or only
+ * over bl_fail_cmd when >= 0) fails with bl_fail_errno without entering the
+ * kernel.  Set from Python through bpfload._core.syscall.inject_fault(). */
+static long bl_fail_at = 0;
+static int bl_fail_cmd = -1;
+static int bl_fail_errno = 0;
+static unsigned long bl_calls = 0;
+
+static inline int bl_fd_above_stdio(int fd)
+{
+    if (fd >= 0 && fd <= 2) {
+        int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        int saved = errno;
+        close(fd);
+        if (nfd < 0)
+            return -saved;
+        return nfd;
+    }
+    return fd;
+}
+
+static inline int bl_sys_bpf(int cmd, union bpf_attr *attr, unsigned int size)
+{
+    long ret;
+    int again = 0;
+
+    bl_calls++;
+    if (bl_fail_at > 0 && (bl_fail_cmd < 0 || bl_fail_cmd == cmd)) {
+        if (--bl_fail_at == 0)
+            return -bl_fail_errno;
+    }
+    for (;;) {
+        ret = syscall(__NR_bpf, cmd, attr, size);
+        if (ret >= 0)
+            return (int)ret;
+        if (errno == EINTR)
+            continue;
+        /* PROG_LOAD and BTF_LOAD return EAGAIN when the verifier was
+         * interrupted by a signal; libbpf retries a few times. */
+        if (errno == EAGAIN && (cmd == BPF_PROG_LOAD || cmd == BPF_BTF_LOAD) && ++again < 5)
+            continue;
+        return -errno;
+    }
+}
+
+/* A command that returns a new fd: move it above stdio. */
+static inline int bl_sys_bpf_fd(int cmd, union bpf_attr *attr, unsigned int size)
+{
+    int fd = bl_sys_bpf(cmd, attr, size);
+    return fd < 0 ? fd : bl_fd_above_stdio(fd);
+}
+
+struct bl_map_create_opts {
+    __u32 map_type, key_size, value_size, max_entries, map_flags;
+    const char *name;
+    __u32 inner_map_fd;
+    __u32 numa_node;
+    __u32 btf_fd, btf_key_type_id, btf_value_type_id, btf_vmlinux_value_type_id;
+    __u64 map_extra;
+};
+
+static inline int bl_map_create(const struct bl_map_create_opts *o)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.map_type = o->map_type;
+    a.key_size = o->key_size;
+    a.value_size = o->value_size;
+    a.max_entries = o->max_entries;
+    a.map_flags = o->map_flags;
+    if (o->name)
+        strncpy(a.map_name, o->name, BPF_OBJ_NAME_LEN - 1);
+    a.inner_map_fd = o->inner_map_fd;
+    a.numa_node = o->numa_node;
+    a.btf_fd = o->btf_fd;
+    a.btf_key_type_id = o->btf_key_type_id;
+    a.btf_value_type_id = o->btf_value_type_id;
+    a.btf_vmlinux_value_type_id = o->btf_vmlinux_value_type_id;
+    a.map_extra = o->map_extra;
+    return bl_sys_bpf_fd(BPF_MAP_CREATE, &a, sizeof(a));
+}
+
+static inline int bl_map_elem(int cmd, int fd, const void *key, void *value, __u64 flags)
+{
+    union bpf_attr a;
+    memset(&a, 0, offsetof(union bpf_attr, flags) + sizeof(a.flags));
+    a.map_fd = fd;
+    a.key = BL_PTR(key);
+    a.value = BL_PTR(value);
+    a.flags = flags;
+    return bl_sys_bpf(cmd, &a, offsetof(union bpf_attr, flags) + sizeof(a.flags));
+}
+
+static inline int bl_map_lookup(int fd, const void *key, void *value, __u64 flags)
+{
+    return bl_map_elem(BPF_MAP_LOOKUP_ELEM, fd, key, value, flags);
+}
+
+static inline int bl_map_update(int fd, const void *key, const void *value, __u64 flags)
+{
+    return bl_map_elem(BPF_MAP_UPDATE_ELEM, fd, key, (void *)value, flags);
+}
+
+static inline int bl_map_delete(int fd, const void *key)
+{
+    return bl_map_elem(BPF_MAP_DELETE_ELEM, fd, key, NULL, 0);
+}
+
+static inline int bl_map_lookup_and_delete(int fd, const void *key, void *value, __u64 flags)
+{
+    return bl_map_elem(BPF_MAP_LOOKUP_AND_DELETE_ELEM, fd, key, value, flags);
+}
+
+static inline int bl_map_get_next_key(int fd, const void *key, void *next_key)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.map_fd = fd;
+    a.key = BL_PTR(key);
+    a.next_key = BL_PTR(next_key);
+    return bl_sys_bpf(BPF_MAP_GET_NEXT_KEY, &a, sizeof(a));
+}
+
+static inline int bl_map_freeze(int fd)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.map_fd = fd;
+    return bl_sys_bpf(BPF_MAP_FREEZE, &a, sizeof(a));
+}
+
+/* One batch command.  *count is in/out as in the UAPI. */
+static inline int bl_map_batch(int cmd, int fd, void *in_batch, void *out_batch, void *keys,
+                               void *values, __u32 *count, __u64 elem_flags)
+{
+    union bpf_attr a;
+    int ret;
+    memset(&a, 0, sizeof(a));
+    a.batch.map_fd = fd;
+    a.batch.in_batch = BL_PTR(in_batch);
+    a.batch.out_batch = BL_PTR(out_batch);
+    a.batch.keys = BL_PTR(keys);
+    a.batch.values = BL_PTR(values);
+    a.batch.count = *count;
+    a.batch.elem_flags = elem_flags;
+    ret = bl_sys_bpf(cmd, &a, sizeof(a));
+    *count = a.batch.count;
+    return ret;
+}
+
+static inline int bl_obj_pin(int fd, const char *path)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.pathname = BL_PTR(path);
+    a.bpf_fd = fd;
+    return bl_sys_bpf(BPF_OBJ_PIN, &a, sizeof(a));
+}
+
+static inline int bl_obj_get(const char *path, __u32 file_flags)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.pathname = BL_PTR(path);
+    a.file_flags = file_flags;
+    return bl_sys_bpf_fd(BPF_OBJ_GET, &a, sizeof(a));
+}
+
+static inline int bl_get_fd_by_id(int cmd, __u32 id)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.map_id = id; /* same slot as prog_id / btf_id / link_id */
+    return bl_sys_bpf_fd(cmd, &a, sizeof(a));
+}
+
+static inline int bl_obj_get_info_by_fd(int fd, void *info, __u32 *info_len)
+{
+    union bpf_attr a;
+    int ret;
+    memset(&a, 0, sizeof(a));
+    a.info.bpf_fd = fd;
+    a.info.info_len = *info_len;
+    a.info.info = BL_PTR(info);
+    ret = bl_sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &a, sizeof(a));
+    *info_len = a.info.info_len;
+    return ret;
+}
+
+struct bl_prog_load_opts {
+    __u32 prog_type, expected_attach_type, prog_flags, kern_version;
+    const void *insns;
+    __u32 insn_cnt;
+    const char *license;
+    const char *name;
+    __u32 log_level, log_size;
+    char *log_buf;
+    __u32 prog_btf_fd;
+    const void *func_info;
+    __u32 func_info_rec_size, func_info_cnt;
+    const void *line_info;
+    __u32 line_info_rec_size, line_info_cnt;
+    __u32 attach_btf_id, attach_btf_obj_fd, attach_prog_fd;
+    const int *fd_array;
+    __u32 prog_ifindex;
+};
+
+static inline int bl_prog_load(const struct bl_prog_load_opts *o)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.prog_type = o->prog_type;
+    a.expected_attach_type = o->expected_attach_type;
+    a.prog_flags = o->prog_flags;
+    a.kern_version = o->kern_version;
+    a.insns = BL_PTR(o->insns);
+    a.insn_cnt = o->insn_cnt;
+    a.license = BL_PTR(o->license);
+    if (o->name)
+        strncpy(a.prog_name, o->name, BPF_OBJ_NAME_LEN - 1);
+    a.log_level = o->log_level;
+    a.log_size = o->log_size;
+    a.log_buf = BL_PTR(o->log_buf);
+    a.prog_btf_fd = o->prog_btf_fd;
+    a.func_info = BL_PTR(o->func_info);
+    a.func_info_rec_size = o->func_info_rec_size;
+    a.func_info_cnt = o->func_info_cnt;
+    a.line_info = BL_PTR(o->line_info);
+    a.line_info_rec_size = o->line_info_rec_size;
+    a.line_info_cnt = o->line_info_cnt;
+    a.attach_btf_id = o->attach_btf_id;
+    if (o->attach_prog_fd)
+        a.attach_prog_fd = o->attach_prog_fd;
+    else
+        a.attach_btf_obj_fd = o->attach_btf_obj_fd;
+    a.fd_array = BL_PTR(o->fd_array);
+    a.prog_ifindex = o->prog_ifindex;
+    return bl_sys_bpf_fd(BPF_PROG_LOAD, &a, sizeof(a));
+}
+
+struct bl_test_run_opts {
+    int prog_fd;
+    __u32 repeat, flags, cpu, batch_size;
+    const void *data_in;
+    __u32 data_size_in;
+    void *data_out;
+    __u32 data_size_out; /* in: buffer size; out: bytes written */
+    const void *ctx_in;
+    __u32 ctx_size_in;
+    void *ctx_out;
+    __u32 ctx_size_out;
+    __u32 retval, duration;
+};
+
+static inline int bl_prog_test_run(struct bl_test_run_opts *o)
+{
+    union bpf_attr a;
+    int ret;
+    memset(&a, 0, sizeof(a));
+    a.test.prog_fd = o->prog_fd;
+    a.test.repeat = o->repeat;
+    a.test.flags = o->flags;
+    a.test.cpu = o->cpu;
+    a.test.batch_size = o->batch_size;
+    a.test.data_in = BL_PTR(o->data_in);
+    a.test.data_size_in = o->data_size_in;
+    a.test.data_out = BL_PTR(o->data_out);
+    a.test.data_size_out = o->data_size_out;
+    a.test.ctx_in = BL_PTR(o->ctx_in);
+    a.test.ctx_size_in = o->ctx_size_in;
+    a.test.ctx_out = BL_PTR(o->ctx_out);
+    a.test.ctx_size_out = o->ctx_size_out;
+    ret = bl_sys_bpf(BPF_PROG_TEST_RUN, &a, sizeof(a));
+    o->data_size_out = a.test.data_size_out;
+    o->ctx_size_out = a.test.ctx_size_out;
+    o->retval = a.test.retval;
+    o->duration = a.test.duration;
+    return ret;
+}
+
+static inline int bl_btf_load(const void *btf, __u32 size, char *log_buf, __u32 log_size,
+                              __u32 log_level)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.btf = BL_PTR(btf);
+    a.btf_size = size;
+    a.btf_log_buf = BL_PTR(log_buf);
+    a.btf_log_size = log_size;
+    a.btf_log_level = log_level;
+    return bl_sys_bpf_fd(BPF_BTF_LOAD, &a, sizeof(a));
+}
+
+static inline int bl_link_create(int prog_fd, int target_fd, __u32 attach_type, __u32 flags,
+                                 __u32 target_btf_id)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.link_create.prog_fd = prog_fd;
+    a.link_create.target_fd = target_fd;
+    a.link_create.attach_type = attach_type;
+    a.link_create.flags = flags;
+    a.link_create.target_btf_id = target_btf_id;
+    return bl_sys_bpf_fd(BPF_LINK_CREATE, &a, sizeof(a));
+}
+
+static inline int bl_raw_tracepoint_open(const char *name, int prog_fd)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.raw_tracepoint.name = BL_PTR(name);
+    a.raw_tracepoint.prog_fd = prog_fd;
+    return bl_sys_bpf_fd(BPF_RAW_TRACEPOINT_OPEN, &a, sizeof(a));
+}
+
+#endif /* BPFLOAD_BPF_SYS_H */
