@@ -1,0 +1,143 @@
+"""Shared test fixtures: kernel gate, fd-leak check, private bpffs.
+
+* ``kernel``: skip (with the reason) when bpf(2) is not permitted, unless
+  ``BPFLOAD_REQUIRE_KERNEL=1`` (set by .ci/run), which makes it a failure:
+  CI can never pass without touching the kernel.
+* every test is checked for leaked fds: /proc/self/fd is counted before and
+  after (after a gc pass), and a test that leaves a new fd open fails with
+  what the fd points at.
+* ``bpffs``: a private bpffs mounted in a temporary directory, unmounted
+  after the test.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import gc
+import os
+import pathlib
+import subprocess
+import warnings
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+BPF_DIR = REPO / "bpf"
+REQUIRE_KERNEL = os.environ.get("BPFLOAD_REQUIRE_KERNEL") == "1"
+
+_kernel_state: list = []
+
+
+def _probe_kernel() -> str | None:
+    """None when bpf(2) works here, else why not."""
+    if not _kernel_state:
+        try:
+            import bpfload
+            with bpfload.Map.create(bpfload.MapType.ARRAY, 4, 4, 1, name="probe"):
+                pass
+            _kernel_state.append(None)
+        except bpfload.PermissionDeniedError as e:
+            _kernel_state.append(f"bpf(2) not permitted here: {e}")
+        except OSError as e:
+            _kernel_state.append(f"bpf(2) unavailable: {e}")
+    return _kernel_state[0]
+
+
+@pytest.fixture
+def kernel():
+    """Require a kernel that lets this process use bpf(2)."""
+    why = _probe_kernel()
+    if why:
+        if REQUIRE_KERNEL:
+            pytest.fail(f"BPFLOAD_REQUIRE_KERNEL=1 but {why}")
+        pytest.skip(why)
+
+
+def pytest_collection_modifyitems(config, items):
+    # Tests in modules that declare `pytestmark = pytest.mark.kernel` get the gate.
+    for item in items:
+        if item.get_closest_marker("kernel") and "kernel" not in item.fixturenames:
+            item.fixturenames.insert(0, "kernel")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "kernel: needs bpf(2) permission (gated by the kernel fixture)")
+
+
+def pytest_runtest_makereport(item, call):
+    pass
+
+
+def _open_fds() -> dict[int, str]:
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            out[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_fd_leak(request):
+    """Fail a test that leaves an fd open that it did not have before."""
+    gc.collect()
+    before = _open_fds()
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    after = _open_fds()
+    leaked = {fd: t for fd, t in after.items() if fd not in before or before[fd] != t}
+    # /proc/self/fd itself shows up as the listing fd of the call above; ignore dir fds
+    leaked = {fd: t for fd, t in leaked.items() if not t.startswith("/proc/")}
+    if leaked:
+        pytest.fail(f"test leaked {len(leaked)} fd(s): " +
+                    ", ".join(f"{fd} -> {t}" for fd, t in sorted(leaked.items())))
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def mount_bpffs(path: str) -> None:
+    if _libc.mount(b"bpf", os.fsencode(path), b"bpf", 0, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount -t bpf {path}: {os.strerror(err)}")
+
+
+def umount(path: str) -> None:
+    if _libc.umount2(os.fsencode(path), 2) != 0:  # MNT_DETACH
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise OSError(err, f"umount {path}: {os.strerror(err)}")
+
+
+@pytest.fixture
+def bpffs(tmp_path, kernel):
+    """A private bpffs mounted at a temporary directory (unmounted after)."""
+    root = tmp_path / "bpffs"
+    root.mkdir()
+    try:
+        mount_bpffs(str(root))
+    except OSError as e:
+        if REQUIRE_KERNEL:
+            pytest.fail(f"cannot mount bpffs: {e}")
+        pytest.skip(f"cannot mount bpffs: {e}")
+    try:
+        yield root
+    finally:
+        umount(str(root))
+
+
+def bpf_object(name: str) -> pathlib.Path:
+    """Path of a committed object in bpf/ (``"globals"`` -> bpf/globals.bpf.o)."""
+    p = BPF_DIR / (name if name.endswith(".o") else f"{name}.bpf.o")
+    if not p.exists():
+        raise FileNotFoundError(f"{p} is missing: run make -C bpf")
+    return p
+
+
+@pytest.fixture
+def obj_path():
+    return bpf_object
