@@ -12,11 +12,14 @@ from .errors import (
     MapFullError, MapKeyError, NotSupportedError, PermissionDeniedError, PinError, SyscallError,
 )
 from .maps import Map, MapInfo, possible_cpus
+from .object import BpfObject, GlobalData, load
+from .programs import Program, ProgramInfo, TestRunResult
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Map", "MapInfo", "possible_cpus",
+    "Map", "MapInfo", "possible_cpus", "BpfObject", "GlobalData", "load", "Program",
+    "ProgramInfo", "TestRunResult",
     "MapType", "ProgType", "AttachType", "MapFlags", "PinType", "UpdateFlags",
     "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK",
     "BpfError", "SyscallError", "MapError", "MapKeyError", "MapFullError", "MapClosedError",

@@ -84,6 +84,8 @@ class ProgramSpec(FunctionSpec):
     kern_version: int = 0
     #: BPF_F_SLEEPABLE etc.
     flags: int = 0
+    #: False: skip this program at load (libbpf's set_autoload / ``SEC("?...")``)
+    autoload: bool = True
 
 
 @dataclasses.dataclass
@@ -130,6 +132,16 @@ class MapSpec:
         the loader checks that before any program is loaded.
         """
         self.reused = map_or_fd
+
+    def __deepcopy__(self, memo):
+        # The reused map/fd is shared, never copied: a copy of an fd owner
+        # would close the caller's fd when collected.
+        new = copy.copy(self)
+        memo[id(self)] = new
+        for f in dataclasses.fields(self):
+            if f.name != "reused":
+                setattr(new, f.name, copy.deepcopy(getattr(self, f.name), memo))
+        return new
 
     @property
     def is_outer(self) -> bool:

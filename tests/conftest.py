@@ -130,6 +130,11 @@ def bpffs(tmp_path, kernel):
         umount(str(root))
 
 
+def pins(root) -> list:
+    """Entries of a bpffs mount, without the kernel's own maps.debug/progs.debug."""
+    return sorted(p for p in os.listdir(root) if p not in ("maps.debug", "progs.debug"))
+
+
 def bpf_object(name: str) -> pathlib.Path:
     """Path of a committed object in bpf/ (``"globals"`` -> bpf/globals.bpf.o)."""
     p = BPF_DIR / (name if name.endswith(".o") else f"{name}.bpf.o")

@@ -599,7 +599,7 @@ cdef class MapCore:
     cdef readonly unsigned int value_size
     cdef readonly unsigned int max_entries
     cdef readonly unsigned int flags
-    cdef readonly object name
+    cdef public object name
     cdef int _kind
     cdef int _ncpu
     cdef Py_ssize_t _stride      # per-CPU slot size: round_up(value_size, 8)
@@ -1281,3 +1281,41 @@ cdef class MapCore:
 
     def __iter__(self):
         return iter(self.keys())
+
+
+def prog_map_ids(int fd, uint32_t count):
+    """The ids of the maps a loaded program uses (bpf_prog_info.map_ids)."""
+    cdef uint32_t *ids = <uint32_t *>malloc(max(count, 1) * 4)
+    cdef char info[232]
+    cdef uint32_t n = 232
+    cdef int ret
+    if ids == NULL:
+        raise MemoryError()
+    try:
+        memset(info, 0, 232)
+        (<uint32_t *>(info + 52))[0] = count
+        (<uint64_t *>(info + 56))[0] = <uint64_t><size_t>ids
+        with nogil:
+            ret = bl_obj_get_info_by_fd(fd, info, &n)
+        if ret < 0:
+            _raise("BPF_OBJ_GET_INFO_BY_FD", ret, None)
+        count = min(count, (<uint32_t *>(info + 52))[0])
+        return [ids[i] for i in range(count)]
+    finally:
+        free(ids)
+
+
+def prog_xlated_insns(int fd, uint32_t size):
+    """The kernel's translated instructions of a program (bpf_prog_info.xlated_prog_insns)."""
+    cdef bytearray out = bytearray(size)
+    cdef char info[232]
+    cdef uint32_t n = 232
+    cdef int ret
+    memset(info, 0, 232)
+    (<uint32_t *>(info + 20))[0] = size
+    (<uint64_t *>(info + 32))[0] = <uint64_t><size_t>PyByteArray_AS_STRING(out)
+    with nogil:
+        ret = bl_obj_get_info_by_fd(fd, info, &n)
+    if ret < 0:
+        _raise("BPF_OBJ_GET_INFO_BY_FD", ret, None)
+    return bytes(out[:(<uint32_t *>(info + 20))[0]])

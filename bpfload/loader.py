@@ -1,0 +1,328 @@
+"""Spec -> live maps and programs: ordering, relocation, pins, rollback.
+
+The order follows the kernel's dependencies (and the seed's createAllMaps):
+
+1. every map that is not an outer map (ARRAY_OF_MAPS / HASH_OF_MAPS),
+   inner maps included, in definition order; global-data maps get their
+   section image and ``.rodata`` is frozen;
+2. each outer map, created with ``inner_map_fd`` = its template;
+3. outer slots prepopulated (one BPF_MAP_UPDATE_BATCH per outer map: one
+   RCU grace period instead of one per slot);
+4. maps pinned by name are pinned (or an existing compatible pin is reused);
+5. programs linked (subprograms appended), relocated and loaded;
+6. program arrays filled from their static initializers.
+
+Everything created goes on one :class:`contextlib.ExitStack`; only a load
+that got to the end releases it to the caller.  A failure at any step
+closes every fd this load created and removes the pins it created (never a
+pin that existed before), then re-raises.
+"""
+from __future__ import annotations
+
+import array
+import contextlib
+import dataclasses
+import os
+from typing import Dict, List, Optional
+
+from . import errors
+from ._core import insn as _insn
+from .constants import MAP_IN_MAP_TYPES, MapFlags, MapType, PinType
+from .maps import Map, MapInfo, kernel_name
+from .programs import Program, load_program
+from .spec import MapSpec, ObjectSpec, ProgramSpec, RelocKind
+
+__all__ = ["LoadResult", "load_spec", "check_compatible", "validate_map_in_map",
+           "DEFAULT_PIN_ROOT"]
+
+#: libbpf's default for maps pinned by name when no pin_root is given.
+DEFAULT_PIN_ROOT = "/sys/fs/bpf"
+
+_ARRAY_LIKE = {MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY,
+               MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.ARRAY_OF_MAPS}
+
+
+@dataclasses.dataclass
+class LoadResult:
+    """What a successful load hands to :class:`bpfload.BpfObject`."""
+
+    maps: Dict[str, Map]
+    programs: Dict[str, Program]
+    #: pins this load created (the object does not remove them on close)
+    pins_created: List[str]
+    #: map names that were reused (pin or explicit fd) rather than created
+    reused: List[str]
+    #: the order maps were obtained in, for ``inspect`` and tests
+    order: List[str]
+
+
+def _map_label(obj: str, ms: MapSpec) -> str:
+    return f"{obj}:{ms.name}"
+
+
+def check_compatible(ms: MapSpec, info: MapInfo, what: str, obj: str = "") -> None:
+    """Refuse to reuse a map whose type, sizes, max_entries or flags differ from *ms*.
+
+    Raises :class:`bpfload.IncompatibleMapError` naming every mismatch.
+    """
+    want = {"type": int(ms.type), "key_size": ms.key_size, "value_size": ms.value_size,
+            "max_entries": ms.max_entries, "flags": ms.flags}
+    have = {"type": int(info.type), "key_size": info.key_size, "value_size": info.value_size,
+            "max_entries": info.max_entries, "flags": info.flags}
+    diff = [f"{k}: definition {want[k]}, existing {have[k]}" for k in want if want[k] != have[k]]
+    if diff:
+        raise errors.IncompatibleMapError(
+            f"{'object ' + repr(obj) + ': ' if obj else ''}map {ms.name!r} cannot reuse {what}: "
+            + "; ".join(diff))
+
+
+def _meta_mismatch(inner: MapSpec, template: MapSpec) -> List[str]:
+    """What the kernel's bpf_map_meta_equal would refuse, in words."""
+    out = []
+    for k in ("type", "key_size", "value_size", "flags"):
+        a, b = getattr(inner, k), getattr(template, k)
+        if int(a) != int(b):
+            out.append(f"{k} {int(a)} != template {int(b)}")
+    if (template.type in _ARRAY_LIKE and not (template.flags & MapFlags.INNER_MAP)
+            and inner.max_entries != template.max_entries):
+        out.append(f"max_entries {inner.max_entries} != template {template.max_entries} "
+                   "(arrays must match unless the template has BPF_F_INNER_MAP)")
+    return out
+
+
+def validate_map_in_map(spec: ObjectSpec) -> None:
+    """Check map-in-map definitions the way the kernel will, with clearer errors.
+
+    Raises :class:`bpfload.ElfError` naming the object and maps.
+    """
+    for ms in spec.maps.values():
+        if not ms.is_outer:
+            continue
+        tmpl = ms.inner
+        if tmpl is None:
+            raise errors.ElfError(f"failed to find map-in-map {ms.name} inner template map",
+                                  object=spec.name, section=ms.section)
+        if tmpl.type in MAP_IN_MAP_TYPES:
+            raise errors.ElfError(f"map-in-map {ms.name}: inner map {tmpl.name!r} is itself a "
+                                  "map-in-map (the kernel supports one level)",
+                                  object=spec.name, section=ms.section)
+        if tmpl.type == MapType.PROG_ARRAY:
+            raise errors.ElfError(f"map-in-map {ms.name}: a PROG_ARRAY cannot be an inner map",
+                                  object=spec.name, section=ms.section)
+        if ms.type == MapType.HASH_OF_MAPS and ms.slots and ms.key_size != 4:
+            raise errors.ElfError(f"map-in-map {ms.name}: prepopulated HASH_OF_MAPS needs 4-byte "
+                                  f"keys (slot numbers), key_size is {ms.key_size}",
+                                  object=spec.name, section=ms.section)
+        for slot, target in sorted(ms.slots.items()):
+            inner = spec.maps.get(target)
+            if inner is None:
+                raise errors.ElfError(f"map-in-map {ms.name}: slot {slot} names unknown map "
+                                      f"{target!r}", object=spec.name, section=ms.section)
+            if ms.type == MapType.ARRAY_OF_MAPS and not 0 <= slot < ms.max_entries:
+                raise errors.ElfError(f"map-in-map {ms.name}: slot {slot} is outside "
+                                      f"max_entries {ms.max_entries}", object=spec.name,
+                                      section=ms.section)
+            if inner.is_outer:
+                raise errors.ElfError(f"map-in-map {ms.name}: inner map {target!r} is itself a "
+                                      "map-in-map", object=spec.name, section=ms.section)
+            bad = _meta_mismatch(inner, tmpl)
+            if bad:
+                raise errors.ElfError(f"map-in-map {ms.name}: inner map {target!r} does not match "
+                                      f"the template: {', '.join(bad)}", object=spec.name,
+                                      section=ms.section)
+
+
+class _Load:
+    def __init__(self, spec: ObjectSpec, stack: contextlib.ExitStack, pin_root: Optional[str],
+                 log_level: int, kernel_map_name):
+        self.spec = spec
+        self.stack = stack
+        self.pin_root = pin_root
+        self.log_level = log_level
+        self.kernel_map_name = kernel_map_name
+        self.maps: Dict[str, Map] = {}
+        self.programs: Dict[str, Program] = {}
+        self.pins: List[str] = []
+        self.reused: List[str] = []
+        self.order: List[str] = []
+        self.to_pin: List[str] = []
+
+    def own(self, thing):
+        self.stack.callback(thing.close)
+        return thing
+
+    # -- maps -----------------------------------------------------------------
+    def pin_path(self, ms: MapSpec) -> Optional[str]:
+        if ms.pinning == PinType.NONE:
+            return None
+        if ms.pinning != PinType.BY_NAME:
+            raise errors.ElfError(f"map {ms.name!r}: unsupported pinning {int(ms.pinning)}",
+                                  object=self.spec.name, section=ms.section)
+        return os.path.join(self.pin_root or DEFAULT_PIN_ROOT, ms.name)
+
+    def create(self, ms: MapSpec, inner_fd: int = 0, name: Optional[str] = None) -> Map:
+        kname = name or (self.kernel_map_name(self.spec.name, ms.name) if ms.form == "data"
+                         else kernel_name(ms.name))
+        m = Map.create(ms.type, ms.key_size, ms.value_size, ms.max_entries, flags=ms.flags,
+                       name=kname, inner_map=inner_fd or None, numa_node=ms.numa_node,
+                       map_extra=ms.map_extra)
+        m.name = ms.name  # the object's name for it; the kernel has kname
+        return self.own(m)
+
+    def obtain(self, ms: MapSpec, inner_fd: int = 0) -> Map:
+        """Reuse (explicit fd or compatible pin) or create the map for *ms*."""
+        if ms.reused is not None:
+            m = self.own(Map.from_fd(ms.reused, name=ms.name))
+            check_compatible(ms, m.info(), "the map given to reuse()", self.spec.name)
+            self.reused.append(ms.name)
+            return m
+        path = self.pin_path(ms)
+        if path is not None and os.path.exists(path):
+            m = self.own(Map.from_pin(path, name=ms.name))
+            check_compatible(ms, m.info(), f"the map pinned at {path}", self.spec.name)
+            self.reused.append(ms.name)
+            return m
+        m = self.create(ms, inner_fd)
+        if path is not None:
+            self.to_pin.append(ms.name)
+        return m
+
+    def init_data(self, ms: MapSpec, m: Map) -> None:
+        if ms.data is not None:
+            m.update(0, ms.data if len(ms.data) == ms.value_size
+                     else bytes(ms.data).ljust(ms.value_size, b"\0"))
+        if ms.freeze:
+            m.freeze()
+
+    def template_fd(self, ms: MapSpec) -> int:
+        tmpl = ms.inner
+        if tmpl is None:
+            raise errors.ElfError(f"failed to find map-in-map {ms.name} inner template map",
+                                  object=self.spec.name, section=ms.section)
+        existing = self.maps.get(tmpl.name)
+        if existing is not None and self.spec.maps.get(tmpl.name) is not None \
+                and tmpl.name != ms.name:
+            return existing.fd
+        # An anonymous template (BTF __array(values, ...)): create it only to
+        # hand its fd to MAP_CREATE; the kernel keeps a copy of its metadata.
+        t = self.create(tmpl, name=kernel_name(f"{ms.name}.inner"))
+        return t.fd
+
+    def prepopulate(self, ms: MapSpec, outer: Map) -> None:
+        if not ms.slots:
+            return
+        slots = sorted(ms.slots.items())
+        keys = array.array("I", [s for s, _ in slots])
+        fds = array.array("i", [self.maps[t].fd for _, t in slots])
+        if ms.type == MapType.HASH_OF_MAPS and ms.key_size != 4:
+            raise errors.ElfError(f"map-in-map {ms.name}: prepopulated HASH_OF_MAPS needs 4-byte keys",
+                                  object=self.spec.name, section=ms.section)
+        outer.update_batch(keys, fds)
+
+    def load_maps(self) -> None:
+        spec = self.spec
+        plain = [ms for ms in spec.maps.values() if not ms.is_outer]
+        outer = [ms for ms in spec.maps.values() if ms.is_outer]
+        for ms in plain:
+            m = self.obtain(ms)
+            self.maps[ms.name] = m
+            self.order.append(ms.name)
+            if ms.name not in self.reused:
+                self.init_data(ms, m)
+        for ms in outer:
+            fd = self.template_fd(ms) if ms.reused is None else 0
+            m = self.obtain(ms, fd)
+            self.maps[ms.name] = m
+            self.order.append(ms.name)
+        for ms in outer:
+            if ms.name not in self.reused:
+                self.prepopulate(ms, self.maps[ms.name])
+
+    def pin_maps(self) -> None:
+        for name in self.to_pin:
+            ms = self.spec.maps[name]
+            path = self.pin_path(ms)
+            self.maps[name].pin(path)
+            self.pins.append(path)
+
+    # -- programs -------------------------------------------------------------
+    def fd_of(self) -> Dict[str, int]:
+        return {name: m.fd for name, m in self.maps.items()}
+
+    def load_programs(self) -> None:
+        fds = self.fd_of()
+        for ps in self.spec.programs.values():
+            if not getattr(ps, "autoload", True):
+                continue
+            linked = _insn.link(ps.name, self.spec.functions)
+            for r in linked.relocs:
+                if r.kind == RelocKind.EXTERN:
+                    raise errors.ElfError(f"program {ps.name!r}: extern {r.target!r} is not "
+                                          "supported yet", object=self.spec.name,
+                                          section=ps.section, symbol=r.target)
+                if r.kind in (RelocKind.MAP, RelocKind.DATA) and r.target not in fds:
+                    raise errors.ElfError(f"program {ps.name!r} references map {r.target!r}, "
+                                          "which has no fd (not created)", object=self.spec.name,
+                                          section=ps.section, symbol=r.target)
+            _insn.apply(linked, fds)
+            if ps.type == 0:
+                raise errors.ElfError(f"program {ps.name!r}: the section name does not say the "
+                                      "program type; set obj.programs[name].type before load",
+                                      object=self.spec.name, section=ps.section)
+            fdobj = load_program(ps.type, linked.insns, name=ps.name,
+                                 license=ps.license or self.spec.license,
+                                 expected_attach_type=ps.expected_attach_type,
+                                 log_level=self.log_level,
+                                 kern_version=ps.kern_version or self.spec.kern_version,
+                                 prog_flags=ps.flags, section=ps.section)
+            p = Program(fdobj, ps.name, ps.type, section=ps.section,
+                        expected_attach_type=ps.expected_attach_type)
+            self.programs[ps.name] = self.own(p)
+
+    def fill_prog_arrays(self) -> None:
+        for ms in self.spec.maps.values():
+            if ms.type != MapType.PROG_ARRAY or not ms.slots or ms.name in self.reused:
+                continue
+            keys, fds = array.array("I"), array.array("i")
+            for slot, target in sorted(ms.slots.items()):
+                p = self.programs.get(target)
+                if p is None:
+                    raise errors.ElfError(f"program array {ms.name!r}: slot {slot} names "
+                                          f"{target!r}, which is not a loaded program",
+                                          object=self.spec.name, section=ms.section)
+                keys.append(slot)
+                fds.append(p.fd)
+            self.maps[ms.name].update_batch(keys, fds)
+
+
+def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: int = 0,
+              kernel_map_name=None) -> LoadResult:
+    """Create every map and load every program of *spec* (which is not modified).
+
+    On any failure, everything this call created is closed, the pins it
+    created are removed, and the exception propagates.
+    """
+    if kernel_map_name is None:
+        from .elf import kernel_map_name
+    spec = spec.copy()
+    validate_map_in_map(spec)
+    with contextlib.ExitStack() as stack:
+        job = _Load(spec, stack, pin_root, log_level, kernel_map_name)
+
+        def _unpin():
+            for path in reversed(job.pins):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        stack.callback(_unpin)
+        job.load_maps()
+        job.pin_maps()
+        job.load_programs()
+        job.fill_prog_arrays()
+        stack.pop_all()
+    return LoadResult(job.maps, job.programs, job.pins, job.reused, job.order)
+
+
+def creation_order(spec: ObjectSpec) -> List[str]:
+    """The order :func:`load_spec` obtains maps in (plain and inner maps, then outer maps)."""
+    return ([n for n, ms in spec.maps.items() if not ms.is_outer]
+            + [n for n, ms in spec.maps.items() if ms.is_outer])

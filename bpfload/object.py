@@ -1,0 +1,259 @@
+"""BpfObject: one BPF ELF object, from parsed spec to live maps and programs.
+
+``BpfObject.open()`` parses only; until :meth:`BpfObject.load` the maps and
+programs are editable specs (:class:`~bpfload.spec.MapSpec`,
+:class:`~bpfload.spec.ProgramSpec`).  After load they are live
+:class:`~bpfload.Map` and :class:`~bpfload.Program` objects.  The object
+owns every fd it created and closes them in :meth:`close` (or at the end
+of a ``with`` block).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Dict, Optional, Union
+
+from . import errors
+from .loader import LoadResult, load_spec
+from .spec import GlobalVar, ObjectSpec
+
+__all__ = ["BpfObject", "load", "GlobalData"]
+
+_PACKABLE = (1, 2, 4, 8)
+
+
+class GlobalData:
+    """Global variables of one data section kind, by symbol name.
+
+    ``obj.rodata["cfg"] = 3`` before load sets the initial value (an int is
+    packed to the variable's size in native byte order; bytes must be
+    exactly that size).  After load, reading gives the live value from the
+    map and writing updates it (``.rodata`` is frozen: writes are refused).
+    Reading gives an int for variables whose BTF type is an integer or enum
+    (signed per BTF), else bytes.
+    """
+
+    def __init__(self, obj: "BpfObject", prefix: str):
+        self._obj = obj
+        self._prefix = prefix
+
+    def _var(self, name: str) -> GlobalVar:
+        v = self._obj.spec.variables.get(name)
+        if v is None or not (v.section == self._prefix or v.section.startswith(self._prefix + ".")):
+            known = sorted(n for n, x in self._obj.spec.variables.items()
+                           if x.section == self._prefix or x.section.startswith(self._prefix + "."))
+            raise KeyError(f"object {self._obj.name!r}: no variable {name!r} in {self._prefix} "
+                           f"(has: {', '.join(known) or 'none'})")
+        return v
+
+    def keys(self):
+        return [n for n, x in self._obj.spec.variables.items()
+                if x.section == self._prefix or x.section.startswith(self._prefix + ".")]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __contains__(self, name) -> bool:
+        return name in self.keys()
+
+    def _encode(self, v: GlobalVar, value) -> bytes:
+        if isinstance(value, int):
+            if v.size not in _PACKABLE:
+                raise ValueError(f"variable {v.name!r} is {v.size} bytes: pass bytes, not an int")
+            signed = value < 0
+            try:
+                return value.to_bytes(v.size, sys.byteorder, signed=signed)
+            except OverflowError:
+                raise ValueError(f"{value} does not fit variable {v.name!r} ({v.size} bytes)") from None
+        b = bytes(value)
+        if len(b) != v.size:
+            raise ValueError(f"variable {v.name!r} is {v.size} bytes, got {len(b)}")
+        return b
+
+    def _decode(self, v: GlobalVar, raw: bytes):
+        signed = self._obj._var_int_signedness(v)
+        if signed is None or v.size not in _PACKABLE:
+            return raw
+        return int.from_bytes(raw, sys.byteorder, signed=signed)
+
+    def __getitem__(self, name: str):
+        v = self._var(name)
+        if self._obj.loaded:
+            m = self._obj.maps[v.section]
+            image = m.lookup(0)
+        else:
+            image = self._obj.spec.maps[v.section].data or b""
+        return self._decode(v, bytes(image[v.offset:v.offset + v.size]))
+
+    def __setitem__(self, name: str, value) -> None:
+        v = self._var(name)
+        raw = self._encode(v, value)
+        if self._obj.loaded:
+            m = self._obj.maps[v.section]
+            image = bytearray(m.lookup(0))
+            image[v.offset:v.offset + v.size] = raw
+            m.update(0, bytes(image))
+            return
+        ms = self._obj.spec.maps[v.section]
+        image = bytearray(ms.data or bytes(ms.value_size))
+        image[v.offset:v.offset + v.size] = raw
+        ms.data = bytes(image)
+
+    def __repr__(self) -> str:
+        return f"<GlobalData {self._prefix} of {self._obj.name!r}: {', '.join(self.keys())}>"
+
+
+class BpfObject:
+    """A BPF ELF object: its maps and programs, before and after load.
+
+    Before :meth:`load`, ``maps[name]`` is a :class:`~bpfload.spec.MapSpec`
+    (edit ``max_entries``, ``pinning``, call ``reuse(map_or_fd)``) and
+    ``programs[name]`` a :class:`~bpfload.spec.ProgramSpec` (set ``type``
+    where the section name does not say it).  After load, ``maps[name]`` and
+    ``obj[name]`` are :class:`~bpfload.Map`\\ s and ``programs[name]`` are
+    :class:`~bpfload.Program`\\ s.  Global data maps are listed under their
+    section names (``obj.maps[".rodata"]``).
+    """
+
+    def __init__(self, spec: ObjectSpec, *, path: Optional[str] = None):
+        self.spec = spec
+        self.name = spec.name
+        self.path = path
+        self.maps: Dict[str, object] = dict(spec.maps)
+        self.programs: Dict[str, object] = dict(spec.programs)
+        self._result: Optional[LoadResult] = None
+        self._closed = False
+        self.rodata = GlobalData(self, ".rodata")
+        self.data = GlobalData(self, ".data")
+        self.bss = GlobalData(self, ".bss")
+
+    @classmethod
+    def open(cls, path_or_bytes: Union[str, os.PathLike, bytes, bytearray, memoryview], *,
+             name: Optional[str] = None) -> "BpfObject":
+        """Parse a BPF ELF object (a path or its bytes) without touching the kernel.
+
+        Raises :class:`bpfload.ElfError` for a malformed or unsupported object.
+        """
+        from .elf import parse_object
+        path = None
+        if isinstance(path_or_bytes, (str, os.PathLike)):
+            path = os.fspath(path_or_bytes)
+        spec = parse_object(path_or_bytes, name=name)
+        return cls(spec, path=path)
+
+    # -- state ----------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self._result is not None and not self._closed
+
+    @property
+    def pins_created(self):
+        """Paths this object's load pinned (maps pinned by name that did not exist)."""
+        return list(self._result.pins_created) if self._result else []
+
+    @property
+    def reused_maps(self):
+        """Names of maps taken from a pin or ``reuse()`` instead of being created."""
+        return list(self._result.reused) if self._result else []
+
+    @property
+    def map_order(self):
+        """The order the loader obtained maps in."""
+        return list(self._result.order) if self._result else []
+
+    def _var_int_signedness(self, v: GlobalVar) -> Optional[bool]:
+        """True/False when BTF says *v* is a signed/unsigned integer or enum, else None."""
+        from .btf import Enum, Int, Kind
+        btf = self.spec.btf
+        if btf is None:
+            return None
+        sec = btf.find(v.section, Kind.DATASEC)
+        if sec is None:
+            return None
+        for info in sec.vars:
+            var = btf.get(info.type)
+            if var is not None and var.name == v.name and var.kind == Kind.VAR:
+                t = btf.resolve(var.type)
+                if isinstance(t, (Int, Enum)) and getattr(t, "bits", 1) != 0:
+                    return t.signed
+                return None
+        return None
+
+    # -- load -----------------------------------------------------------------
+    def load(self, *, pin_root: Optional[Union[str, os.PathLike]] = None,
+             log_level: int = 0) -> "BpfObject":
+        """Create the maps, relocate and load the programs (see :mod:`bpfload.loader`).
+
+        *pin_root*: the bpffs directory for maps pinned by name (default
+        ``/sys/fs/bpf``).  *log_level*: verifier log level for every program
+        (a failed load is retried with a log anyway).  On failure every fd
+        this load created is closed, its pins removed, the object is left
+        closed, and the error propagates (:class:`bpfload.LoadError`,
+        :class:`bpfload.MapError`, :class:`bpfload.ElfError`,
+        :class:`bpfload.IncompatibleMapError`, :class:`bpfload.PinError`).
+        """
+        if self._closed:
+            raise errors.BpfError(f"object {self.name!r} is closed")
+        if self._result is not None:
+            raise errors.BpfError(f"object {self.name!r} is already loaded")
+        try:
+            res = load_spec(self.spec, pin_root=os.fspath(pin_root) if pin_root else None,
+                            log_level=log_level)
+        except BaseException:
+            self._closed = True
+            raise
+        self._result = res
+        self.maps = dict(res.maps)
+        self.programs = dict(res.programs)
+        return self
+
+    def __getitem__(self, name: str):
+        """``obj["counts"]``: the map (BCC style), or the program when no map has that name."""
+        if name in self.maps:
+            return self.maps[name]
+        if name in self.programs:
+            return self.programs[name]
+        raise KeyError(f"object {self.name!r} has no map or program {name!r} "
+                       f"(maps: {', '.join(self.maps)}; programs: {', '.join(self.programs)})")
+
+    def pin_programs(self, directory: Union[str, os.PathLike]) -> list:
+        """Pin every loaded program at ``directory/<name>``; returns the paths."""
+        self._require_loaded()
+        out = []
+        for p in self.programs.values():
+            path = os.path.join(os.fspath(directory), p.name)
+            p.pin(path)
+            out.append(path)
+        return out
+
+    def _require_loaded(self) -> None:
+        if not self.loaded:
+            raise errors.BpfError(f"object {self.name!r} is not loaded")
+
+    # -- lifetime -------------------------------------------------------------
+    def close(self) -> None:
+        """Close every map and program fd this object owns (pins stay)."""
+        if self._result is not None:
+            for p in self._result.programs.values():
+                p.close()
+            for m in self._result.maps.values():
+                m.close()
+        self._closed = True
+
+    def __enter__(self) -> "BpfObject":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "loaded" if self.loaded else ("closed" if self._closed else "opened")
+        return (f"<BpfObject {self.name!r} {state}: {len(self.maps)} maps, "
+                f"{len(self.programs)} programs>")
+
+
+def load(path_or_bytes, *, name: Optional[str] = None, pin_root=None,
+         log_level: int = 0) -> BpfObject:
+    """Open and load a BPF object in one step (see :meth:`BpfObject.load`)."""
+    obj = BpfObject.open(path_or_bytes, name=name)
+    return obj.load(pin_root=pin_root, log_level=log_level)

@@ -1,0 +1,312 @@
+"""Programs: :class:`Program`, one owner of one loaded BPF program fd.
+
+Loading (with verifier-log growth) is :func:`load_program`; the loader calls
+it with relocated instructions.  :meth:`Program.test_run` runs a loaded
+program through BPF_PROG_TEST_RUN so callers (and the tests) can prove
+what it does.
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno as _errno
+import os
+import struct
+from typing import Optional, Union
+
+from . import errors
+from ._core import syscall as _sys
+from ._core.syscall import FD
+from .constants import AttachType, ProgType
+
+__all__ = ["Program", "ProgramInfo", "TestRunResult", "load_program"]
+
+# struct bpf_prog_info up to attach_btf_id (Linux 6.18 layout), 232 bytes.
+_PROG_INFO_SIZE = 232
+_PI = {
+    "type": (0, "I"), "id": (4, "I"), "tag": (8, "8s"), "jited_prog_len": (16, "I"),
+    "xlated_prog_len": (20, "I"), "xlated_prog_insns": (32, "Q"), "load_time": (40, "Q"),
+    "created_by_uid": (48, "I"), "nr_map_ids": (52, "I"), "map_ids": (56, "Q"),
+    "name": (64, "16s"), "btf_id": (128, "I"), "nr_func_info": (144, "I"),
+    "nr_line_info": (148, "I"), "run_time_ns": (192, "Q"), "run_cnt": (200, "Q"),
+    "verified_insns": (216, "I"),
+}
+
+#: Program types that BPF_PROG_TEST_RUN drives with a context only (no packet).
+CTX_ONLY_TYPES = frozenset({
+    ProgType.RAW_TRACEPOINT, ProgType.RAW_TRACEPOINT_WRITABLE, ProgType.SYSCALL,
+    ProgType.TRACING, ProgType.STRUCT_OPS,
+})
+
+#: errnos with which the verifier refuses a program: worth a retry with a log.
+_VERIFIER_ERRNOS = frozenset({_errno.EACCES, _errno.EINVAL, _errno.E2BIG, _errno.ERANGE,
+                              _errno.EOPNOTSUPP, 524, _errno.ENOENT, _errno.EFAULT})
+
+_LOG_START = 64 * 1024
+_LOG_MAX = 16 * 1024 * 1024 - 1   # the kernel caps log_size below UINT32_MAX >> 8
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramInfo:
+    """What BPF_OBJ_GET_INFO_BY_FD reports for a program (a subset of ``bpf_prog_info``)."""
+
+    type: Union[ProgType, int]
+    id: int
+    tag: str
+    name: str
+    xlated_prog_len: int
+    jited_prog_len: int
+    nr_map_ids: int
+    map_ids: tuple
+    btf_id: int
+    nr_func_info: int
+    nr_line_info: int
+    run_time_ns: int
+    run_cnt: int
+    verified_insns: int
+    load_time: int
+    created_by_uid: int
+
+    @classmethod
+    def from_fd(cls, fd: int, target: Optional[str] = None) -> "ProgramInfo":
+        raw = _sys.obj_get_info(fd, _PROG_INFO_SIZE, target).ljust(_PROG_INFO_SIZE, b"\0")
+        f = {k: struct.unpack_from("=" + fmt, raw, off)[0] for k, (off, fmt) in _PI.items()}
+        try:
+            f["type"] = ProgType(f["type"])
+        except ValueError:
+            pass
+        map_ids: tuple = ()
+        if f["nr_map_ids"]:
+            map_ids = tuple(_sys.prog_map_ids(fd, f["nr_map_ids"]))
+        return cls(type=f["type"], id=f["id"], tag=f["tag"].hex(),
+                   name=f["name"].split(b"\0", 1)[0].decode(errors="replace"),
+                   xlated_prog_len=f["xlated_prog_len"], jited_prog_len=f["jited_prog_len"],
+                   nr_map_ids=f["nr_map_ids"], map_ids=map_ids, btf_id=f["btf_id"],
+                   nr_func_info=f["nr_func_info"], nr_line_info=f["nr_line_info"],
+                   run_time_ns=f["run_time_ns"], run_cnt=f["run_cnt"],
+                   verified_insns=f["verified_insns"], load_time=f["load_time"],
+                   created_by_uid=f["created_by_uid"])
+
+
+@dataclasses.dataclass(frozen=True)
+class TestRunResult:
+    """Outcome of BPF_PROG_TEST_RUN: the program's return value, output packet and context."""
+
+    __test__ = False  # not a pytest class
+
+    retval: int
+    data: Optional[bytes]
+    duration_ns: int
+    ctx: Optional[bytes] = None
+
+
+def _decode_log(buf: bytearray) -> str:
+    return bytes(buf).split(b"\0", 1)[0].decode(errors="replace")
+
+
+def load_program(prog_type: int, insns, *, name: str, license: str = "GPL",
+                 expected_attach_type: Optional[int] = None, log_level: int = 0,
+                 kern_version: int = 0, prog_flags: int = 0, btf_fd: int = 0,
+                 func_info=None, func_info_rec_size: int = 0, line_info=None,
+                 line_info_rec_size: int = 0, attach_btf_id: int = 0,
+                 attach_btf_obj_fd: int = 0, attach_prog_fd: int = 0, fd_array=None,
+                 section: Optional[str] = None) -> FD:
+    """BPF_PROG_LOAD with verifier-log handling -> an owned :class:`FD`.
+
+    With ``log_level=0`` the first attempt runs without a log (fastest); if
+    the kernel refuses, the load is retried with ``log_level=1`` so the
+    error carries the verifier's reason.  With a log, a truncated log
+    (ENOSPC) grows the buffer (64 KiB up to 16 MiB) and retries.  Raises
+    :class:`bpfload.LoadError` with the program name, errno and full log.
+    """
+    kw = dict(expected_attach_type=int(expected_attach_type or 0), prog_flags=prog_flags,
+              kern_version=kern_version, prog_btf_fd=btf_fd, func_info=func_info,
+              func_info_rec_size=func_info_rec_size, line_info=line_info,
+              line_info_rec_size=line_info_rec_size, attach_btf_id=attach_btf_id,
+              attach_btf_obj_fd=attach_btf_obj_fd, attach_prog_fd=attach_prog_fd,
+              fd_array=fd_array)
+    level = log_level
+    size = _LOG_START
+    log = None
+    tried_plain = False
+    while True:
+        if level:
+            log = bytearray(size)
+        ret = _sys.prog_load(int(prog_type), insns, license, _kernel_prog_name(name),
+                             log_level=level, log_buf=log if level else None, **kw)
+        if ret >= 0:
+            fd = FD(ret, f"program {name!r}")
+            return fd
+        err = -ret
+        if level == 0 and not tried_plain and err in _VERIFIER_ERRNOS:
+            tried_plain = True
+            level = 1
+            continue
+        if level and err == _errno.ENOSPC and size < _LOG_MAX:
+            size = min(size * 4, _LOG_MAX)
+            continue
+        text = _decode_log(log) if log is not None else ""
+        detail = None
+        if section:
+            detail = f"section {section!r}"
+        if err == _errno.EPERM:
+            detail = ((detail + "; ") if detail else "") + (
+                "the kernel refused this program type here (needs CAP_BPF/CAP_PERFMON/"
+                "CAP_SYS_ADMIN, or the kernel forbids it, e.g. trampoline programs)")
+        raise errors.LoadError(name, err, text, detail=detail)
+
+
+def _kernel_prog_name(name: str) -> str:
+    out = "".join(c if (c.isalnum() or c in "_.") and c.isascii() else "_" for c in name)
+    return out[:15]
+
+
+class Program:
+    """A loaded BPF program.
+
+    Attributes: ``fd``, ``name`` (the function name), ``type``
+    (:class:`bpfload.ProgType`), ``section``, ``tag`` (hex of the kernel's
+    ``bpf_prog_info.tag``), ``id``.  Close with :meth:`close` or ``with``.
+    """
+
+    def __init__(self, fdobj: FD, name: str, prog_type, *, section: Optional[str] = None,
+                 expected_attach_type=None):
+        self._fd = fdobj
+        self.name = name
+        try:
+            self.type = ProgType(prog_type)
+        except ValueError:
+            self.type = prog_type
+        self.section = section
+        self.expected_attach_type = expected_attach_type
+        self._info: Optional[ProgramInfo] = None
+        self._pin_path: Optional[str] = None
+
+    @classmethod
+    def from_fd(cls, fd: int, *, name: Optional[str] = None) -> "Program":
+        """A Program for an existing program fd (duplicated: the caller keeps its fd)."""
+        import fcntl
+        new = fcntl.fcntl(int(fd), fcntl.F_DUPFD_CLOEXEC, 3)
+        return cls._from_owned(FD(new, "program"), name)
+
+    @classmethod
+    def from_id(cls, prog_id: int, *, name: Optional[str] = None) -> "Program":
+        """Open the program with kernel id *prog_id*."""
+        return cls._from_owned(_sys.get_fd_by_id("prog", prog_id), name)
+
+    @classmethod
+    def from_pin(cls, path, *, name: Optional[str] = None) -> "Program":
+        """Open the program pinned at *path* (BPF_OBJ_GET); :class:`bpfload.PinError` if absent."""
+        path = os.fspath(path)
+        try:
+            fdobj = _sys.obj_get(path)
+        except errors.SyscallError as e:
+            raise errors.PinError(f"cannot open pinned program ({e.hint})", path, e.errno) from e
+        p = cls._from_owned(fdobj, name)
+        p._pin_path = path
+        return p
+
+    @classmethod
+    def _from_owned(cls, fdobj: FD, name: Optional[str]) -> "Program":
+        try:
+            info = ProgramInfo.from_fd(fdobj.fileno(), name)
+        except BaseException:
+            fdobj.close()
+            raise
+        p = cls(fdobj, name or info.name, info.type)
+        p._info = info
+        return p
+
+    # -- attributes -----------------------------------------------------------
+    @property
+    def fd(self) -> int:
+        return self._fd.fileno()
+
+    def fileno(self) -> int:
+        return self._fd.fileno()
+
+    @property
+    def closed(self) -> bool:
+        return self._fd.closed
+
+    def info(self) -> ProgramInfo:
+        """Fresh ``bpf_prog_info`` from the kernel (run counts included)."""
+        self._info = ProgramInfo.from_fd(self.fd, self.name)
+        return self._info
+
+    @property
+    def id(self) -> int:
+        return (self._info or self.info()).id
+
+    @property
+    def tag(self) -> str:
+        """The kernel's program tag (hash of the accepted instructions, map refs masked)."""
+        return (self._info or self.info()).tag
+
+    # -- running --------------------------------------------------------------
+    def test_run(self, data: bytes = b"", *, repeat: int = 1, ctx=None,
+                 data_out_size: Optional[int] = None, flags: int = 0, cpu: int = 0) -> TestRunResult:
+        """Run the program once (or *repeat* times) in the kernel with BPF_PROG_TEST_RUN.
+
+        *data* is the input packet (XDP, tc, socket filter ...); *ctx* the
+        context bytes (raw tracepoints and ``syscall`` programs take only a
+        context).  Returns :class:`TestRunResult` with ``retval``, ``data``
+        (the output packet), ``duration_ns`` (average per run) and ``ctx``.
+        Raises :class:`bpfload.SyscallError` (EINVAL/ENOTSUPP when the
+        program type cannot be test-run or the input is too short).
+        """
+        d = bytes(data) if data else None
+        if d is None and ctx is None and self.type not in CTX_ONLY_TYPES:
+            d = b""
+        if self.type == ProgType.SYSCALL:
+            # The kernel runs a syscall program once, refuses repeat/flags/ctx_out,
+            # and writes the context back into the ctx_in buffer: hand it a
+            # private copy (never an immutable bytes object) and copy back.
+            if repeat > 1 or flags or d:
+                raise ValueError(f"program {self.name!r}: syscall programs take only ctx "
+                                 "(no data, repeat or flags)")
+            buf = bytearray(ctx or b"")
+            retval, dur, _, _ = _sys.prog_test_run(self.fd, None, buf if buf else None, repeat=0,
+                                                   ctx_out_size=0, target=self.name)
+            if ctx is not None and isinstance(ctx, (bytearray, memoryview)) and \
+                    not getattr(ctx, "readonly", False):
+                ctx[:] = buf
+            return TestRunResult(retval=retval, data=None, duration_ns=dur, ctx=bytes(buf))
+        retval, dur, out, cout = _sys.prog_test_run(
+            self.fd, d, ctx, repeat=repeat, flags=flags, cpu=cpu,
+            data_out_size=-1 if data_out_size is None else data_out_size, target=self.name)
+        return TestRunResult(retval=retval, data=out, duration_ns=dur, ctx=cout)
+
+    # -- pins / lifetime ------------------------------------------------------
+    def pin(self, path) -> None:
+        """Pin the program at *path* in a bpffs."""
+        path = os.fspath(path)
+        try:
+            _sys.obj_pin(self.fd, path, self.name)
+        except errors.SyscallError as e:
+            raise errors.PinError(f"cannot pin program {self.name!r} ({e.hint})", path,
+                                  e.errno) from e
+        self._pin_path = path
+
+    def unpin(self) -> None:
+        if self._pin_path is None:
+            raise errors.PinError(f"program {self.name!r} is not pinned", "")
+        os.unlink(self._pin_path)
+        self._pin_path = None
+
+    @property
+    def pin_path(self) -> Optional[str]:
+        return self._pin_path
+
+    def close(self) -> None:
+        self._fd.close()
+
+    def __enter__(self) -> "Program":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        t = self.type.name if isinstance(self.type, ProgType) else self.type
+        state = "closed" if self.closed else f"fd={self.fd}"
+        return f"<Program {self.name!r} {t} section={self.section!r} {state}>"

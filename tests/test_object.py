@@ -1,0 +1,246 @@
+"""Loading whole objects: each case is loaded, *run* with BPF_PROG_TEST_RUN,
+and its maps read back, so the test sees the program used the right maps."""
+from __future__ import annotations
+
+import errno
+import os
+import struct
+
+import pytest
+
+import bpfload
+from bpfload import MapType, ProgType
+from conftest import bpf_object
+
+pytestmark = pytest.mark.kernel
+
+
+def pkt(first: int, length: int = 64) -> bytes:
+    """An Ethernet-sized test packet whose first byte is *first*."""
+    return bytes([first]) + bytes(length - 1)
+
+
+def u64(b) -> int:
+    return struct.unpack("=Q", b)[0]
+
+
+# --------------------------------------------------------------------------
+# the three map-definition forms
+
+def test_btf_defined_maps(bpffs):
+    with bpfload.load(bpf_object("maps_btf"), pin_root=bpffs) as obj:
+        m = obj.maps
+        assert m["pkt_hash"].type == MapType.HASH and m["pkt_hash"].flags & 1  # NO_PREALLOC
+        assert (m["pkt_array"].key_size, m["pkt_array"].value_size) == (4, 8)
+        assert m["pcpu_stats"].type == MapType.PERCPU_ARRAY
+        prog = obj.programs["count_pkts"]
+        assert prog.type == ProgType.XDP
+        for first in (7, 7, 7, 9):
+            assert prog.test_run(pkt(first)).retval == 2  # XDP_PASS
+        assert {struct.unpack("=I", k)[0]: u64(v) for k, v in obj["pkt_hash"].items()} == {7: 3, 9: 1}
+        assert u64(obj["pkt_array"][7]) == 3 and u64(obj["pkt_array"][9]) == 1
+        assert obj["pcpu_stats"].sum(0) == 4
+        assert obj["pcpu_stats"].sum(1) == 4 * 64
+        # pinned by name under pin_root, and the pin outlives the object
+        path = bpffs / "lru_pinned"
+        assert path.exists()
+        assert obj.pins_created == [str(path)]
+        lru_id = obj["lru_pinned"].id
+    with bpfload.Map.from_pin(path) as again:
+        assert again.id == lru_id
+        assert u64(again[9]) == 64
+
+
+def test_legacy_maps():
+    with bpfload.load(bpf_object("maps_legacy")) as obj:
+        prog = obj.programs["legacy_count"]
+        for first, n in ((1, 60), (1, 70), (5, 80)):
+            assert prog.test_run(pkt(first, n)).retval == 2
+        assert u64(obj["legacy_hash"][1]) == 2 and u64(obj["legacy_hash"][5]) == 1
+        assert u64(obj["legacy_array"][0]) == 210
+        assert obj.maps["legacy_hash"].max_entries == 64
+
+
+CTX = struct.Struct("=IIQ")  # {u32 slot; u32 key; u64 value}
+
+
+def run_ctx(prog, slot, key, value=0):
+    r = prog.test_run(ctx=bytearray(CTX.pack(slot, key, value)))
+    return r
+
+
+def test_custom_form_and_map_in_map_prepopulated():
+    with bpfload.load(bpf_object("maps_custom")) as obj:
+        # plain maps from BMAP_COM_EXT0
+        assert run_ctx(obj.programs["plain_write"], 0, 5, 77).retval == 0
+        assert u64(obj["plain_hash"][5]) == 77 and u64(obj["plain_array"][5]) == 77
+        assert obj.maps["plain_hash"].max_entries == 1024
+
+        # ARRAY_OF_MAPS: inner maps prepopulated at their inner_index
+        outer = obj["aom_outer"]
+        assert outer[0] == obj["aom_inner0"].id
+        assert outer[1] == obj["aom_inner1"].id
+        assert outer.lookup(2) is None
+        w, r = obj.programs["aom_write"], obj.programs["aom_read"]
+        assert run_ctx(w, 1, 3, 0xbeef).retval == 1
+        assert u64(obj["aom_inner1"][3]) == 0xbeef       # the kernel used inner1 at slot 1
+        assert u64(obj["aom_inner0"][3]) == 0
+        assert run_ctx(w, 2, 0, 1).retval == 0            # slot 2 empty
+        obj["aom_inner0"][2] = 41
+        assert run_ctx(r, 0, 2).retval == 1
+
+        # HASH_OF_MAPS: slots 3 and 7, spare not prepopulated
+        hom = obj["hom_outer"]
+        assert hom[3] == obj["hom_inner3"].id and hom[7] == obj["hom_inner7"].id
+        assert hom.lookup(0) is None and len(hom.keys()) == 2
+        assert run_ctx(obj.programs["hom_write"], 7, 9, 123).retval == 1
+        assert u64(obj["hom_inner7"][9]) == 123
+        assert run_ctx(obj.programs["hom_write"], 4, 9, 1).retval == 0
+        hom[4] = obj["hom_spare"]                           # insert from user space
+        assert run_ctx(obj.programs["hom_write"], 4, 9, 5).retval == 1
+        assert u64(obj["hom_spare"][9]) == 5
+        # creation order: every plain/inner map before any outer map
+        order = obj.map_order
+        assert order.index("aom_outer") > order.index("aom_inner1")
+        assert order.index("hom_outer") > order.index("hom_spare")
+
+
+def test_btf_map_in_map_static_initializers():
+    with bpfload.load(bpf_object("mim_btf")) as obj:
+        aom, hom = obj["btf_aom"], obj["btf_hom"]
+        assert aom[0] == obj["inner_a"].id and aom[2] == obj["inner_b"].id
+        assert aom.lookup(1) is None
+        assert hom[1] == obj["inner_b"].id and hom[5] == obj["inner_c"].id
+        assert obj["btf_aom_empty"].lookup(0) is None
+        obj["inner_a"][1] = 0xa1
+        obj["inner_c"][1] = 0xa3
+        ctx = bytearray(CTX.pack(0, 1, 0))
+        assert obj.programs["aom_read"].test_run(ctx=ctx).retval == 1
+        assert CTX.unpack(ctx)[2] == 0xa1          # the kernel writes ctx back in place
+        ctx = bytearray(CTX.pack(5, 1, 0))
+        assert obj.programs["hom_read"].test_run(ctx=ctx).retval == 1
+        assert CTX.unpack(ctx)[2] == 0xa3
+        assert run_ctx(obj.programs["empty_read"], 0, 1).retval == 0
+
+
+# --------------------------------------------------------------------------
+# global data
+
+def test_global_data_rodata_set_from_python():
+    obj = bpfload.BpfObject.open(bpf_object("globals"))
+    assert obj.rodata["cfg_mult"] == 1
+    obj.rodata["cfg_mult"] = 3
+    obj.rodata["cfg_add"] = 4294967296000
+    with pytest.raises(ValueError):
+        obj.rodata["cfg_mult"] = b"\x01"          # wrong size
+    with pytest.raises(KeyError):
+        obj.rodata["nope"] = 1
+    with obj.load():
+        assert isinstance(obj.maps[".rodata"], bpfload.Map)
+        r = obj.programs["compute"].test_run(struct.pack("=I", 7) + bytes(60))
+        out = 7 * 3 + 4294967296000
+        assert r.retval == out & 0xffffffff
+        assert obj.bss["bss_out"] == out
+        assert obj.bss["bss_in"] == 7
+        assert obj.bss["bss_calls"] == 1
+        assert obj.data["data_calls"] == 101 and obj.data["data_magic"] == 0x1234abcd
+        # .rodata is frozen: user space can no longer write it
+        with pytest.raises(bpfload.PermissionDeniedError):
+            obj.maps[".rodata"].update(0, bytes(obj.maps[".rodata"].value_size))
+        # .data can be changed live
+        obj.data["data_calls"] = 5
+        obj.programs["compute"].test_run(struct.pack("=I", 1) + bytes(60))
+        assert obj.data["data_calls"] == 6
+        # the kernel names follow libbpf: object-name prefix + section name
+        assert obj.maps[".rodata"].info().name.endswith(".rodata")
+
+
+def test_spec_is_not_modified_by_load():
+    obj = bpfload.BpfObject.open(bpf_object("subprog"))
+    before = {n: f.insns for n, f in obj.spec.functions.items()}
+    with obj.load():
+        pass
+    assert {n: f.insns for n, f in obj.spec.functions.items()} == before
+
+
+# --------------------------------------------------------------------------
+# subprograms
+
+@pytest.mark.parametrize("x", [0, 5, 40])
+def test_subprogram_called_from_two_programs(x):
+    with bpfload.load(bpf_object("subprog")) as obj:
+        assert obj.programs["sub_xdp"].test_run(pkt(x)).retval == 3 * x + 111
+        assert obj.programs["sub_tc"].test_run(pkt(x)).retval == 3 * x + 11
+        res = obj["sub_results"]
+        assert u64(res[0]) == 3 * x + 11 and u64(res[1]) == 3 * x + 11
+
+
+# --------------------------------------------------------------------------
+# program arrays
+
+def test_prog_array_static_initializer():
+    with bpfload.load(bpf_object("prog_array")) as obj:
+        entry = obj.programs["tail_entry"]
+        assert entry.test_run(pkt(0)).retval == 100
+        assert entry.test_run(pkt(1)).retval == 200
+        assert entry.test_run(pkt(2)).retval == 1       # empty slot
+        obj["jmp_table"][2] = obj.programs["tail_c"]
+        assert entry.test_run(pkt(2)).retval == 300
+        assert obj["jmp_table"][0] == obj.programs["tail_a"].id
+
+
+# --------------------------------------------------------------------------
+# verifier errors
+
+def test_verifier_rejection_carries_log_and_closes_everything():
+    obj = bpfload.BpfObject.open(bpf_object("verifier_reject"))
+    with pytest.raises(bpfload.LoadError) as ei:
+        obj.load()
+    e = ei.value
+    assert e.program == "bad_deref" and e.errno == errno.EACCES
+    assert "invalid mem access" in e.log
+    assert "invalid mem access" in str(e) and "bad_deref" in str(e)
+    assert not obj.loaded
+    with pytest.raises(bpfload.BpfError):
+        obj.load()
+
+
+def test_autoload_false_skips_a_program():
+    obj = bpfload.BpfObject.open(bpf_object("verifier_reject"))
+    obj.programs["bad_deref"].autoload = False
+    with obj.load():
+        assert list(obj.programs) == ["good_prog"]
+        assert obj.programs["good_prog"].test_run(pkt(0)).retval == 2
+
+
+def test_log_level_gives_a_log_on_success():
+    obj = bpfload.BpfObject.open(bpf_object("verifier_reject"))
+    obj.programs["bad_deref"].autoload = False
+    with obj.load(log_level=2):
+        assert obj.programs["good_prog"].tag
+
+
+# --------------------------------------------------------------------------
+# BCC-style access and object state
+
+def test_object_indexing_and_close():
+    obj = bpfload.load(bpf_object("maps_legacy"))
+    m = obj["legacy_hash"]
+    assert obj.maps["legacy_hash"] is m
+    with pytest.raises(KeyError, match="no map or program"):
+        obj["nope"]
+    obj.close()
+    obj.close()
+    assert m.closed
+    with pytest.raises(bpfload.MapClosedError):
+        m.lookup(1)
+
+
+def test_program_type_override_before_load():
+    obj = bpfload.BpfObject.open(bpf_object("verifier_reject"))
+    obj.programs["bad_deref"].autoload = False
+    obj.programs["good_prog"].type = ProgType.SCHED_CLS
+    obj.programs["good_prog"].expected_attach_type = None
+    with obj.load():
+        p = obj.programs["good_prog"]
+        assert p.type == ProgType.SCHED_CLS and p.info().type == ProgType.SCHED_CLS

@@ -1,0 +1,112 @@
+"""Sharing maps between objects (pins by name, explicit reuse) and rollback."""
+from __future__ import annotations
+
+import errno
+import os
+import struct
+
+import pytest
+
+import bpfload
+from bpfload._core import syscall as core
+from conftest import bpf_object, pins
+
+pytestmark = pytest.mark.kernel
+
+KV = struct.Struct("=IIQ")  # {u32 key; u32 pad; u64 value}
+
+
+def write(obj, key, value):
+    assert obj.programs["share_write"].test_run(ctx=bytearray(KV.pack(key, 0, value))).retval == 0
+
+
+def read(obj, key):
+    ctx = bytearray(KV.pack(key, 0, 0))
+    found = obj.programs["share_read"].test_run(ctx=ctx).retval
+    return KV.unpack(ctx)[2] if found else None
+
+
+def test_two_objects_share_a_pinned_map(bpffs):
+    with bpfload.load(bpf_object("share_writer"), pin_root=bpffs) as w, \
+            bpfload.load(bpf_object("share_reader"), pin_root=bpffs) as r:
+        assert (bpffs / "shared_counts").exists()
+        assert w.pins_created == [str(bpffs / "shared_counts")]
+        assert r.pins_created == [] and r.reused_maps == ["shared_counts"]
+        assert w["shared_counts"].id == r["shared_counts"].id
+        write(w, 3, 0xfeed)
+        assert read(r, 3) == 0xfeed
+        assert read(r, 4) is None
+
+
+def test_explicit_reuse_of_a_map():
+    # pinning BY_NAME wants a pin root; use reuse() for both sides instead
+    with bpfload.Map.create(bpfload.MapType.HASH, 4, 8, 64, name="shared_counts") as m:
+        objs = []
+        try:
+            for name in ("share_writer", "share_reader"):
+                o = bpfload.BpfObject.open(bpf_object(name))
+                o.maps["shared_counts"].pinning = bpfload.PinType.NONE
+                o.maps["shared_counts"].reuse(m)
+                objs.append(o.load())
+            w, r = objs
+            assert w["shared_counts"].id == r["shared_counts"].id == m.id
+            write(w, 11, 99)
+            assert read(r, 11) == 99
+            assert m[11] == struct.pack("=Q", 99)
+        finally:
+            for o in objs:
+                o.close()
+
+
+def test_incompatible_pin_is_refused_and_left_alone(bpffs):
+    path = bpffs / "shared_counts"
+    with bpfload.Map.create(bpfload.MapType.HASH, 4, 8, 32, name="other") as m:
+        m.pin(path)
+    obj = bpfload.BpfObject.open(bpf_object("share_reader"))
+    with pytest.raises(bpfload.IncompatibleMapError, match="max_entries: definition 64, existing 32"):
+        obj.load(pin_root=bpffs)
+    assert path.exists()          # a pin that existed before is never removed
+    assert not obj.loaded
+
+
+def test_incompatible_reuse_is_refused():
+    with bpfload.Map.create(bpfload.MapType.ARRAY, 4, 8, 64) as m:
+        obj = bpfload.BpfObject.open(bpf_object("share_reader"))
+        obj.maps["shared_counts"].reuse(m)
+        with pytest.raises(bpfload.IncompatibleMapError, match="type"):
+            obj.load()
+
+
+# --------------------------------------------------------------------------
+# rollback: fail the k-th bpf(2) call of a load, for every k
+
+def _load_calls(name, **kw):
+    before = core.syscall_count()
+    with bpfload.load(bpf_object(name), **kw):
+        return core.syscall_count() - before
+
+
+@pytest.mark.parametrize("name", ["maps_custom", "mim_btf", "share_writer", "globals",
+                                  "prog_array", "subprog"])
+def test_rollback_at_every_syscall(name, bpffs):
+    kw = {"pin_root": bpffs}
+    n = _load_calls(name, **kw)
+    for p in pins(bpffs):
+        os.unlink(bpffs / p)
+    assert n > 3
+    fds_before = sorted(os.listdir("/proc/self/fd"))
+    for k in range(1, n + 1):
+        core.inject_fault(k, errno.ENOMEM)
+        try:
+            obj = bpfload.BpfObject.open(bpf_object(name))
+            with pytest.raises(bpfload.BpfError):
+                obj.load(**kw)
+            assert not core.fault_pending(), f"fault {k} did not fire"
+            assert not obj.loaded
+        finally:
+            core.inject_fault(0, 0)
+        assert sorted(os.listdir("/proc/self/fd")) == fds_before, f"fd leak after failing call {k}"
+        assert pins(bpffs) == [], f"pin left after failing call {k}"
+    # and with no fault, it loads
+    with bpfload.load(bpf_object(name), **kw):
+        pass
