@@ -175,5 +175,23 @@ class ObjectSpec:
     btf_ext: object = None
 
     def copy(self) -> "ObjectSpec":
-        """A deep copy the loader may mutate without touching this spec."""
-        return copy.deepcopy(self)
+        """A copy the loader may edit without touching this spec.
+
+        Maps, programs, functions and variables are copied (relocation lists
+        included); instruction bytes are immutable and shared.  The parsed
+        BTF is shared too: the loader treats it as read-only and works on its
+        own copy where it must edit it.  (A plain deepcopy of a large object
+        cost most of its load time.)
+        """
+        new = copy.copy(self)
+        new.maps = {n: copy.deepcopy(m) for n, m in self.maps.items()}
+        funcs = {}
+        for n, f in self.functions.items():
+            c = copy.copy(f)
+            c.relocs = list(f.relocs)
+            funcs[n] = c
+        new.functions = funcs
+        new.programs = {n: funcs[n] if n in funcs else copy.copy(p)
+                        for n, p in self.programs.items()}
+        new.variables = {n: copy.copy(v) for n, v in self.variables.items()}
+        return new
