@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 
 from . import errors
 from ._core import insn as _insn
-from .constants import MAP_IN_MAP_TYPES, MapFlags, MapType, PinType
+from .constants import MAP_IN_MAP_TYPES, MapFlags, MapType, PinType, ProgType
 from .maps import Map, MapInfo, kernel_name
 from .programs import Program, load_program
 from .spec import MapSpec, ObjectSpec, ProgramSpec, RelocKind
@@ -37,6 +37,17 @@ __all__ = ["LoadResult", "load_spec", "check_compatible", "validate_map_in_map",
 
 #: libbpf's default for maps pinned by name when no pin_root is given.
 DEFAULT_PIN_ROOT = "/sys/fs/bpf"
+
+#: Map types created without BTF key/value types (libbpf does the same: the
+#: kernel refuses or ignores value types for fd-holding and keyless maps).
+_NO_BTF_TYPES = {MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.STACK_TRACE,
+                 MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.DEVMAP,
+                 MapType.DEVMAP_HASH, MapType.CPUMAP, MapType.XSKMAP, MapType.SOCKMAP,
+                 MapType.SOCKHASH, MapType.QUEUE, MapType.STACK, MapType.RINGBUF,
+                 MapType.PROG_ARRAY, MapType.BLOOM_FILTER}
+
+#: Program types whose section names a kernel BTF entity to attach to.
+_ATTACH_BTF_TYPES = {ProgType.TRACING, ProgType.LSM}
 
 _ARRAY_LIKE = {MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY,
                MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.ARRAY_OF_MAPS}
@@ -146,6 +157,7 @@ class _Load:
         self.reused: List[str] = []
         self.order: List[str] = []
         self.to_pin: List[str] = []
+        self.btf_fd = 0
 
     def own(self, thing):
         self.stack.callback(thing.close)
@@ -163,9 +175,13 @@ class _Load:
     def create(self, ms: MapSpec, inner_fd: int = 0, name: Optional[str] = None) -> Map:
         kname = name or (self.kernel_map_name(self.spec.name, ms.name) if ms.form == "data"
                          else kernel_name(ms.name))
+        btf = {}
+        if self.btf_fd and ms.type not in _NO_BTF_TYPES and ms.btf_value_type_id:
+            btf = dict(btf_fd=self.btf_fd, btf_key_type_id=ms.btf_key_type_id,
+                       btf_value_type_id=ms.btf_value_type_id)
         m = Map.create(ms.type, ms.key_size, ms.value_size, ms.max_entries, flags=ms.flags,
                        name=kname, inner_map=inner_fd or None, numa_node=ms.numa_node,
-                       map_extra=ms.map_extra)
+                       map_extra=ms.map_extra, **btf)
         m.name = ms.name  # the object's name for it; the kernel has kname
         return self.own(m)
 
@@ -245,6 +261,12 @@ class _Load:
             self.maps[name].pin(path)
             self.pins.append(path)
 
+    def load_btf(self) -> None:
+        if self.spec.btf is None:
+            return
+        from .kbtf import load_object_btf
+        self.btf_fd = self.own(load_object_btf(self.spec.btf, self.spec.name)).fileno()
+
     # -- programs -------------------------------------------------------------
     def fd_of(self) -> Dict[str, int]:
         return {name: m.fd for name, m in self.maps.items()}
@@ -269,12 +291,28 @@ class _Load:
                 raise errors.ElfError(f"program {ps.name!r}: the section name does not say the "
                                       "program type; set obj.programs[name].type before load",
                                       object=self.spec.name, section=ps.section)
+            extra = {}
+            if self.btf_fd and self.spec.btf_ext is not None:
+                from .kbtf import ext_records
+                fi, li = ext_records(self.spec.btf_ext, self.spec.functions, linked.layout)
+                extra = dict(btf_fd=self.btf_fd)
+                if fi:
+                    extra.update(func_info=fi, func_info_rec_size=8)
+                if li:
+                    extra.update(line_info=li, line_info_rec_size=16)
+            attach_btf_id = ps.attach_btf_id
+            if not attach_btf_id and ps.type in _ATTACH_BTF_TYPES:
+                from .kbtf import resolve_attach_btf_id
+                attach_btf_id = resolve_attach_btf_id(ps.type, ps.expected_attach_type,
+                                                      ps.attach_target, program=ps.name,
+                                                      obj_name=self.spec.name)
             fdobj = load_program(ps.type, linked.insns, name=ps.name,
                                  license=ps.license or self.spec.license,
                                  expected_attach_type=ps.expected_attach_type,
                                  log_level=self.log_level,
                                  kern_version=ps.kern_version or self.spec.kern_version,
-                                 prog_flags=ps.flags, section=ps.section)
+                                 prog_flags=ps.flags, section=ps.section,
+                                 attach_btf_id=attach_btf_id, **extra)
             p = Program(fdobj, ps.name, ps.type, section=ps.section,
                         expected_attach_type=ps.expected_attach_type)
             self.programs[ps.name] = self.own(p)
@@ -314,6 +352,7 @@ def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: in
                 with contextlib.suppress(OSError):
                     os.unlink(path)
         stack.callback(_unpin)
+        job.load_btf()
         job.load_maps()
         job.pin_maps()
         job.load_programs()

@@ -13,6 +13,7 @@ import struct
 from typing import Optional, Union
 
 from . import errors
+from .pins import explain_pin_failure
 from ._core import syscall as _sys
 from ._core.syscall import FD, MapCore, possible_cpus
 from .constants import MAP_IN_MAP_TYPES, MapType
@@ -173,7 +174,8 @@ class Map(MapCore):
     @classmethod
     def from_fd(cls, fd, *, name: Optional[str] = None) -> "Map":
         """A Map for an existing map fd.  The fd is duplicated: the caller keeps its own."""
-        fd = _as_fd(fd)
+        src = fd  # holds an fd owner passed as a temporary open until it is duplicated
+        fd = _as_fd(src)
         if _fdinfo_kind(fd) != "map":
             raise errors.BpfError(f"fd {fd} is not a BPF map")
         new = os.dup(fd) if fd > 2 else None
@@ -243,7 +245,8 @@ class Map(MapCore):
         try:
             _sys.obj_pin(self.fd, path, self.name)
         except errors.SyscallError as e:
-            raise errors.PinError(f"cannot pin map {self.name!r} ({e.hint})", path, e.errno) from e
+            raise errors.PinError(f"cannot pin map {self.name!r} "
+                                  f"({explain_pin_failure(path, e.errno, e.hint)})", path, e.errno) from e
         self._pin_path = path
 
     def unpin(self) -> None:

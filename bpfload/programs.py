@@ -14,6 +14,7 @@ import struct
 from typing import Optional, Union
 
 from . import errors
+from .pins import explain_pin_failure
 from ._core import syscall as _sys
 from ._core.syscall import FD
 from .constants import AttachType, ProgType
@@ -283,7 +284,8 @@ class Program:
         try:
             _sys.obj_pin(self.fd, path, self.name)
         except errors.SyscallError as e:
-            raise errors.PinError(f"cannot pin program {self.name!r} ({e.hint})", path,
+            raise errors.PinError(f"cannot pin program {self.name!r} "
+                                  f"({explain_pin_failure(path, e.errno, e.hint)})", path,
                                   e.errno) from e
         self._pin_path = path
 

@@ -84,6 +84,8 @@ class ProgramSpec(FunctionSpec):
     kern_version: int = 0
     #: BPF_F_SLEEPABLE etc.
     flags: int = 0
+    #: kernel BTF id to attach to (tp_btf/fentry/lsm/iter); 0: resolved from attach_target
+    attach_btf_id: int = 0
     #: False: skip this program at load (libbpf's set_autoload / ``SEC("?...")``)
     autoload: bool = True
 

@@ -1,0 +1,138 @@
+"""Kernel-side BTF: load an object's BTF, find attach targets in vmlinux BTF.
+
+:mod:`bpfload.btf` parses (no syscalls); this module is where BTF meets the
+kernel:
+
+* :func:`load_object_btf` -- BPF_BTF_LOAD of an object's ``.BTF`` (DATASEC
+  sizes and VAR offsets were fixed up from the ELF at parse time), with the
+  kernel's BTF log on failure;
+* :func:`vmlinux` -- the running kernel's BTF, parsed once per process;
+* :func:`resolve_attach_btf_id` -- ``attach_btf_id`` for tp_btf, iter,
+  fentry/fexit/fmod_ret and lsm programs from the target named in the
+  section;
+* :func:`ext_records` -- func_info / line_info of a linked program, rebased
+  to where each function landed.
+"""
+from __future__ import annotations
+
+import errno as _errno
+import os
+import struct
+import threading
+from typing import Dict, List, Optional, Tuple
+
+from . import errors
+from ._core import syscall as _sys
+from ._core.syscall import FD
+from .btf import Btf, Kind
+from .constants import AttachType, ProgType
+
+__all__ = ["load_object_btf", "vmlinux", "resolve_attach_btf_id", "ext_records",
+           "VMLINUX_PATH"]
+
+VMLINUX_PATH = "/sys/kernel/btf/vmlinux"
+
+_lock = threading.Lock()
+_vmlinux: Optional[Btf] = None
+
+
+def vmlinux() -> Btf:
+    """The running kernel's BTF (``/sys/kernel/btf/vmlinux``), parsed once per process.
+
+    Raises :class:`bpfload.BtfError` when the kernel exposes no BTF.
+    """
+    global _vmlinux
+    with _lock:
+        if _vmlinux is None:
+            try:
+                with open(VMLINUX_PATH, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                raise errors.BtfError(f"kernel BTF unavailable: {e.strerror} ({VMLINUX_PATH}); "
+                                      "the kernel needs CONFIG_DEBUG_INFO_BTF") from e
+            _vmlinux = Btf.parse(data)
+        return _vmlinux
+
+
+def load_object_btf(btf: Btf, obj_name: str) -> FD:
+    """BPF_BTF_LOAD an object's BTF -> an owned fd.
+
+    Raises :class:`bpfload.BtfError` carrying the kernel's BTF verifier log.
+    """
+    data = btf.to_bytes()
+    ret = _sys.btf_load(data)
+    if ret >= 0:
+        return FD(ret, f"BTF of {obj_name!r}")
+    err = -ret
+    text = ""
+    if err in (_errno.EINVAL, _errno.E2BIG, _errno.EACCES, _errno.ENOSPC):
+        # the BTF verifier said no: ask again with a log to say why
+        log = bytearray(1 << 20)
+        ret2 = _sys.btf_load(data, log, 1)
+        if ret2 >= 0:
+            return FD(ret2, f"BTF of {obj_name!r}")
+        text = bytes(log).split(b"\0", 1)[0].decode(errors="replace").strip()
+    tail = "\n".join(text.splitlines()[-8:])
+    raise errors.BtfError(f"the kernel refused the object's BTF (BPF_BTF_LOAD: "
+                          f"{_errno.errorcode.get(err, err)})" + (f":\n{tail}" if tail else ""),
+                          object=obj_name, section=".BTF")
+
+
+# attach target -> the vmlinux BTF entity libbpf looks up
+def _attach_lookup(prog_type: int, attach_type: Optional[int], target: str) -> Tuple[str, Kind]:
+    if prog_type == ProgType.LSM:
+        return "bpf_lsm_" + target, Kind.FUNC
+    if attach_type == AttachType.TRACE_RAW_TP:
+        return "btf_trace_" + target, Kind.TYPEDEF
+    if attach_type == AttachType.TRACE_ITER:
+        return "bpf_iter_" + target, Kind.FUNC
+    return target, Kind.FUNC
+
+
+def resolve_attach_btf_id(prog_type: int, attach_type: Optional[int], target: Optional[str],
+                          *, program: str = "", obj_name: str = "",
+                          btf: Optional[Btf] = None) -> int:
+    """The vmlinux BTF id a tracing/LSM/iter program attaches to.
+
+    ``tp_btf/sched_switch`` -> typedef ``btf_trace_sched_switch``;
+    ``iter/task`` -> func ``bpf_iter_task``; ``lsm/file_open`` -> func
+    ``bpf_lsm_file_open``; ``fentry/do_nanosleep`` -> func ``do_nanosleep``.
+    Raises :class:`bpfload.BtfError` naming the program when the target is
+    missing.
+    """
+    if not target:
+        raise errors.BtfError(f"program {program!r} needs an attach target in its section name",
+                              object=obj_name)
+    # module-qualified targets ("module:func") are looked up by the bare name
+    name, kind = _attach_lookup(prog_type, attach_type, target.split(":")[-1])
+    b = btf if btf is not None else vmlinux()
+    t = b.find(name, kind)
+    if t is None:
+        raise errors.BtfError(f"program {program!r}: attach target {target!r} not found in "
+                              f"kernel BTF (looked for {kind.name} {name!r})", object=obj_name)
+    return t.id
+
+
+_FUNC_INFO = struct.Struct("=II")
+_LINE_INFO = struct.Struct("=IIII")
+
+
+def ext_records(btf_ext, functions, layout) -> Tuple[bytes, bytes]:
+    """func_info and line_info records of a linked program, rebased by *layout*.
+
+    *layout* is ``[(function name, start insn), ...]`` from the linker.
+    Returns packed ``bpf_func_info`` (8 bytes) and ``bpf_line_info`` (16
+    bytes) arrays, sorted by instruction as the kernel requires.
+    """
+    fi: List[Tuple[int, int]] = []
+    li: List[Tuple[int, int, int, int]] = []
+    for name, start in layout:
+        f = functions[name]
+        ext = btf_ext.for_function(f.section, f.offset, len(f.insns))
+        fi.extend((r.insn_off + start, r.type_id) for r in ext.func_info)
+        li.extend((r.insn_off + start, r.file_name_off, r.line_off, r.line_col)
+                  for r in ext.line_info)
+    fi.sort()
+    li.sort()
+    return (b"".join(_FUNC_INFO.pack(*r) for r in fi),
+            b"".join(_LINE_INFO.pack(*r) for r in li))

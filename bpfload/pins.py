@@ -1,0 +1,46 @@
+"""bpffs helpers: is a path on a bpffs mount, and a clear error when not."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+__all__ = ["bpffs_mount_of", "is_bpffs", "explain_pin_failure"]
+
+
+def _mounts():
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                parts = line.split()
+                sep = parts.index("-")
+                yield parts[4].replace("\\040", " "), parts[sep + 1]
+    except (OSError, ValueError):
+        return
+
+
+def bpffs_mount_of(path: str) -> Optional[str]:
+    """The mount point of the bpffs *path* lives on, or None if it is on another filesystem."""
+    path = os.path.realpath(path)
+    best, best_type = "", None
+    for mnt, fstype in _mounts():
+        if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+            best, best_type = mnt, fstype
+    return best if best_type == "bpf" else None
+
+
+def is_bpffs(path: str) -> bool:
+    """True when *path* (or, for a path that does not exist yet, its directory) is on bpffs."""
+    probe = path if os.path.exists(path) else os.path.dirname(os.path.abspath(path))
+    return bpffs_mount_of(probe) is not None
+
+
+def explain_pin_failure(path: str, err: int, hint: str) -> str:
+    """Why pinning at *path* failed, in words a user can act on."""
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        return f"directory {d} does not exist"
+    if not is_bpffs(path):
+        return f"{d} is not on a bpffs mount (mount one with: mount -t bpf bpf {d})"
+    if os.path.exists(path):
+        return "something is already pinned there"
+    return hint
