@@ -1,0 +1,1460 @@
+"""BTF (``.BTF``) and BTF.ext (``.BTF.ext``) parsing, editing and serialization.
+
+Pure parsing: no syscalls.  :meth:`Btf.parse` reads a raw BTF blob (the
+``.BTF`` section of an object, ``/sys/kernel/btf/vmlinux`` or a split module
+BTF on top of a base) into typed objects with ids; :meth:`Btf.to_bytes`
+re-emits it.
+
+Parsing is lazy so the multi-megabyte vmlinux BTF is cheap to open: ``parse``
+validates the header and walks the type section once to record where each
+type starts (every record is bounds-checked then); a type is decoded into its
+Python object the first time it is looked up, and names are resolved on
+decode.  Everything that reads the blob goes through bounds checks, so
+malformed or truncated input raises :class:`~bpfload.errors.BtfError`, never
+``IndexError`` or ``struct.error``.  :meth:`Btf.validate` decodes every type
+and checks every type reference (the ELF parser calls it for object BTF).
+
+Type objects refer to other types by id (``Ptr.type`` is an ``int``), which
+keeps them acyclic and cheap; :meth:`Btf.__getitem__` turns an id into the
+object.  Objects are mutable: edit them (or call :meth:`Btf.fixup_datasecs`)
+and :meth:`Btf.to_bytes` re-encodes what changed, adding new names to the
+string section when needed.  Types never decoded are copied verbatim, so an
+unmodified blob round-trips byte for byte.
+"""
+from __future__ import annotations
+
+import array
+import dataclasses
+import enum
+import struct
+from typing import ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple
+
+from .errors import BtfError, ElfError
+
+__all__ = [
+    "BTF_MAGIC",
+    "Kind",
+    "IntEncoding",
+    "FuncLinkage",
+    "VarLinkage",
+    "CoreReloKind",
+    "Type",
+    "Void",
+    "Int",
+    "Ptr",
+    "Array",
+    "Member",
+    "Struct",
+    "Union",
+    "EnumValue",
+    "Enum",
+    "Enum64",
+    "Fwd",
+    "Typedef",
+    "Volatile",
+    "Const",
+    "Restrict",
+    "TypeTag",
+    "Func",
+    "Param",
+    "FuncProto",
+    "Var",
+    "VarSecinfo",
+    "Datasec",
+    "Float",
+    "DeclTag",
+    "Btf",
+    "BtfMapDef",
+    "parse_map_def",
+    "annotate_error",
+    "FuncInfo",
+    "LineInfo",
+    "CoreRelo",
+    "ExtInfo",
+    "BtfExt",
+]
+
+BTF_MAGIC = 0xEB9F
+BTF_VERSION = 1
+_HDR = struct.Struct("<HBBIIIII")  # magic, version, flags, hdr_len, type_off/len, str_off/len
+_EXT_HDR = struct.Struct("<HBBIIIII")  # magic, version, flags, hdr_len, func/line off+len
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_3U32 = struct.Struct("<III")
+_2U32 = struct.Struct("<II")
+_4U32 = struct.Struct("<IIII")
+_NAME_INT = struct.Struct("<Ii")
+
+#: Kernel limit on type resolution chains (BTF's MAX_RESOLVE_DEPTH is 32).
+_MAX_RESOLVE_DEPTH = 32
+_MAX_SIZE = 0xFFFFFFFF
+
+
+class Kind(enum.IntEnum):
+    """``BTF_KIND_*``."""
+
+    UNKN = 0
+    INT = 1
+    PTR = 2
+    ARRAY = 3
+    STRUCT = 4
+    UNION = 5
+    ENUM = 6
+    FWD = 7
+    TYPEDEF = 8
+    VOLATILE = 9
+    CONST = 10
+    RESTRICT = 11
+    FUNC = 12
+    FUNC_PROTO = 13
+    VAR = 14
+    DATASEC = 15
+    FLOAT = 16
+    DECL_TAG = 17
+    TYPE_TAG = 18
+    ENUM64 = 19
+
+
+class IntEncoding(enum.IntFlag):
+    """``BTF_INT_*`` encoding bits of an INT."""
+
+    NONE = 0
+    SIGNED = 1
+    CHAR = 2
+    BOOL = 4
+
+
+class FuncLinkage(enum.IntEnum):
+    """``BTF_FUNC_*`` (stored in a FUNC's vlen)."""
+
+    STATIC = 0
+    GLOBAL = 1
+    EXTERN = 2
+
+
+class VarLinkage(enum.IntEnum):
+    """``BTF_VAR_*``."""
+
+    STATIC = 0
+    GLOBAL_ALLOCATED = 1
+    GLOBAL_EXTERN = 2
+
+
+class CoreReloKind(enum.IntEnum):
+    """``enum bpf_core_relo_kind``."""
+
+    FIELD_BYTE_OFFSET = 0
+    FIELD_BYTE_SIZE = 1
+    FIELD_EXISTS = 2
+    FIELD_SIGNED = 3
+    FIELD_LSHIFT_U64 = 4
+    FIELD_RSHIFT_U64 = 5
+    TYPE_ID_LOCAL = 6
+    TYPE_ID_TARGET = 7
+    TYPE_EXISTS = 8
+    TYPE_SIZE = 9
+    ENUMVAL_EXISTS = 10
+    ENUMVAL_VALUE = 11
+    TYPE_MATCHES = 12
+
+
+# Bytes following the 12-byte common header, per kind: fixed part and per-vlen part.
+_FIXED = (0, 4, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 4, 0, 0)
+_PER_VLEN = (0, 0, 0, 0, 12, 12, 8, 0, 0, 0, 0, 0, 0, 8, 0, 12, 0, 0, 0, 12)
+_NKINDS = len(_FIXED)
+
+
+# --------------------------------------------------------------------------
+# Type objects
+# --------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Type:
+    """Base of every BTF type.  ``id`` is the type id, ``name`` ``""`` when anonymous."""
+
+    KIND: ClassVar[Kind] = Kind.UNKN
+
+    id: int = 0
+    name: str = ""
+    #: the raw ``kind_flag`` bit (bitfield members, signed enums, union fwd...)
+    kind_flag: bool = False
+    #: offset of ``name`` in the string section this type was parsed from
+    name_off: int = dataclasses.field(default=0, compare=False, repr=False)
+
+    @property
+    def kind(self) -> Kind:
+        return self.KIND
+
+    def refs(self) -> Iterator[int]:
+        """The type ids this type refers to.  Never raises."""
+        return iter(())
+
+    def _encode(self, name_off: int, out: bytearray) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+def _info(kind: int, vlen: int, kflag: bool) -> int:
+    return (kind << 24) | (vlen & 0xFFFF) | (0x80000000 if kflag else 0)
+
+
+@dataclasses.dataclass
+class Void(Type):
+    """Type id 0."""
+
+    KIND: ClassVar[Kind] = Kind.UNKN
+
+
+@dataclasses.dataclass
+class Int(Type):
+    KIND: ClassVar[Kind] = Kind.INT
+
+    size: int = 0
+    encoding: IntEncoding = IntEncoding.NONE
+    #: bit offset and number of bits inside ``size`` bytes
+    offset: int = 0
+    bits: int = 0
+
+    def _encode(self, name_off, out):
+        out += _3U32.pack(name_off, _info(Kind.INT, 0, self.kind_flag), self.size)
+        out += _U32.pack(((int(self.encoding) & 0xF) << 24) | ((self.offset & 0xFF) << 16)
+                         | (self.bits & 0xFF))
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.encoding & IntEncoding.SIGNED)
+
+
+@dataclasses.dataclass
+class _RefType(Type):
+    """A type that is just a reference to another type."""
+
+    type: int = 0
+
+    def refs(self):
+        yield self.type
+
+    def _encode(self, name_off, out):
+        out += _3U32.pack(name_off, _info(self.KIND, 0, self.kind_flag), self.type)
+
+
+@dataclasses.dataclass
+class Ptr(_RefType):
+    KIND: ClassVar[Kind] = Kind.PTR
+
+
+@dataclasses.dataclass
+class Typedef(_RefType):
+    KIND: ClassVar[Kind] = Kind.TYPEDEF
+
+
+@dataclasses.dataclass
+class Volatile(_RefType):
+    KIND: ClassVar[Kind] = Kind.VOLATILE
+
+
+@dataclasses.dataclass
+class Const(_RefType):
+    KIND: ClassVar[Kind] = Kind.CONST
+
+
+@dataclasses.dataclass
+class Restrict(_RefType):
+    KIND: ClassVar[Kind] = Kind.RESTRICT
+
+
+@dataclasses.dataclass
+class TypeTag(_RefType):
+    """``__attribute__((btf_type_tag("name")))`` on ``type``."""
+
+    KIND: ClassVar[Kind] = Kind.TYPE_TAG
+
+
+@dataclasses.dataclass
+class Func(Type):
+    KIND: ClassVar[Kind] = Kind.FUNC
+
+    #: the FUNC_PROTO
+    type: int = 0
+    linkage: int = FuncLinkage.STATIC
+
+    def refs(self):
+        yield self.type
+
+    def _encode(self, name_off, out):
+        out += _3U32.pack(name_off, _info(Kind.FUNC, self.linkage, self.kind_flag), self.type)
+
+
+@dataclasses.dataclass
+class Array(Type):
+    KIND: ClassVar[Kind] = Kind.ARRAY
+
+    type: int = 0
+    index_type: int = 0
+    nelems: int = 0
+
+    def refs(self):
+        yield self.type
+        yield self.index_type
+
+    def _encode(self, name_off, out):
+        out += _3U32.pack(name_off, _info(Kind.ARRAY, 0, self.kind_flag), 0)
+        out += _3U32.pack(self.type, self.index_type, self.nelems)
+
+
+@dataclasses.dataclass
+class Member:
+    """A struct/union member.  ``offset`` is in bits; ``bitfield_size`` 0 unless a bitfield."""
+
+    name: str
+    type: int
+    offset: int
+    bitfield_size: int = 0
+    name_off: int = dataclasses.field(default=0, compare=False, repr=False)
+
+
+@dataclasses.dataclass
+class _Composite(Type):
+    size: int = 0
+    members: List[Member] = dataclasses.field(default_factory=list)
+
+    def refs(self):
+        for m in self.members:
+            yield m.type
+
+    def member(self, name: str) -> Optional[Member]:
+        """The direct member called *name*, or None (see :meth:`Btf.find_member` for nesting).
+
+        Never raises.
+        """
+        for m in self.members:
+            if m.name == name:
+                return m
+        return None
+
+    def _encode_members(self, strings: "_StringTable", out: bytearray) -> None:
+        out += _3U32.pack(strings.offset_of(self.name, self.name_off),
+                          _info(self.KIND, len(self.members), self.kind_flag), self.size)
+        for m in self.members:
+            if self.kind_flag:
+                off = ((m.bitfield_size & 0xFF) << 24) | (m.offset & 0xFFFFFF)
+            else:
+                off = m.offset
+            out += _3U32.pack(strings.offset_of(m.name, m.name_off), m.type, off)
+
+
+@dataclasses.dataclass
+class Struct(_Composite):
+    KIND: ClassVar[Kind] = Kind.STRUCT
+
+
+@dataclasses.dataclass
+class Union(_Composite):
+    KIND: ClassVar[Kind] = Kind.UNION
+
+
+@dataclasses.dataclass
+class EnumValue:
+    name: str
+    value: int
+    name_off: int = dataclasses.field(default=0, compare=False, repr=False)
+
+
+@dataclasses.dataclass
+class Enum(Type):
+    """ENUM (32-bit values); ``kind_flag`` set means signed."""
+
+    KIND: ClassVar[Kind] = Kind.ENUM
+
+    size: int = 4
+    values: List[EnumValue] = dataclasses.field(default_factory=list)
+
+    @property
+    def signed(self) -> bool:
+        return self.kind_flag
+
+    def value(self, name: str) -> Optional[int]:
+        """The value of enumerator *name*, or None.  Never raises."""
+        for v in self.values:
+            if v.name == name:
+                return v.value
+        return None
+
+
+@dataclasses.dataclass
+class Enum64(Enum):
+    """ENUM64 (64-bit values); ``kind_flag`` set means signed."""
+
+    KIND: ClassVar[Kind] = Kind.ENUM64
+
+    size: int = 8
+
+
+@dataclasses.dataclass
+class Fwd(Type):
+    """Forward declaration; ``kind_flag`` set means ``union``."""
+
+    KIND: ClassVar[Kind] = Kind.FWD
+
+    @property
+    def is_union(self) -> bool:
+        return self.kind_flag
+
+    def _encode(self, name_off, out):
+        out += _3U32.pack(name_off, _info(Kind.FWD, 0, self.kind_flag), 0)
+
+
+@dataclasses.dataclass
+class Param:
+    name: str
+    type: int
+    name_off: int = dataclasses.field(default=0, compare=False, repr=False)
+
+
+@dataclasses.dataclass
+class FuncProto(Type):
+    KIND: ClassVar[Kind] = Kind.FUNC_PROTO
+
+    return_type: int = 0
+    params: List[Param] = dataclasses.field(default_factory=list)
+
+    def refs(self):
+        yield self.return_type
+        for p in self.params:
+            yield p.type
+
+    @property
+    def variadic(self) -> bool:
+        return bool(self.params) and self.params[-1].type == 0 and not self.params[-1].name
+
+
+@dataclasses.dataclass
+class Var(Type):
+    KIND: ClassVar[Kind] = Kind.VAR
+
+    type: int = 0
+    linkage: int = VarLinkage.STATIC
+
+    def refs(self):
+        yield self.type
+
+    def _encode(self, name_off, out):
+        out += _3U32.pack(name_off, _info(Kind.VAR, 0, self.kind_flag), self.type)
+        out += _U32.pack(self.linkage)
+
+
+@dataclasses.dataclass
+class VarSecinfo:
+    """One variable of a DATASEC: the VAR (or extern FUNC) id, its offset and size."""
+
+    type: int
+    offset: int
+    size: int
+
+
+@dataclasses.dataclass
+class Datasec(Type):
+    KIND: ClassVar[Kind] = Kind.DATASEC
+
+    size: int = 0
+    vars: List[VarSecinfo] = dataclasses.field(default_factory=list)
+
+    def refs(self):
+        for v in self.vars:
+            yield v.type
+
+    def _encode(self, name_off, out):
+        out += _3U32.pack(name_off, _info(Kind.DATASEC, len(self.vars), self.kind_flag), self.size)
+        for v in self.vars:
+            out += _3U32.pack(v.type, v.offset, v.size)
+
+
+@dataclasses.dataclass
+class Float(Type):
+    KIND: ClassVar[Kind] = Kind.FLOAT
+
+    size: int = 0
+
+    def _encode(self, name_off, out):
+        out += _3U32.pack(name_off, _info(Kind.FLOAT, 0, self.kind_flag), self.size)
+
+
+@dataclasses.dataclass
+class DeclTag(Type):
+    """``btf_decl_tag("name")`` on ``type`` (``component_idx`` -1: the type itself)."""
+
+    KIND: ClassVar[Kind] = Kind.DECL_TAG
+
+    type: int = 0
+    component_idx: int = -1
+
+    def refs(self):
+        yield self.type
+
+    def _encode(self, name_off, out):
+        out += _3U32.pack(name_off, _info(Kind.DECL_TAG, 0, self.kind_flag), self.type)
+        out += _I32.pack(self.component_idx)
+
+
+_MODIFIERS = (Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG)
+_MODS_AND_TYPEDEF = _MODIFIERS + (Kind.TYPEDEF,)
+
+
+# --------------------------------------------------------------------------
+# String table used while serializing
+# --------------------------------------------------------------------------
+
+class _StringTable:
+    """The original string section plus strings added by edits."""
+
+    def __init__(self, btf: "Btf"):
+        self._btf = btf
+        self._extra = bytearray()
+        self._added: Dict[str, int] = {}
+
+    def offset_of(self, name: str, hint: int) -> int:
+        """Offset (in this BTF's numbering) of *name*; *hint* is the offset it was parsed from."""
+        btf = self._btf
+        if not name:
+            return hint if hint == 0 or btf._str_or_none(hint) == "" else 0
+        if btf._str_or_none(hint) == name:
+            return hint
+        return self._add(name)
+
+    def _add(self, name: str) -> int:
+        off = self._added.get(name)
+        if off is None:
+            enc = name.encode()
+            pos = self._btf._strings.find(b"\0" + enc + b"\0")  # reuse an existing string
+            if pos >= 0:
+                off = self._btf._str_base + pos + 1
+            else:
+                off = self._btf._str_base + len(self._btf._strings) + len(self._extra)
+                self._extra += enc + b"\0"
+            self._added[name] = off
+        return off
+
+    def section(self) -> bytes:
+        return bytes(self._btf._strings) + bytes(self._extra)
+
+
+# --------------------------------------------------------------------------
+# Btf
+# --------------------------------------------------------------------------
+
+class Btf:
+    """A parsed BTF blob: types by id and the string section.
+
+    ``btf[id]`` returns the type object (id 0 is :class:`Void`), ``len(btf)``
+    is the number of ids including void (for split BTF: including the base's),
+    iteration yields every type in id order.  ``Btf()`` is an empty BTF to
+    :meth:`add` types to.
+    """
+
+    def __init__(self) -> None:
+        self._base: Optional[Btf] = None
+        self._start_id = 1
+        self._str_base = 0
+        self._types_raw: bytes = b""
+        self._offsets = array.array("I")
+        self._strings: bytes = b"\0"
+        self._cache: List[Optional[Type]] = []
+        self._name_index: Optional[Dict[str, List[int]]] = None
+        self.version = BTF_VERSION
+        self.flags = 0
+        self._hdr_extra = b""
+
+    # -- parsing -----------------------------------------------------------
+
+    @classmethod
+    def parse(cls, data: bytes | bytearray | memoryview, base: Optional["Btf"] = None) -> "Btf":
+        """Parse a raw BTF blob (little endian).
+
+        *base*: for split BTF (kernel module BTF), the base BTF (vmlinux)
+        whose types and strings this blob continues.
+
+        Raises :class:`BtfError` for a bad magic or version, a header or
+        section that does not fit the blob, or a type record that is
+        truncated or of an unknown kind.  Type references and name offsets
+        are checked when a type is decoded (:meth:`validate` checks all).
+        """
+        raw = bytes(data)
+        if len(raw) < _HDR.size:
+            raise BtfError(f"BTF blob of {len(raw)} bytes is shorter than its header", section=".BTF")
+        magic, version, flags, hdr_len, type_off, type_len, str_off, str_len = _HDR.unpack_from(raw, 0)
+        if magic != BTF_MAGIC:
+            if magic == 0x9FEB:
+                raise BtfError("BTF is big endian; only little-endian BTF is supported", section=".BTF")
+            raise BtfError(f"bad BTF magic {magic:#06x} (expected {BTF_MAGIC:#06x})", section=".BTF")
+        if version != BTF_VERSION:
+            raise BtfError(f"unsupported BTF version {version}", section=".BTF")
+        if hdr_len < _HDR.size or hdr_len > len(raw):
+            raise BtfError(f"bad BTF header length {hdr_len}", section=".BTF")
+        body = len(raw) - hdr_len
+        if type_off % 4:
+            raise BtfError(f"BTF type section offset {type_off} is not 4-byte aligned", section=".BTF")
+        if type_off + type_len > body or str_off + str_len > body:
+            raise BtfError("BTF type or string section extends past the end of the blob", section=".BTF")
+        self = cls()
+        self.version = version
+        self.flags = flags
+        self._hdr_extra = raw[_HDR.size:hdr_len]
+        strings = raw[hdr_len + str_off: hdr_len + str_off + str_len]
+        if base is None:
+            if not strings:
+                strings = b""
+            elif strings[0] != 0:
+                raise BtfError("BTF string section does not start with an empty string", section=".BTF")
+        if strings and strings[-1] != 0:
+            raise BtfError("BTF string section is not NUL-terminated", section=".BTF")
+        self._strings = strings
+        if base is not None:
+            self._base = base
+            self._start_id = len(base)
+            self._str_base = base._str_base + len(base._strings)
+        self._types_raw = raw[hdr_len + type_off: hdr_len + type_off + type_len]
+        self._offsets = self._scan(self._types_raw)
+        self._cache = [None] * len(self._offsets)
+        return self
+
+    @staticmethod
+    def _scan(buf: bytes) -> "array.array[int]":
+        offsets = array.array("I")
+        append = offsets.append
+        unpack = _U32.unpack_from
+        fixed, per, nkinds = _FIXED, _PER_VLEN, _NKINDS
+        end = len(buf)
+        off = 0
+        try:
+            while off < end:
+                info = unpack(buf, off + 4)[0]
+                kind = (info >> 24) & 0x1F
+                if kind == 0 or kind >= nkinds:
+                    raise BtfError(f"type #{len(offsets) + 1}: unknown BTF kind {kind}",
+                                   section=".BTF", offset=off)
+                append(off)
+                off += 12 + fixed[kind] + per[kind] * (info & 0xFFFF)
+        except struct.error:
+            raise BtfError(f"type #{len(offsets) + 1}: truncated type record", section=".BTF",
+                           offset=off) from None
+        if off != end:
+            raise BtfError(f"type #{len(offsets)}: truncated type record", section=".BTF",
+                           offset=offsets[-1] if offsets else 0)
+        return offsets
+
+    # -- strings -----------------------------------------------------------
+
+    def _str_or_none(self, off: int) -> Optional[str]:
+        if off < self._str_base:
+            return self._base._str_or_none(off) if self._base is not None else None
+        local = off - self._str_base
+        s = self._strings
+        if local >= len(s):
+            return None
+        end = s.find(b"\0", local)
+        if end < 0:
+            return None
+        return s[local:end].decode("utf-8", "replace")
+
+    def string(self, off: int) -> str:
+        """The string at offset *off* of the string section.
+
+        Raises :class:`BtfError` when *off* is outside the string section.
+        """
+        if off == 0 and not self._strings and self._base is None:
+            return ""
+        s = self._str_or_none(off)
+        if s is None:
+            raise BtfError(f"string offset {off} outside the BTF string section", section=".BTF")
+        return s
+
+    @property
+    def strings(self) -> bytes:
+        """The raw string section (this blob's only, for split BTF)."""
+        return self._strings
+
+    # -- type access -------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._start_id + len(self._cache)
+
+    @property
+    def start_id(self) -> int:
+        """First type id defined by this blob (1, or the base's length for split BTF)."""
+        return self._start_id
+
+    @property
+    def base(self) -> Optional["Btf"]:
+        return self._base
+
+    def __getitem__(self, type_id: int) -> Type:
+        """The type with id *type_id*.  Raises :class:`BtfError` for an unknown id or a malformed type."""
+        if type_id < self._start_id:
+            if type_id == 0:
+                return _VOID
+            if self._base is not None and 0 < type_id:
+                return self._base[type_id]
+            raise BtfError(f"type id {type_id} out of range", section=".BTF")
+        idx = type_id - self._start_id
+        try:
+            t = self._cache[idx]
+        except (IndexError, TypeError):
+            raise BtfError(f"type id {type_id} out of range (BTF has {len(self)} types)",
+                           section=".BTF") from None
+        if t is None:
+            t = self._decode(idx)
+            self._cache[idx] = t
+        return t
+
+    def get(self, type_id: int) -> Optional[Type]:
+        """Like ``btf[type_id]`` but None for an unknown or malformed id.  Never raises."""
+        try:
+            return self[type_id]
+        except BtfError:
+            return None
+
+    def __iter__(self) -> Iterator[Type]:
+        """Every type of this blob (not the base's), in id order; void first for non-split BTF.
+
+        Decodes as it goes: raises :class:`BtfError` at a malformed type.
+        """
+        if self._base is None:
+            yield _VOID
+        for i in range(self._start_id, len(self)):
+            yield self[i]
+
+    def _decode(self, idx: int) -> Type:
+        buf = self._types_raw
+        off = self._offsets[idx]
+        tid = idx + self._start_id
+        try:
+            name_off, info, size_type = _3U32.unpack_from(buf, off)
+            kind = (info >> 24) & 0x1F
+            vlen = info & 0xFFFF
+            kflag = bool(info >> 31)
+            name = self._name(name_off, tid)
+            p = off + 12
+            if kind == Kind.INT:
+                (extra,) = _U32.unpack_from(buf, p)
+                return Int(tid, name, kflag, name_off, size=size_type,
+                           encoding=IntEncoding((extra >> 24) & 0xF), offset=(extra >> 16) & 0xFF,
+                           bits=extra & 0xFF)
+            if kind in _REF_CLASSES:
+                return _REF_CLASSES[kind](tid, name, kflag, name_off, type=size_type)
+            if kind == Kind.FUNC:
+                return Func(tid, name, kflag, name_off, type=size_type, linkage=vlen)
+            if kind == Kind.ARRAY:
+                et, it, n = _3U32.unpack_from(buf, p)
+                return Array(tid, name, kflag, name_off, type=et, index_type=it, nelems=n)
+            if kind in (Kind.STRUCT, Kind.UNION):
+                members = []
+                for i in range(vlen):
+                    mn, mt, moff = _3U32.unpack_from(buf, p + 12 * i)
+                    if kflag:
+                        members.append(Member(self._name(mn, tid), mt, moff & 0xFFFFFF, moff >> 24, mn))
+                    else:
+                        members.append(Member(self._name(mn, tid), mt, moff, 0, mn))
+                cls = Struct if kind == Kind.STRUCT else Union
+                return cls(tid, name, kflag, name_off, size=size_type, members=members)
+            if kind == Kind.ENUM:
+                values = []
+                for i in range(vlen):
+                    vn, val = _NAME_INT.unpack_from(buf, p + 8 * i)
+                    if not kflag:
+                        val &= 0xFFFFFFFF
+                    values.append(EnumValue(self._name(vn, tid), val, vn))
+                return Enum(tid, name, kflag, name_off, size=size_type, values=values)
+            if kind == Kind.ENUM64:
+                values = []
+                for i in range(vlen):
+                    vn, lo, hi = _3U32.unpack_from(buf, p + 12 * i)
+                    val = (hi << 32) | lo
+                    if kflag and val >= 1 << 63:
+                        val -= 1 << 64
+                    values.append(EnumValue(self._name(vn, tid), val, vn))
+                return Enum64(tid, name, kflag, name_off, size=size_type, values=values)
+            if kind == Kind.FWD:
+                return Fwd(tid, name, kflag, name_off)
+            if kind == Kind.FUNC_PROTO:
+                params = []
+                for i in range(vlen):
+                    pn, pt = _2U32.unpack_from(buf, p + 8 * i)
+                    params.append(Param(self._name(pn, tid), pt, pn))
+                return FuncProto(tid, name, kflag, name_off, return_type=size_type, params=params)
+            if kind == Kind.VAR:
+                (linkage,) = _U32.unpack_from(buf, p)
+                return Var(tid, name, kflag, name_off, type=size_type, linkage=linkage)
+            if kind == Kind.DATASEC:
+                vars_ = [VarSecinfo(*_3U32.unpack_from(buf, p + 12 * i)) for i in range(vlen)]
+                return Datasec(tid, name, kflag, name_off, size=size_type, vars=vars_)
+            if kind == Kind.FLOAT:
+                return Float(tid, name, kflag, name_off, size=size_type)
+            if kind == Kind.DECL_TAG:
+                (comp,) = _I32.unpack_from(buf, p)
+                return DeclTag(tid, name, kflag, name_off, type=size_type, component_idx=comp)
+        except struct.error:  # _scan bounds every record; belt and braces
+            raise BtfError(f"type [{tid}]: truncated record", section=".BTF", offset=off) from None
+        raise BtfError(f"type [{tid}]: unknown BTF kind {kind}", section=".BTF", offset=off)
+
+    def _name(self, off: int, tid: int) -> str:
+        if off == 0 and self._base is None:
+            return ""
+        s = self._str_or_none(off)
+        if s is None:
+            raise BtfError(f"type [{tid}]: name offset {off} outside the string section", section=".BTF")
+        return s
+
+    # -- lookup ------------------------------------------------------------
+
+    def _build_name_index(self) -> Dict[str, List[int]]:
+        by_off: Dict[int, List[int]] = {}
+        buf = self._types_raw
+        unpack = _U32.unpack_from
+        start = self._start_id
+        cache = self._cache
+        decoded: List[Tuple[str, int]] = []
+        for idx, off in enumerate(self._offsets):
+            t = cache[idx]
+            if t is not None:
+                if t.name:
+                    decoded.append((t.name, idx + start))
+                continue
+            name_off = unpack(buf, off)[0]
+            if name_off:
+                lst = by_off.get(name_off)
+                if lst is None:
+                    by_off[name_off] = [idx + start]
+                else:
+                    lst.append(idx + start)
+        for idx in range(len(self._offsets), len(cache)):
+            t = cache[idx]
+            if t is not None and t.name:
+                decoded.append((t.name, idx + start))
+        index: Dict[str, List[int]] = {}
+        for name_off, ids in by_off.items():
+            name = self._str_or_none(name_off)
+            if not name:
+                continue
+            lst = index.get(name)
+            if lst is None:
+                index[name] = ids
+            else:
+                lst.extend(ids)
+        for name, tid in decoded:
+            index.setdefault(name, []).append(tid)
+        for ids in index.values():
+            ids.sort()
+        self._name_index = index
+        return index
+
+    def find_all(self, name: str, kind: Optional[Kind] = None) -> List[Type]:
+        """Every type called *name* (optionally of *kind*), in id order; base types first.
+
+        Raises :class:`BtfError` if a matching type is malformed.
+        """
+        found: List[Type] = []
+        if self._base is not None:
+            found.extend(self._base.find_all(name, kind))
+        index = self._name_index if self._name_index is not None else self._build_name_index()
+        for tid in index.get(name, ()):
+            t = self[tid]
+            if t.name != name:  # renamed after the index was built
+                continue
+            if kind is None or t.kind == kind:
+                found.append(t)
+        return found
+
+    def find(self, name: str, kind: Optional[Kind] = None) -> Optional[Type]:
+        """The first type called *name* (optionally of *kind*), or None.
+
+        Raises :class:`BtfError` if the matching type is malformed.
+        """
+        found = self.find_all(name, kind)
+        return found[0] if found else None
+
+    # -- resolution helpers ------------------------------------------------
+
+    def skip_modifiers(self, type_id: int) -> Type:
+        """Follow const/volatile/restrict/type_tag from *type_id*.
+
+        Raises :class:`BtfError` for a bad id or a reference loop.
+        """
+        return self._skip(type_id, _MODIFIERS)
+
+    def resolve(self, type_id: int) -> Type:
+        """Follow modifiers and typedefs from *type_id* to the underlying type.
+
+        Raises :class:`BtfError` for a bad id or a reference loop.
+        """
+        return self._skip(type_id, _MODS_AND_TYPEDEF)
+
+    def _skip(self, type_id: int, kinds) -> Type:
+        t = self[type_id]
+        for _ in range(_MAX_RESOLVE_DEPTH):
+            if t.KIND not in kinds:
+                return t
+            t = self[t.type]  # type: ignore[attr-defined]
+        raise BtfError(f"type [{type_id}]: reference chain too long (loop?)", section=".BTF")
+
+    def size_of(self, type_id: int) -> int:
+        """Size in bytes of *type_id*, through modifiers, typedefs, vars and arrays.
+
+        Raises :class:`BtfError` for types without a size (void, func,
+        func_proto, fwd, decl_tag), bad ids, loops, or sizes over 4 GiB.
+        """
+        nelems = 1
+        tid = type_id
+        for _ in range(_MAX_RESOLVE_DEPTH):
+            t = self[tid]
+            k = t.KIND
+            if k in (Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.FLOAT,
+                     Kind.DATASEC):
+                size = t.size  # type: ignore[attr-defined]
+                break
+            if k == Kind.PTR:
+                size = 8
+                break
+            if k in _MODS_AND_TYPEDEF or k == Kind.VAR:
+                tid = t.type  # type: ignore[attr-defined]
+                continue
+            if k == Kind.ARRAY:
+                nelems *= t.nelems  # type: ignore[attr-defined]
+                if nelems > _MAX_SIZE:
+                    raise BtfError(f"type [{type_id}]: array too large", section=".BTF")
+                tid = t.type  # type: ignore[attr-defined]
+                continue
+            raise BtfError(f"type [{type_id}]: {k.name} has no size", section=".BTF")
+        else:
+            raise BtfError(f"type [{type_id}]: reference chain too long (loop?)", section=".BTF")
+        total = nelems * size
+        if total > _MAX_SIZE:
+            raise BtfError(f"type [{type_id}]: size {total} too large", section=".BTF")
+        return total
+
+    def find_member(self, type_id: int, name: str) -> Optional[Tuple[Member, int]]:
+        """Find member *name* of struct/union *type_id*, looking inside anonymous members.
+
+        Returns ``(member, bit_offset)`` with the bit offset from the start
+        of the outer type, or None.  Raises :class:`BtfError` if *type_id*
+        does not resolve to a struct or union.
+        """
+        t = self.resolve(type_id)
+        if not isinstance(t, _Composite):
+            raise BtfError(f"type [{type_id}] is {t.kind.name}, not a struct or union", section=".BTF")
+        return self._find_member(t, name, 0, 0)
+
+    def _find_member(self, t: "_Composite", name: str, base: int, depth: int):
+        if depth > _MAX_RESOLVE_DEPTH:
+            raise BtfError(f"type [{t.id}]: anonymous members nested too deeply", section=".BTF")
+        for m in t.members:
+            if m.name == name:
+                return m, base + m.offset
+        for m in t.members:
+            if not m.name:
+                inner = self.resolve(m.type)
+                if isinstance(inner, _Composite):
+                    r = self._find_member(inner, name, base + m.offset, depth + 1)
+                    if r is not None:
+                        return r
+        return None
+
+    # -- validation --------------------------------------------------------
+
+    def validate(self) -> None:
+        """Decode every type and check every type reference and name offset.
+
+        Raises :class:`BtfError` naming the first bad type.
+        """
+        n = len(self)
+        for t in self:
+            for ref in t.refs():
+                if ref >= n:
+                    raise BtfError(f"type [{t.id}] {t.kind.name} '{t.name}' refers to type id {ref}, "
+                                   f"past the last type {n - 1}", section=".BTF")
+
+    # -- editing -----------------------------------------------------------
+
+    def add(self, t: Type) -> int:
+        """Append *t*, set and return its new id.  Never raises."""
+        t.id = len(self)
+        self._cache.append(t)
+        if self._name_index is not None and t.name:
+            self._name_index.setdefault(t.name, []).append(t.id)
+        return t.id
+
+    def fixup_datasecs(self, section_sizes: Mapping[str, int],
+                       symbols: Mapping[str, Mapping[str, Tuple[int, bool]]]) -> None:
+        """Fill in what clang leaves zero in object files: DATASEC sizes and VAR offsets.
+
+        *section_sizes*: ELF section name -> size.  *symbols*: ELF section
+        name -> {variable name: (offset, hidden)} from the ELF symbol table.
+        For every DATASEC whose size is 0, the size is taken from the ELF
+        section and each variable's offset from its symbol; global variables
+        whose symbol has hidden/internal visibility become static (libbpf's
+        rule, which decides BPF_F_MMAPABLE).  ``.kconfig`` and ``.ksyms``
+        (extern-backed) are left alone.  Variables are then sorted by offset,
+        as the kernel requires.
+
+        Raises :class:`BtfError` if a DATASEC has no ELF section, or a
+        global (non-extern) variable has no symbol.
+        """
+        for t in self:
+            if not isinstance(t, Datasec) or t.name in (".kconfig", ".ksyms"):
+                continue
+            syms = symbols.get(t.name, {})
+            fix_offsets = False
+            if t.size == 0:
+                size = section_sizes.get(t.name)
+                if not size:
+                    raise BtfError(f"DATASEC '{t.name}': no ELF section to take its size from",
+                                   section=t.name)
+                t.size = size
+                fix_offsets = True
+            for vsi in t.vars:
+                var = self[vsi.type]
+                if not isinstance(var, Var):
+                    raise BtfError(f"DATASEC '{t.name}': member [{vsi.type}] is {var.kind.name}, not VAR",
+                                   section=t.name)
+                if var.linkage == VarLinkage.GLOBAL_EXTERN:
+                    continue
+                sym = syms.get(var.name)
+                if sym is None:
+                    if var.linkage == VarLinkage.STATIC:
+                        continue
+                    raise BtfError(f"DATASEC '{t.name}': no ELF symbol for variable '{var.name}'",
+                                   section=t.name, symbol=var.name)
+                offset, hidden = sym
+                if fix_offsets:
+                    vsi.offset = offset
+                if hidden and var.linkage != VarLinkage.STATIC:
+                    var.linkage = VarLinkage.STATIC
+            t.vars.sort(key=lambda v: v.offset)
+
+    # -- serialization -----------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """Encode this BTF (types of this blob, strings) as a blob for BPF_BTF_LOAD.
+
+        Types that were never decoded are copied verbatim; decoded ones are
+        re-encoded from their (possibly edited) objects; new names are
+        appended to the string section.  An unmodified parse round-trips
+        byte for byte.  Raises :class:`BtfError` for a value that does not
+        fit its field.
+        """
+        strings = _StringTable(self)
+        out = bytearray()
+        raw = self._types_raw
+        offsets = self._offsets
+        nraw = len(offsets)
+        for idx, t in enumerate(self._cache):
+            if t is None:
+                start = offsets[idx]
+                end = offsets[idx + 1] if idx + 1 < nraw else len(raw)
+                out += raw[start:end]
+                continue
+            try:
+                self._encode_type(t, strings, out)
+            except struct.error as e:
+                raise BtfError(f"cannot encode type [{t.id}] {t.name!r}: {e}", section=".BTF") from None
+        str_sec = strings.section()
+        hdr_len = _HDR.size + len(self._hdr_extra)
+        hdr = _HDR.pack(BTF_MAGIC, self.version, self.flags, hdr_len, 0, len(out), len(out), len(str_sec))
+        return hdr + self._hdr_extra + bytes(out) + str_sec
+
+    @staticmethod
+    def _encode_type(t: Type, strings: _StringTable, out: bytearray) -> None:
+        if isinstance(t, _Composite):
+            t._encode_members(strings, out)
+            return
+        name_off = strings.offset_of(t.name, t.name_off)
+        if isinstance(t, Enum):
+            kind = t.KIND
+            out += _3U32.pack(name_off, _info(kind, len(t.values), t.kind_flag), t.size)
+            for v in t.values:
+                voff = strings.offset_of(v.name, v.name_off)
+                if kind == Kind.ENUM64:
+                    val = v.value & 0xFFFFFFFFFFFFFFFF
+                    out += _3U32.pack(voff, val & 0xFFFFFFFF, val >> 32)
+                else:
+                    out += _2U32.pack(voff, v.value & 0xFFFFFFFF)
+            return
+        if isinstance(t, FuncProto):
+            out += _3U32.pack(name_off, _info(Kind.FUNC_PROTO, len(t.params), t.kind_flag), t.return_type)
+            for p in t.params:
+                out += _2U32.pack(strings.offset_of(p.name, p.name_off), p.type)
+            return
+        t._encode(name_off, out)
+
+    def __repr__(self) -> str:
+        return f"<Btf {len(self) - self._start_id} types, {len(self._strings)} bytes of strings>"
+
+
+_VOID = Void(0, "")
+_REF_CLASSES = {
+    Kind.PTR: Ptr,
+    Kind.TYPEDEF: Typedef,
+    Kind.VOLATILE: Volatile,
+    Kind.CONST: Const,
+    Kind.RESTRICT: Restrict,
+    Kind.TYPE_TAG: TypeTag,
+}
+
+
+# --------------------------------------------------------------------------
+# BTF-defined map definitions (the structs in ``.maps``)
+# --------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class BtfMapDef:
+    """A decoded ``struct { __uint(type, ...); ... }`` map definition from ``.maps``.
+
+    Integer attributes are ``None`` when the definition does not set them.
+    ``values_offset`` is the byte offset of the ``values`` member (static
+    initializers of map-in-map / program arrays), ``inner`` the decoded
+    inner template for map-in-map, ``values_is_prog`` True for a program
+    array's ``__array(values, int (void *))``.
+    """
+
+    name: str
+    type: int = 0
+    key_size: int = 0
+    value_size: int = 0
+    max_entries: int = 0
+    map_flags: int = 0
+    numa_node: Optional[int] = None
+    pinning: int = 0
+    map_extra: int = 0
+    key_type_id: int = 0
+    value_type_id: int = 0
+    values_offset: Optional[int] = None
+    values_is_prog: bool = False
+    inner: Optional["BtfMapDef"] = None
+
+
+_ARRAY_OF_MAPS, _HASH_OF_MAPS, _PROG_ARRAY = 12, 13, 3
+
+
+def _map_int(btf: Btf, map_name: str, m: Member) -> int:
+    t = btf.resolve(m.type)
+    if not isinstance(t, Ptr):
+        raise BtfError(f"map '{map_name}': attribute '{m.name}': expected PTR, got {t.kind.name}",
+                       section=".maps", symbol=map_name)
+    arr = btf[t.type]
+    if not isinstance(arr, Array):
+        raise BtfError(f"map '{map_name}': attribute '{m.name}': expected pointer to ARRAY, got "
+                       f"pointer to {arr.kind.name}", section=".maps", symbol=map_name)
+    return arr.nelems
+
+
+def annotate_error(e: ElfError, *, object: Optional[str] = None, section: Optional[str] = None,
+                   symbol: Optional[str] = None, offset: Optional[int] = None) -> ElfError:
+    """The same error (same class, same message) with its empty location fields filled in.
+
+    Returns *e* itself when nothing is added.  Never raises.
+    """
+    new_object = e.object or object
+    new_section = e.section or section
+    new_symbol = e.symbol or symbol
+    new_offset = e.offset if e.offset is not None else offset
+    if (new_object, new_section, new_symbol, new_offset) == (e.object, e.section, e.symbol, e.offset):
+        return e
+    parts = []
+    if e.object:
+        parts.append(f"object {e.object!r}")
+    if e.section:
+        parts.append(f"section {e.section!r}")
+    if e.symbol:
+        parts.append(f"symbol {e.symbol!r}")
+    if e.offset is not None:
+        parts.append(f"offset {e.offset:#x}")
+    prefix = f"{', '.join(parts)}: " if parts else ""
+    msg = str(e)
+    if prefix and msg.startswith(prefix):
+        msg = msg[len(prefix):]
+    new = type(e)(msg, object=new_object, section=new_section, symbol=new_symbol, offset=new_offset)
+    new.__cause__ = e.__cause__
+    return new
+
+
+def parse_map_def(btf: Btf, def_type_id: int, map_name: str, *, inner: bool = False) -> BtfMapDef:
+    """Decode the struct *def_type_id* of a ``.maps`` variable called *map_name*.
+
+    Follows libbpf's rules: integer attributes are pointers to arrays whose
+    element count is the value; ``key``/``value`` are pointers to the type;
+    ``values`` must be the last member, a zero-length array of pointers to
+    an inner definition struct (map-in-map) or a function prototype
+    (program array).  Unknown members are ignored.
+
+    Raises :class:`BtfError` for a malformed definition: not a struct, an
+    attribute of the wrong shape, conflicting sizes, no map type, a nested
+    ``values`` in an inner definition, or ``values`` on another map type.
+    The error's ``symbol`` is the map name.
+    """
+    try:
+        return _parse_map_def(btf, def_type_id, map_name, inner)
+    except BtfError as e:
+        new = annotate_error(e, section=".maps", symbol=map_name)
+        if new is e:
+            raise
+        raise new from e
+
+
+def _parse_map_def(btf: Btf, def_type_id: int, map_name: str, inner: bool) -> BtfMapDef:
+    d = BtfMapDef(map_name)
+    t = btf.resolve(def_type_id)
+    if not isinstance(t, Struct):
+        raise BtfError(f"map '{map_name}': definition is {t.kind.name}, not a struct",
+                       section=".maps", symbol=map_name)
+    key_size_set = value_size_set = False
+    for i, m in enumerate(t.members):
+        name = m.name
+        if name == "type":
+            d.type = _map_int(btf, map_name, m)
+        elif name == "max_entries":
+            d.max_entries = _map_int(btf, map_name, m)
+        elif name == "map_flags":
+            d.map_flags = _map_int(btf, map_name, m)
+        elif name == "numa_node":
+            d.numa_node = _map_int(btf, map_name, m)
+        elif name == "map_extra":
+            d.map_extra = _map_int(btf, map_name, m)
+        elif name == "pinning":
+            if inner:
+                raise BtfError(f"map '{map_name}': an inner map definition can't be pinned",
+                               section=".maps", symbol=map_name)
+            d.pinning = _map_int(btf, map_name, m)
+        elif name in ("key_size", "value_size", "key", "value"):
+            is_key = name.startswith("key")
+            if name in ("key", "value"):
+                ptr = btf[m.type]
+                if not isinstance(ptr, Ptr):
+                    raise BtfError(f"map '{map_name}': '{name}' is {ptr.kind.name}, not PTR",
+                                   section=".maps", symbol=map_name)
+                sz = btf.size_of(ptr.type)
+                if is_key:
+                    d.key_type_id = ptr.type
+                else:
+                    d.value_type_id = ptr.type
+            else:
+                sz = _map_int(btf, map_name, m)
+            cur_set = key_size_set if is_key else value_size_set
+            cur = d.key_size if is_key else d.value_size
+            if cur_set and cur != sz:
+                raise BtfError(f"map '{map_name}': conflicting {'key' if is_key else 'value'} size "
+                               f"{cur} != {sz}", section=".maps", symbol=map_name)
+            if is_key:
+                d.key_size, key_size_set = sz, True
+            else:
+                d.value_size, value_size_set = sz, True
+        elif name == "values":
+            if inner:
+                raise BtfError(f"map '{map_name}': multi-level inner maps are not supported",
+                               section=".maps", symbol=map_name)
+            if i != len(t.members) - 1:
+                raise BtfError(f"map '{map_name}': 'values' must be the last member",
+                               section=".maps", symbol=map_name)
+            if d.type not in (_ARRAY_OF_MAPS, _HASH_OF_MAPS, _PROG_ARRAY):
+                raise BtfError(f"map '{map_name}': 'values' needs a map-in-map or program array type",
+                               section=".maps", symbol=map_name)
+            if value_size_set and d.value_size != 4:
+                raise BtfError(f"map '{map_name}': conflicting value size {d.value_size} != 4",
+                               section=".maps", symbol=map_name)
+            d.value_size, value_size_set = 4, True
+            arr = btf[m.type]
+            if not isinstance(arr, Array) or arr.nelems:
+                raise BtfError(f"map '{map_name}': 'values' is not a zero-length array",
+                               section=".maps", symbol=map_name)
+            ptr = btf.resolve(arr.type)
+            if not isinstance(ptr, Ptr):
+                raise BtfError(f"map '{map_name}': 'values' elements are {ptr.kind.name}, not PTR",
+                               section=".maps", symbol=map_name)
+            target = btf.resolve(ptr.type)
+            if m.offset % 8:
+                raise BtfError(f"map '{map_name}': 'values' is not byte aligned",
+                               section=".maps", symbol=map_name)
+            d.values_offset = m.offset // 8
+            if d.type == _PROG_ARRAY:
+                if not isinstance(target, FuncProto):
+                    raise BtfError(f"map '{map_name}': program array 'values' must point to a "
+                                   f"function prototype, not {target.kind.name}",
+                                   section=".maps", symbol=map_name)
+                d.values_is_prog = True
+            else:
+                if not isinstance(target, Struct):
+                    raise BtfError(f"map '{map_name}': map-in-map 'values' must point to a struct, "
+                                   f"not {target.kind.name}", section=".maps", symbol=map_name)
+                d.inner = _parse_map_def(btf, target.id, f"{map_name}.inner", True)
+    if d.type == 0:
+        raise BtfError(f"map '{map_name}': map type isn't specified", section=".maps", symbol=map_name)
+    return d
+
+
+# --------------------------------------------------------------------------
+# BTF.ext
+# --------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class FuncInfo:
+    """``bpf_func_info``: ``insn_off`` is in bytes from the section start (as in the object)."""
+
+    insn_off: int
+    type_id: int
+
+
+@dataclasses.dataclass
+class LineInfo:
+    """``bpf_line_info``; ``file_name_off``/``line_off`` index the ``.BTF`` strings."""
+
+    insn_off: int
+    file_name_off: int
+    line_off: int
+    line_col: int
+    file_name: str = ""
+    line: str = ""
+
+    @property
+    def line_num(self) -> int:
+        return self.line_col >> 10
+
+    @property
+    def column(self) -> int:
+        return self.line_col & 0x3FF
+
+
+@dataclasses.dataclass
+class CoreRelo:
+    """``bpf_core_relo``: a CO-RE relocation at ``insn_off`` (bytes from the section start)."""
+
+    insn_off: int
+    type_id: int
+    access_str_off: int
+    kind: int
+    access_str: str = ""
+
+
+@dataclasses.dataclass
+class ExtInfo:
+    """BTF.ext records of one function, ``insn_off`` rebased to instruction indexes from its start."""
+
+    func_info: List[FuncInfo] = dataclasses.field(default_factory=list)
+    line_info: List[LineInfo] = dataclasses.field(default_factory=list)
+    core_relos: List[CoreRelo] = dataclasses.field(default_factory=list)
+
+
+_MIN_REC = {"func_info": 8, "line_info": 16, "core_relo": 16}
+
+
+class BtfExt:
+    """A parsed ``.BTF.ext``: func_info, line_info and CO-RE relocations per ELF section.
+
+    ``func_info``, ``line_info`` and ``core_relos`` map a section name to its
+    records, in file order; ``*_rec_size`` keep the record sizes of the
+    object.
+    """
+
+    def __init__(self) -> None:
+        self.version = 1
+        self.flags = 0
+        self.func_info: Dict[str, List[FuncInfo]] = {}
+        self.line_info: Dict[str, List[LineInfo]] = {}
+        self.core_relos: Dict[str, List[CoreRelo]] = {}
+        self.func_info_rec_size = 8
+        self.line_info_rec_size = 16
+        self.core_relo_rec_size = 16
+
+    @classmethod
+    def parse(cls, data: bytes | bytearray | memoryview, btf: Btf) -> "BtfExt":
+        """Parse a ``.BTF.ext`` blob whose names live in *btf*'s string section.
+
+        Raises :class:`BtfError` for a bad magic/version/header, a subsection
+        that does not fit, a record size below the minimum or not a multiple
+        of 4, a truncated record list, or a bad string offset.
+        """
+        raw = bytes(data)
+        if len(raw) < _EXT_HDR.size:
+            raise BtfError(f"BTF.ext blob of {len(raw)} bytes is shorter than its header",
+                           section=".BTF.ext")
+        magic, version, flags, hdr_len, fi_off, fi_len, li_off, li_len = _EXT_HDR.unpack_from(raw, 0)
+        if magic != BTF_MAGIC:
+            raise BtfError(f"bad BTF.ext magic {magic:#06x}", section=".BTF.ext")
+        if version != 1:
+            raise BtfError(f"unsupported BTF.ext version {version}", section=".BTF.ext")
+        if hdr_len < _EXT_HDR.size or hdr_len > len(raw):
+            raise BtfError(f"bad BTF.ext header length {hdr_len}", section=".BTF.ext")
+        self = cls()
+        self.version, self.flags = version, flags
+        core_off = core_len = 0
+        if hdr_len >= _EXT_HDR.size + 8:
+            core_off, core_len = _2U32.unpack_from(raw, _EXT_HDR.size)
+        body = raw[hdr_len:]
+        self.func_info_rec_size = self._parse_sub(body, fi_off, fi_len, "func_info", btf, self.func_info)
+        self.line_info_rec_size = self._parse_sub(body, li_off, li_len, "line_info", btf, self.line_info)
+        self.core_relo_rec_size = self._parse_sub(body, core_off, core_len, "core_relo", btf,
+                                                  self.core_relos)
+        return self
+
+    @staticmethod
+    def _parse_sub(body: bytes, off: int, length: int, what: str, btf: Btf, out: Dict[str, list]) -> int:
+        minimum = _MIN_REC[what]
+        if length == 0:
+            return minimum
+        if off + length > len(body) or off % 4:
+            raise BtfError(f"BTF.ext {what} ({off}+{length}) does not fit the blob", section=".BTF.ext")
+        sub = body[off:off + length]
+        if len(sub) < 4:
+            raise BtfError(f"BTF.ext {what}: no record size", section=".BTF.ext")
+        (rec_size,) = _U32.unpack_from(sub, 0)
+        if rec_size < minimum or rec_size % 4:
+            raise BtfError(f"BTF.ext {what}: bad record size {rec_size}", section=".BTF.ext")
+        p = 4
+        while p < len(sub):
+            if p + 8 > len(sub):
+                raise BtfError(f"BTF.ext {what}: truncated section header", section=".BTF.ext", offset=p)
+            sec_off, num = _2U32.unpack_from(sub, p)
+            p += 8
+            sec_name = btf._str_or_none(sec_off)
+            if not sec_name:
+                raise BtfError(f"BTF.ext {what}: bad section name offset {sec_off}", section=".BTF.ext")
+            if num == 0:
+                raise BtfError(f"BTF.ext {what}: section '{sec_name}' has no records",
+                               section=".BTF.ext")
+            if p + num * rec_size > len(sub):
+                raise BtfError(f"BTF.ext {what}: section '{sec_name}' has {num} records of "
+                               f"{rec_size} bytes, past the end", section=".BTF.ext")
+            recs = out.setdefault(sec_name, [])
+            for i in range(num):
+                q = p + i * rec_size
+                if what == "func_info":
+                    recs.append(FuncInfo(*_2U32.unpack_from(sub, q)))
+                elif what == "line_info":
+                    a, b, c, d = _4U32.unpack_from(sub, q)
+                    recs.append(LineInfo(a, b, c, d, btf.string(b), btf.string(c)))
+                else:
+                    a, b, c, d = _4U32.unpack_from(sub, q)
+                    kind = CoreReloKind(d) if d in CoreReloKind._value2member_map_ else d
+                    recs.append(CoreRelo(a, b, c, kind, btf.string(c)))
+            p += num * rec_size
+        return rec_size
+
+    def for_function(self, section: str, offset: int, size: int) -> ExtInfo:
+        """Records of the function at byte *offset*, *size* bytes long, in *section*.
+
+        ``insn_off`` of the returned copies is an instruction index from the
+        function start (the unit the kernel wants).  Never raises.
+        """
+        end = offset + size
+        res = ExtInfo()
+        for fi in self.func_info.get(section, ()):
+            if offset <= fi.insn_off < end:
+                res.func_info.append(dataclasses.replace(fi, insn_off=(fi.insn_off - offset) // 8))
+        for li in self.line_info.get(section, ()):
+            if offset <= li.insn_off < end:
+                res.line_info.append(dataclasses.replace(li, insn_off=(li.insn_off - offset) // 8))
+        for cr in self.core_relos.get(section, ()):
+            if offset <= cr.insn_off < end:
+                res.core_relos.append(dataclasses.replace(cr, insn_off=(cr.insn_off - offset) // 8))
+        return res
+
+    def __repr__(self) -> str:
+        return (f"<BtfExt func_info={sum(map(len, self.func_info.values()))} "
+                f"line_info={sum(map(len, self.line_info.values()))} "
+                f"core_relos={sum(map(len, self.core_relos.values()))}>")

@@ -1,0 +1,816 @@
+"""BPF ELF object -> :class:`~bpfload.spec.ObjectSpec`.
+
+The only module that imports ``elftools``.  pyelftools reads the ELF header,
+the section header table and section names; the fixed-size symbol and
+relocation records are read with :mod:`struct` from section data that was
+bounds-checked against the file first.  Every pyelftools failure is wrapped,
+and every offset, size and index read from the file is checked, so a
+malformed object raises :class:`~bpfload.errors.ElfError` (or its subclass
+:class:`~bpfload.errors.BtfError`) naming the object and, where it applies,
+the section, symbol and offset -- never ``IndexError``, ``KeyError``,
+``struct.error`` or a pyelftools exception.
+
+No syscalls: parsing needs no privileges.  See :mod:`bpfload.spec` for the
+instruction-level contract this module fills (functions with their own
+instructions, relocations relative to the function start, CALL relocations
+for every bpf-to-bpf call).
+
+Decisions worth knowing:
+
+* A program is a global (or weak) function in an executable section other
+  than ``.text``; static functions anywhere, and all of ``.text``, are
+  subprograms (:class:`~bpfload.spec.FunctionSpec`).
+* A program in an unknown section gets ``ProgType.UNSPEC`` (see
+  :mod:`bpfload.sections`): the user may set the type before loading.
+  ``SEC("?name")`` programs are classified as ``name`` with
+  ``autoload=False``.
+* ``.BTF`` DATASEC sizes and VAR offsets, which clang leaves 0, are fixed up
+  from the ELF here (:meth:`bpfload.btf.Btf.fixup_datasecs`), so
+  ``spec.btf`` is ready for BPF_BTF_LOAD.
+* Global-data sections are named by their section name in ``spec.maps``;
+  :func:`kernel_map_name` gives the name the kernel should see.
+"""
+from __future__ import annotations
+
+import bisect
+import copy
+import io
+import os
+import struct
+from typing import Dict, List, Optional, Tuple, Union
+
+from elftools.elf.elffile import ELFFile
+
+from . import sections as _sections
+from .btf import Btf, BtfExt, Datasec, Kind, Var, VarLinkage, annotate_error, parse_map_def
+from .constants import MapFlags, MapType, PinType
+from .errors import BtfError, ElfError
+from .spec import FunctionSpec, GlobalVar, MapSpec, ObjectSpec, ProgramSpec, Reloc, RelocKind
+
+__all__ = ["parse_object", "kernel_map_name", "BPF_OBJ_NAME_LEN"]
+
+#: Kernel limit for object names, NUL included.
+BPF_OBJ_NAME_LEN = 16
+
+# ELF constants
+_SHF_EXECINSTR = 0x4
+_SHN_UNDEF = 0
+_SHN_LORESERVE = 0xFF00
+_STB_LOCAL, _STB_GLOBAL, _STB_WEAK = 0, 1, 2
+_STT_NOTYPE, _STT_OBJECT, _STT_FUNC, _STT_SECTION = 0, 1, 2, 3
+_STV_INTERNAL, _STV_HIDDEN = 1, 2
+
+# BPF instruction encoding
+_INSN_SIZE = 8
+_LD_IMM64 = 0x18   # BPF_LD | BPF_IMM | BPF_DW
+_CALL = 0x85       # BPF_JMP | BPF_CALL
+_PSEUDO_CALL = 1
+
+_SYM = struct.Struct("<IBBHQQ")   # Elf64_Sym
+_REL = struct.Struct("<QQ")       # Elf64_Rel
+_I32 = struct.Struct("<i")
+_LEGACY_DEF = struct.Struct("<5I")
+_CUSTOM_DEF = struct.Struct("<6I3i")
+
+#: Largest global-data section accepted (the kernel's own limit is lower).
+_MAX_DATA_SECTION = 64 << 20
+
+_MAPS_SEC = "maps"
+_BTF_MAPS_SEC = ".maps"
+
+
+def kernel_map_name(obj_name: str, section: str) -> str:
+    """The map name the kernel sees for a global-data section, libbpf's rule.
+
+    ``.data``/``.rodata``/``.bss``/``.kconfig`` get as much of the object name
+    as fits in front (the suffix always reserves at least 7 characters:
+    ``my_object`` + ``.bss`` -> ``my_objec.bss``); custom sections with a
+    second dot (``.rodata.str1.1``, ``.data.counters``) use the section name
+    alone.  The result is at most 15 characters (BPF_OBJ_NAME_LEN - 1), and
+    characters the kernel refuses become ``_``.  Never raises.
+    """
+    obj = obj_name[:BPF_OBJ_NAME_LEN - 1].split(".", 1)[0]
+    sfx_len = min(max(7, len(section)), BPF_OBJ_NAME_LEN - 1)
+    if "." in section[1:]:
+        pfx_len = 0
+    else:
+        pfx_len = min(BPF_OBJ_NAME_LEN - 1 - sfx_len, len(obj))
+    name = (obj[:pfx_len] + section[:sfx_len])[:BPF_OBJ_NAME_LEN - 1]
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "_." else "_" for c in name)
+
+
+def parse_object(path_or_bytes: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview],
+                 name: Optional[str] = None) -> ObjectSpec:
+    """Parse a BPF ELF object (a path or its bytes) into an :class:`ObjectSpec`.
+
+    *name* defaults to the file's base name up to its first dot
+    (``maps_btf.bpf.o`` -> ``maps_btf``), or ``"object"`` for bytes.
+
+    Raises :class:`ElfError` (:class:`BtfError` for BTF problems) for
+    anything malformed or unsupported: not an ELF file, not 64-bit
+    little-endian EM_BPF ET_REL, sections or symbols out of bounds, bad
+    relocations, unknown map types, bad map definitions, a missing
+    map-in-map template.  Reading a path may raise :class:`OSError`.
+    Makes no syscalls besides reading the file.
+    """
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        data = bytes(path_or_bytes)
+        obj_name = name if name is not None else "object"
+    else:
+        with open(path_or_bytes, "rb") as f:
+            data = f.read()
+        if name is None:
+            base = os.path.basename(os.fspath(path_or_bytes))
+            name = base.split(".", 1)[0] or base
+        obj_name = name
+    return _Parser(data, obj_name).run()
+
+
+# --------------------------------------------------------------------------
+# internal records
+# --------------------------------------------------------------------------
+
+class _Section:
+    __slots__ = ("index", "name", "type", "flags", "size", "link", "info", "entsize", "data", "nobits")
+
+    def __init__(self, index, name, type_, flags, size, link, info, entsize, data, nobits):
+        self.index = index
+        self.name = name
+        self.type = type_
+        self.flags = flags
+        self.size = size
+        self.link = link
+        self.info = info
+        self.entsize = entsize
+        self.data = data
+        self.nobits = nobits
+
+    @property
+    def executable(self) -> bool:
+        return self.type == "SHT_PROGBITS" and bool(self.flags & _SHF_EXECINSTR)
+
+
+class _Symbol:
+    __slots__ = ("index", "name", "value", "size", "bind", "type", "shndx", "visibility")
+
+    def __init__(self, index, name, value, size, bind, type_, shndx, visibility):
+        self.index = index
+        self.name = name
+        self.value = value
+        self.size = size
+        self.bind = bind
+        self.type = type_
+        self.shndx = shndx
+        self.visibility = visibility
+
+
+class _BtfMap:
+    """Where a BTF-defined map lives in ``.maps`` and its decoded definition."""
+
+    __slots__ = ("name", "offset", "size", "values_offset", "values_is_prog")
+
+    def __init__(self, name, offset, size, values_offset, values_is_prog):
+        self.name = name
+        self.offset = offset
+        self.size = size
+        self.values_offset = values_offset
+        self.values_is_prog = values_is_prog
+
+
+def _with_object(e: ElfError, obj: str) -> ElfError:
+    """The same error (same class) with the object name filled in."""
+    return annotate_error(e, object=obj)
+
+
+# --------------------------------------------------------------------------
+# the parser
+# --------------------------------------------------------------------------
+
+class _Parser:
+    def __init__(self, data: bytes, name: str):
+        self.data = data
+        self.name = name
+        self.spec = ObjectSpec(name=name)
+        self.sections: List[_Section] = []
+        self.symbols: List[_Symbol] = []
+        self.symtab_index = -1
+        # executable section index -> sorted function starts and the functions
+        self.func_starts: Dict[int, List[int]] = {}
+        self.func_list: Dict[int, List[Tuple[_Symbol, FunctionSpec]]] = {}
+        # (section index, offset) -> map name, for MAP relocations
+        self.map_at: Dict[Tuple[int, int], str] = {}
+        self.btf_maps: List[_BtfMap] = []
+        self.data_sections: Dict[int, str] = {}
+
+    def err(self, msg: str, *, section: Optional[str] = None, symbol: Optional[str] = None,
+            offset: Optional[int] = None, cls=ElfError) -> ElfError:
+        return cls(msg, object=self.name, section=section, symbol=symbol, offset=offset)
+
+    def run(self) -> ObjectSpec:
+        try:
+            self._read_elf()
+            self._read_symbols()
+            self._read_license_version()
+            self._read_btf()
+            self._read_functions()
+            self._read_legacy_maps()
+            self._read_btf_maps()
+            self._read_data_sections()
+            self._read_relocations()
+            self._synthesize_calls()
+            self._resolve_custom_relations()
+        except ElfError as e:
+            new = _with_object(e, self.name)
+            if new is e:
+                raise
+            raise new from e
+        return self.spec
+
+    # -- ELF structure -----------------------------------------------------
+
+    def _read_elf(self) -> None:
+        data = self.data
+        if len(data) < 4 or data[:4] != b"\x7fELF":
+            raise self.err("not an ELF file")
+        try:
+            elf = ELFFile(io.BytesIO(data))
+            if elf.elfclass != 64:
+                raise self.err(f"ELF class {elf.elfclass}: BPF objects are 64-bit")
+            if not elf.little_endian:
+                raise self.err("big-endian ELF: only little-endian BPF objects are supported")
+            machine = elf["e_machine"]
+            if machine != "EM_BPF":
+                raise self.err(f"not a BPF object (e_machine {machine})")
+            if elf["e_type"] != "ET_REL":
+                raise self.err(f"not a relocatable object (e_type {elf['e_type']})")
+            nsec = elf.num_sections()
+            if nsec > 0xFFFF:
+                raise self.err(f"too many sections ({nsec})")
+            shstrndx = elf.get_shstrndx()
+            if not 0 < shstrndx < nsec or elf.get_section(shstrndx)["sh_type"] != "SHT_STRTAB":
+                raise self.err(f"section name table index {shstrndx} is not a string table")
+            for i in range(nsec):
+                sec = elf.get_section(i)
+                hdr = sec.header
+                sname = sec.name
+                if not isinstance(sname, str):
+                    raise self.err(f"section #{i}: unreadable name")
+                stype = hdr["sh_type"]
+                off, size = int(hdr["sh_offset"]), int(hdr["sh_size"])
+                nobits = stype == "SHT_NOBITS"
+                if stype == "SHT_NULL":
+                    content, size = b"", 0  # no data, whatever the header claims
+                elif nobits:
+                    content = b""
+                else:
+                    if off + size > len(data):
+                        raise self.err(f"section #{i} ({off:#x}+{size:#x}) extends past the end of "
+                                       f"the file ({len(data):#x} bytes)", section=sname)
+                    content = data[off:off + size]
+                self.sections.append(_Section(i, sname, stype, int(hdr["sh_flags"]), size,
+                                              int(hdr["sh_link"]), int(hdr["sh_info"]),
+                                              int(hdr["sh_entsize"]), content, nobits))
+        except ElfError:
+            raise
+        except Exception as e:  # pyelftools raises many kinds (ELFError, construct, struct, ...)
+            raise self.err(f"malformed ELF: {type(e).__name__}: {e}") from e
+
+    def section(self, idx: int) -> Optional[_Section]:
+        if 0 <= idx < len(self.sections):
+            return self.sections[idx]
+        return None
+
+    def section_by_name(self, name: str) -> Optional[_Section]:
+        for s in self.sections:
+            if s.name == name:
+                return s
+        return None
+
+    def _read_symbols(self) -> None:
+        symtabs = [s for s in self.sections if s.type == "SHT_SYMTAB"]
+        if not symtabs:
+            raise self.err("no symbol table")
+        if len(symtabs) > 1:
+            raise self.err("more than one symbol table")
+        st = symtabs[0]
+        self.symtab_index = st.index
+        if st.entsize not in (0, _SYM.size) or st.size % _SYM.size:
+            raise self.err(f"symbol table entry size {st.entsize} / size {st.size} is not a multiple "
+                           f"of {_SYM.size}", section=st.name)
+        strtab = self.section(st.link)
+        if strtab is None or strtab.type != "SHT_STRTAB":
+            raise self.err(f"symbol table links to section #{st.link}, not a string table",
+                           section=st.name)
+        strings = strtab.data
+        for i in range(st.size // _SYM.size):
+            name_off, info, other, shndx, value, size = _SYM.unpack_from(st.data, i * _SYM.size)
+            if name_off:
+                if name_off >= len(strings):
+                    raise self.err(f"symbol #{i}: name offset {name_off} outside the string table",
+                                   section=st.name)
+                end = strings.find(b"\0", name_off)
+                if end < 0:
+                    raise self.err(f"symbol #{i}: name is not NUL-terminated", section=st.name)
+                sname = strings[name_off:end].decode("utf-8", "replace")
+            else:
+                sname = ""
+            stype = info & 0xF
+            if stype == _STT_SECTION and not sname:
+                sec = self.section(shndx)
+                sname = sec.name if sec is not None else ""
+            self.symbols.append(_Symbol(i, sname, value, size, info >> 4, stype, shndx, other & 3))
+
+    def _read_license_version(self) -> None:
+        lic = self.section_by_name("license")
+        if lic is not None:
+            raw = lic.data.split(b"\0", 1)[0]
+            self.spec.license = raw.decode("utf-8", "replace")
+        ver = self.section_by_name("version")
+        if ver is not None:
+            if ver.size != 4 or len(ver.data) != 4:
+                raise self.err(f"'version' section must be 4 bytes, not {ver.size}", section="version")
+            self.spec.kern_version = int.from_bytes(ver.data, "little")
+
+    # -- BTF -----------------------------------------------------------------
+
+    def _read_btf(self) -> None:
+        sec = self.section_by_name(".BTF")
+        if sec is None:
+            return
+        btf = Btf.parse(sec.data)
+        sizes = {s.name: s.size for s in self.sections if s.name}
+        syms: Dict[str, Dict[str, Tuple[int, bool]]] = {}
+        for sym in self.symbols:
+            if sym.type not in (_STT_OBJECT, _STT_NOTYPE) or not sym.name:
+                continue
+            s = self.section(sym.shndx) if sym.shndx < _SHN_LORESERVE else None
+            if s is None or sym.shndx == _SHN_UNDEF:
+                continue
+            hidden = sym.bind != _STB_LOCAL and sym.visibility in (_STV_HIDDEN, _STV_INTERNAL)
+            syms.setdefault(s.name, {})[sym.name] = (sym.value, hidden)
+        btf.fixup_datasecs(sizes, syms)
+        btf.validate()
+        self.spec.btf = btf
+        ext = self.section_by_name(".BTF.ext")
+        if ext is not None:
+            self.spec.btf_ext = BtfExt.parse(ext.data, btf)
+
+    # -- functions -------------------------------------------------------------
+
+    def _read_functions(self) -> None:
+        by_sec: Dict[int, List[_Symbol]] = {}
+        for sym in self.symbols:
+            if sym.type != _STT_FUNC or sym.shndx == _SHN_UNDEF:
+                continue
+            sec = self.section(sym.shndx) if sym.shndx < _SHN_LORESERVE else None
+            if sec is None or not sec.executable:
+                raise self.err("function symbol outside an executable section",
+                               section=sec.name if sec else None, symbol=sym.name)
+            by_sec.setdefault(sec.index, []).append(sym)
+        for sec in self.sections:
+            if not sec.executable or sec.size == 0:
+                continue
+            if sec.size % _INSN_SIZE:
+                raise self.err(f"executable section size {sec.size} is not a multiple of 8",
+                               section=sec.name)
+            syms = sorted(by_sec.get(sec.index, ()), key=lambda s: s.value)
+            sdef = None
+            if sec.name != ".text":
+                sdef = _sections.classify(sec.name)
+            starts: List[int] = []
+            funcs: List[Tuple[_Symbol, FunctionSpec]] = []
+            prev_end = 0
+            for sym in syms:
+                if not sym.name:
+                    raise self.err("function symbol without a name", section=sec.name, offset=sym.value)
+                if sym.value % _INSN_SIZE or sym.size % _INSN_SIZE or sym.size == 0:
+                    raise self.err(f"function at {sym.value:#x} of size {sym.size} is not made of "
+                                   f"whole instructions", section=sec.name, symbol=sym.name,
+                                   offset=sym.value)
+                if sym.value + sym.size > sec.size:
+                    raise self.err(f"function {sym.value:#x}+{sym.size:#x} extends past the section "
+                                   f"end {sec.size:#x}", section=sec.name, symbol=sym.name,
+                                   offset=sym.value)
+                if sym.value < prev_end:
+                    raise self.err("function overlaps the previous one", section=sec.name,
+                                   symbol=sym.name, offset=sym.value)
+                prev_end = sym.value + sym.size
+                if sym.name in self.spec.functions:
+                    raise self.err("duplicate function name", section=sec.name, symbol=sym.name)
+                insns = sec.data[sym.value:sym.value + sym.size]
+                fn: FunctionSpec
+                if sdef is not None and sym.bind in (_STB_GLOBAL, _STB_WEAK):
+                    fn = ProgramSpec(name=sym.name, section=sec.name, insns=insns, offset=sym.value,
+                                     type=sdef.prog_type, expected_attach_type=sdef.expected_attach_type,
+                                     attach_target=sdef.attach_target, license=self.spec.license,
+                                     kern_version=self.spec.kern_version, flags=sdef.flags,
+                                     autoload=not sec.name.startswith("?"))
+                    self.spec.programs[sym.name] = fn
+                else:
+                    fn = FunctionSpec(name=sym.name, section=sec.name, insns=insns, offset=sym.value)
+                self.spec.functions[sym.name] = fn
+                starts.append(sym.value)
+                funcs.append((sym, fn))
+            self.func_starts[sec.index] = starts
+            self.func_list[sec.index] = funcs
+
+    def function_at(self, shndx: int, byte_off: int) -> Optional[Tuple[_Symbol, FunctionSpec]]:
+        """The function of section *shndx* whose bytes contain *byte_off*."""
+        starts = self.func_starts.get(shndx)
+        if not starts:
+            return None
+        i = bisect.bisect_right(starts, byte_off) - 1
+        if i < 0:
+            return None
+        sym, fn = self.func_list[shndx][i]
+        if sym.value <= byte_off < sym.value + sym.size:
+            return sym, fn
+        return None
+
+    # -- maps --------------------------------------------------------------------
+
+    def _map_type(self, value: int, where: str, section: str) -> MapType:
+        try:
+            return MapType(value)
+        except ValueError:
+            raise self.err(f"unknown map type {value} (the highest known is {max(MapType).value})",
+                           section=section, symbol=where) from None
+
+    def _add_map(self, m: MapSpec, shndx: int, offset: int) -> None:
+        if m.name in self.spec.maps:
+            raise self.err("duplicate map name", section=m.section, symbol=m.name)
+        self.spec.maps[m.name] = m
+        self.map_at[(shndx, offset)] = m.name
+
+    def _read_legacy_maps(self) -> None:
+        sec = self.section_by_name(_MAPS_SEC)
+        if sec is None:
+            return
+        if sec.type != "SHT_PROGBITS":
+            raise self.err(f"map definitions section is {sec.type}, not SHT_PROGBITS", section=sec.name)
+        syms = sorted((s for s in self.symbols if s.shndx == sec.index and s.type != _STT_SECTION
+                       and s.name), key=lambda s: s.value)
+        prev_end = 0
+        for sym in syms:
+            if sym.value + sym.size > sec.size:
+                raise self.err(f"map definition {sym.value:#x}+{sym.size:#x} extends past the "
+                               f"section end {sec.size:#x}", section=sec.name, symbol=sym.name,
+                               offset=sym.value)
+            if sym.value < prev_end:
+                raise self.err("map definition overlaps the previous one", section=sec.name,
+                               symbol=sym.name, offset=sym.value)
+            prev_end = sym.value + sym.size
+            if sym.size == _LEGACY_DEF.size:
+                mtype, ksz, vsz, maxe, flags = _LEGACY_DEF.unpack_from(sec.data, sym.value)
+                m = MapSpec(name=sym.name, type=self._check_type(mtype, sym.name, sec.name),
+                            key_size=ksz, value_size=vsz, max_entries=maxe, flags=flags,
+                            form="legacy", section=sec.name)
+            elif sym.size == _CUSTOM_DEF.size:
+                (mtype, ksz, vsz, maxe, pinning, flags, map_id, relation_id,
+                 inner_index) = _CUSTOM_DEF.unpack_from(sec.data, sym.value)
+                m = MapSpec(name=sym.name, type=self._check_type(mtype, sym.name, sec.name),
+                            key_size=ksz, value_size=vsz, max_entries=maxe, flags=flags,
+                            pinning=self._pin_type(pinning, sym.name, sec.name), form="custom",
+                            section=sec.name, map_id=map_id, relation_id=relation_id,
+                            inner_index=inner_index)
+            else:
+                raise self.err(f"map definition of {sym.size} bytes: expected {_LEGACY_DEF.size} "
+                               f"(struct bpf_map_def) or {_CUSTOM_DEF.size} (struct bpfm_map_custom)",
+                               section=sec.name, symbol=sym.name, offset=sym.value)
+            self._add_map(m, sec.index, sym.value)
+
+    def _check_type(self, value: int, name: str, section: str) -> MapType:
+        t = self._map_type(value, name, section)
+        if t == MapType.UNSPEC:
+            raise self.err("map type isn't specified", section=section, symbol=name)
+        return t
+
+    def _pin_type(self, value: int, name: str, section: str) -> PinType:
+        try:
+            return PinType(value)
+        except ValueError:
+            raise self.err(f"invalid pinning value {value} (0 = none, 1 = by name)",
+                           section=section, symbol=name) from None
+
+    def _read_btf_maps(self) -> None:
+        sec = self.section_by_name(_BTF_MAPS_SEC)
+        if sec is None or sec.size == 0:
+            return
+        btf = self.spec.btf
+        if not isinstance(btf, Btf):
+            raise self.err("BTF-defined maps need a .BTF section", section=sec.name)
+        ds = btf.find(_BTF_MAPS_SEC, Kind.DATASEC)
+        if not isinstance(ds, Datasec):
+            raise self.err("no DATASEC '.maps' in .BTF", section=sec.name, cls=BtfError)
+        for vsi in ds.vars:
+            var = btf[vsi.type]
+            if not isinstance(var, Var):
+                raise self.err(f"DATASEC '.maps' member [{vsi.type}] is {var.kind.name}, not VAR",
+                               section=sec.name, cls=BtfError)
+            if not var.name:
+                raise self.err("map without a name", section=sec.name, offset=vsi.offset, cls=BtfError)
+            if var.linkage == VarLinkage.GLOBAL_EXTERN:
+                raise self.err("extern maps are not supported", section=sec.name, symbol=var.name)
+            if vsi.offset + vsi.size > sec.size:
+                raise self.err(f"map {vsi.offset:#x}+{vsi.size:#x} extends past the section end "
+                               f"{sec.size:#x}", section=sec.name, symbol=var.name, cls=BtfError)
+            d = parse_map_def(btf, var.type, var.name)
+            if btf.size_of(var.type) > vsi.size:
+                raise self.err("map definition is larger than its variable", section=sec.name,
+                               symbol=var.name, cls=BtfError)
+            m = self._spec_from_def(d, sec.name)
+            if d.inner is not None:
+                m.inner = self._spec_from_def(d.inner, sec.name)
+            self._add_map(m, sec.index, vsi.offset)
+            self.btf_maps.append(_BtfMap(var.name, vsi.offset, vsi.size, d.values_offset,
+                                         d.values_is_prog))
+        self.btf_maps.sort(key=lambda b: b.offset)
+        for prev, cur in zip(self.btf_maps, self.btf_maps[1:]):
+            if cur.offset < prev.offset + prev.size:
+                raise self.err(f"map {cur.name!r} overlaps map {prev.name!r}", section=sec.name,
+                               symbol=cur.name, offset=cur.offset, cls=BtfError)
+
+    def _spec_from_def(self, d, section: str) -> MapSpec:
+        return MapSpec(name=d.name, type=self._check_type(d.type, d.name, section), key_size=d.key_size,
+                       value_size=d.value_size, max_entries=d.max_entries, flags=d.map_flags,
+                       pinning=self._pin_type(d.pinning, d.name, section), numa_node=d.numa_node,
+                       map_extra=d.map_extra, form="btf", section=section,
+                       btf_key_type_id=d.key_type_id, btf_value_type_id=d.value_type_id)
+
+    def _read_data_sections(self) -> None:
+        btf = self.spec.btf if isinstance(self.spec.btf, Btf) else None
+        for sec in self.sections:
+            n = sec.name
+            if sec.executable:
+                continue
+            if n == ".data" or n.startswith(".data."):
+                rodata = False
+            elif n == ".rodata" or n.startswith(".rodata."):
+                rodata = True
+            elif n == ".bss" or n.startswith(".bss."):
+                rodata = False
+            else:
+                continue
+            if sec.type not in ("SHT_PROGBITS", "SHT_NOBITS") or sec.size == 0:
+                continue
+            if sec.size > _MAX_DATA_SECTION:
+                raise self.err(f"global-data section of {sec.size} bytes is too large for a map",
+                               section=n)
+            flags = int(MapFlags.RDONLY_PROG) if rodata else 0
+            value_type_id = 0
+            if btf is not None:
+                ds = btf.find(n, Kind.DATASEC)
+                if isinstance(ds, Datasec):
+                    value_type_id = ds.id
+                    # libbpf: mmapable if any variable is visible (non-static)
+                    for vsi in ds.vars:
+                        v = btf[vsi.type]
+                        if isinstance(v, Var) and v.linkage != VarLinkage.STATIC:
+                            flags |= int(MapFlags.MMAPABLE)
+                            break
+            image = bytes(sec.size) if sec.nobits else sec.data
+            m = MapSpec(name=n, type=MapType.ARRAY, key_size=4, value_size=sec.size, max_entries=1,
+                        flags=flags, form="data", section=n, data=image, freeze=rodata,
+                        btf_value_type_id=value_type_id)
+            if n in self.spec.maps:
+                raise self.err("a map has the same name as a data section", section=n, symbol=n)
+            self.spec.maps[n] = m
+            self.data_sections[sec.index] = n
+        for sym in self.symbols:
+            sname = self.data_sections.get(sym.shndx)
+            if sname is None or sym.type == _STT_SECTION or not sym.name:
+                continue
+            if sym.type not in (_STT_OBJECT, _STT_NOTYPE):
+                continue
+            size = self.spec.maps[sname].value_size
+            if sym.value + sym.size > size:
+                raise self.err(f"variable {sym.value:#x}+{sym.size:#x} extends past the section end "
+                               f"{size:#x}", section=sname, symbol=sym.name, offset=sym.value)
+            if sym.name in self.spec.variables:
+                raise self.err("duplicate global variable name", section=sname, symbol=sym.name)
+            self.spec.variables[sym.name] = GlobalVar(sym.name, sname, sym.value, sym.size)
+
+    # -- relocations ---------------------------------------------------------------
+
+    def _read_relocations(self) -> None:
+        btf_maps_sec = self.section_by_name(_BTF_MAPS_SEC)
+        for rs in self.sections:
+            if rs.type not in ("SHT_REL", "SHT_RELA"):
+                continue
+            target = self.section(rs.info)
+            if target is None:
+                raise self.err(f"relocation section applies to section #{rs.info}, which does not exist",
+                               section=rs.name)
+            is_code = target.executable
+            is_maps = btf_maps_sec is not None and target.index == btf_maps_sec.index
+            if not (is_code or is_maps):
+                continue  # .BTF, .BTF.ext, DWARF: nothing for the loader
+            if rs.type == "SHT_RELA":
+                raise self.err("RELA relocations are not used by BPF objects", section=rs.name)
+            if rs.link != self.symtab_index:
+                raise self.err(f"relocation section links to section #{rs.link}, not the symbol table",
+                               section=rs.name)
+            if rs.size % _REL.size:
+                raise self.err(f"relocation section size {rs.size} is not a multiple of {_REL.size}",
+                               section=rs.name)
+            for i in range(rs.size // _REL.size):
+                r_offset, r_info = _REL.unpack_from(rs.data, i * _REL.size)
+                sym_idx = r_info >> 32
+                if sym_idx == 0 or sym_idx >= len(self.symbols):
+                    raise self.err(f"relocation #{i} has bad symbol index {sym_idx}",
+                                   section=target.name, offset=r_offset)
+                sym = self.symbols[sym_idx]
+                if r_offset % _INSN_SIZE or r_offset >= target.size:
+                    raise self.err(f"relocation #{i} offset is outside the section (size "
+                                   f"{target.size:#x}) or not 8-byte aligned",
+                                   section=target.name, symbol=sym.name, offset=r_offset)
+                if is_code:
+                    self._code_reloc(target, r_offset, sym)
+                else:
+                    self._maps_reloc(target, r_offset, sym)
+        for fn in self.spec.functions.values():
+            fn.relocs.sort(key=lambda r: r.insn)
+
+    def _code_reloc(self, sec: _Section, r_offset: int, sym: _Symbol) -> None:
+        found = self.function_at(sec.index, r_offset)
+        if found is None:
+            raise self.err("relocation outside any function", section=sec.name, symbol=sym.name,
+                           offset=r_offset)
+        fsym, fn = found
+        insn_idx = (r_offset - fsym.value) // _INSN_SIZE
+        if any(r.insn == insn_idx for r in fn.relocs):
+            raise self.err("two relocations for one instruction", section=sec.name, symbol=sym.name,
+                           offset=r_offset)
+        code = sec.data[r_offset]
+        src_reg = sec.data[r_offset + 1] >> 4
+        (imm,) = _I32.unpack_from(sec.data, r_offset + 4)
+        is_call = code == _CALL
+        is_ld64 = code == _LD_IMM64
+
+        def fail(msg: str) -> ElfError:
+            return self.err(msg, section=sec.name, symbol=sym.name, offset=r_offset)
+
+        if not (is_call or is_ld64):
+            raise fail(f"relocation against instruction {insn_idx} of {fn.name!r} (opcode {code:#04x}), "
+                       f"which is neither ld_imm64 nor call")
+        if is_ld64 and r_offset + 2 * _INSN_SIZE > fsym.value + fsym.size:
+            raise fail(f"ld_imm64 at the end of {fn.name!r} is missing its second half")
+        if sym.shndx == _SHN_UNDEF:
+            if not sym.name:
+                raise fail("relocation against an undefined symbol without a name")
+            fn.relocs.append(Reloc(insn_idx, RelocKind.EXTERN, sym.name))
+            return
+        if sym.shndx >= _SHN_LORESERVE:
+            raise fail(f"relocation against special section {sym.shndx:#x} "
+                       f"(an uninitialized global compiled with -fcommon?)")
+        tsec = self.section(sym.shndx)
+        if tsec is None:
+            raise fail(f"symbol is in section #{sym.shndx}, which does not exist")
+        if is_call:
+            if src_reg != _PSEUDO_CALL:
+                raise fail(f"relocation against call instruction {insn_idx} of {fn.name!r} that is "
+                           f"not a bpf-to-bpf call (src_reg {src_reg})")
+            if not tsec.executable:
+                raise fail(f"call relocation against non-executable section {tsec.name!r}")
+            if sym.value % _INSN_SIZE:
+                raise fail("call relocation against a symbol that is not instruction aligned")
+            target_byte = (sym.value // _INSN_SIZE + imm + 1) * _INSN_SIZE
+            callee = self.function_at(tsec.index, target_byte)
+            if callee is None:
+                raise fail(f"call target {target_byte:#x} in {tsec.name!r} is in no function")
+            csym, cfn = callee
+            fn.relocs.append(Reloc(insn_idx, RelocKind.CALL, cfn.name,
+                                   (target_byte - csym.value) // _INSN_SIZE))
+            return
+        # ld_imm64
+        if tsec.executable:
+            target_byte = sym.value + imm
+            if target_byte % _INSN_SIZE:
+                raise fail("function address relocation is not instruction aligned")
+            callee = self.function_at(tsec.index, target_byte)
+            if callee is None:
+                raise fail(f"function address {target_byte:#x} in {tsec.name!r} is in no function")
+            csym, cfn = callee
+            fn.relocs.append(Reloc(insn_idx, RelocKind.FUNC_ADDR, cfn.name,
+                                   (target_byte - csym.value) // _INSN_SIZE))
+            return
+        if tsec.name in (_MAPS_SEC, _BTF_MAPS_SEC):
+            off = sym.value + (imm if sym.type == _STT_SECTION else 0)
+            mname = self.map_at.get((tsec.index, off))
+            if mname is None:
+                raise fail(f"map relocation against offset {off:#x} of {tsec.name!r}, where no map is "
+                           f"defined")
+            fn.relocs.append(Reloc(insn_idx, RelocKind.MAP, mname))
+            return
+        dname = self.data_sections.get(tsec.index)
+        if dname is not None:
+            addend = sym.value + imm
+            if addend < 0 or addend > tsec.size:
+                raise fail(f"data relocation offset {addend} outside {dname!r} ({tsec.size} bytes)")
+            fn.relocs.append(Reloc(insn_idx, RelocKind.DATA, dname, addend))
+            return
+        raise fail(f"relocation against section {tsec.name!r}, which is neither code, maps nor "
+                   f"global data")
+
+    def _maps_reloc(self, sec: _Section, r_offset: int, sym: _Symbol) -> None:
+        """``.rel.maps``: a static initializer of a map-in-map or program array ``values``."""
+
+        def fail(msg: str) -> ElfError:
+            return self.err(msg, section=sec.name, symbol=sym.name, offset=r_offset)
+
+        owner = None
+        for bm in self.btf_maps:
+            if bm.offset <= r_offset < bm.offset + bm.size:
+                owner = bm
+                break
+        if owner is None:
+            raise fail("relocation in .maps outside any map definition")
+        if owner.values_offset is None:
+            raise fail(f"relocation in map {owner.name!r}, which has no 'values' member")
+        moff = r_offset - owner.offset - owner.values_offset
+        if moff < 0 or moff % 8:
+            raise fail(f"relocation in map {owner.name!r} outside its 'values' slots")
+        slot = moff // 8
+        outer = self.spec.maps[owner.name]
+        if owner.values_is_prog:
+            tsec = self.section(sym.shndx) if 0 < sym.shndx < _SHN_LORESERVE else None
+            if tsec is None or not tsec.executable:
+                raise fail(f"program array {owner.name!r} slot {slot}: symbol is not a program")
+            target = self.function_at(tsec.index, sym.value)
+            if target is None or target[0].value != sym.value or not isinstance(target[1], ProgramSpec):
+                raise fail(f"program array {owner.name!r} slot {slot}: symbol is not an entry-point "
+                           f"program")
+            name = target[1].name
+        else:
+            if sym.shndx != sec.index:
+                raise fail(f"map-in-map {owner.name!r} slot {slot}: symbol is not a BTF-defined map")
+            found = self.map_at.get((sec.index, sym.value))
+            if found is None:
+                raise fail(f"map-in-map {owner.name!r} slot {slot}: no map at offset {sym.value:#x}")
+            name = found
+        if slot in outer.slots:
+            raise fail(f"map {owner.name!r} slot {slot} initialized twice")
+        outer.slots[slot] = name
+
+    def _synthesize_calls(self) -> None:
+        """CALL relocations for calls clang resolved itself (callee in the same section)."""
+        for shndx, funcs in self.func_list.items():
+            for fsym, fn in funcs:
+                have = {r.insn for r in fn.relocs}
+                insns = fn.insns
+                n = len(insns) // _INSN_SIZE
+                i = 0
+                while i < n:
+                    p = i * _INSN_SIZE
+                    code = insns[p]
+                    if code == _LD_IMM64:
+                        i += 2
+                        continue
+                    if code == _CALL and insns[p + 1] >> 4 == _PSEUDO_CALL and i not in have:
+                        (imm,) = _I32.unpack_from(insns, p + 4)
+                        target_byte = fsym.value + (i + imm + 1) * _INSN_SIZE
+                        callee = self.function_at(shndx, target_byte)
+                        if callee is None:
+                            raise self.err(f"call at instruction {i} of {fn.name!r} jumps to "
+                                           f"{target_byte:#x}, which is in no function",
+                                           section=fn.section, symbol=fn.name,
+                                           offset=fsym.value + p)
+                        csym, cfn = callee
+                        fn.relocs.append(Reloc(i, RelocKind.CALL, cfn.name,
+                                               (target_byte - csym.value) // _INSN_SIZE))
+                    i += 1
+                fn.relocs.sort(key=lambda r: r.insn)
+
+    def _resolve_custom_relations(self) -> None:
+        """bpfm_map_custom: outer -> inner template, inner -> slot of its outer (see bpfm.h)."""
+        custom = [m for m in self.spec.maps.values() if m.form == "custom"]
+        by_id: Dict[int, MapSpec] = {}
+        for m in custom:
+            if m.map_id < 0:
+                continue
+            if m.map_id in by_id:
+                raise self.err(f"map_id {m.map_id} used by both {by_id[m.map_id].name!r} and {m.name!r}",
+                               section=m.section, symbol=m.name)
+            by_id[m.map_id] = m
+        for m in custom:
+            if m.is_outer or m.relation_id < 0 or m.inner_index < 0:
+                continue
+            outer = by_id.get(m.relation_id)
+            if outer is None or not outer.is_outer:
+                raise self.err(f"inner map's relation_id {m.relation_id} names no map-in-map outer map",
+                               section=m.section, symbol=m.name)
+            if m.inner_index in outer.slots:
+                raise self.err(f"slot {m.inner_index} of {outer.name!r} claimed by both "
+                               f"{outer.slots[m.inner_index]!r} and {m.name!r}",
+                               section=m.section, symbol=m.name)
+            outer.slots[m.inner_index] = m.name
+        for m in custom:
+            if not m.is_outer:
+                continue
+            template = by_id.get(m.relation_id) if m.relation_id >= 0 else None
+            if template is None or template.is_outer:
+                raise self.err(f"failed to find map-in-map {m.name} inner template map "
+                               f"(relation_id {m.relation_id})", section=m.section, symbol=m.name)
+            inner = copy.deepcopy(template)
+            inner.slots = {}
+            m.inner = inner
