@@ -349,6 +349,9 @@ class _Parser:
             hidden = sym.bind != _STB_LOCAL and sym.visibility in (_STV_HIDDEN, _STV_INTERNAL)
             syms.setdefault(s.name, {})[sym.name] = (sym.value, hidden)
         btf.fixup_datasecs(sizes, syms)
+        for sym in self.symbols:
+            if sym.shndx == _SHN_UNDEF and sym.name and sym.bind in (_STB_GLOBAL, _STB_WEAK):
+                self.spec.externs[sym.name] = sym.bind == _STB_WEAK
         btf.validate()
         self.spec.btf = btf
         ext = self.section_by_name(".BTF.ext")

@@ -158,6 +158,7 @@ class _Load:
         self.order: List[str] = []
         self.to_pin: List[str] = []
         self.btf_fd = 0
+        self.externs = None
 
     def own(self, thing):
         self.stack.callback(thing.close)
@@ -261,11 +262,19 @@ class _Load:
             self.maps[name].pin(path)
             self.pins.append(path)
 
+    def plan_externs(self) -> None:
+        from .externs import plan_externs
+        from .kbtf import vmlinux
+        self.externs = plan_externs(self.spec, vmlinux)
+        if self.externs is not None and self.externs.kconfig_map is not None:
+            self.spec.maps[self.externs.kconfig_map.name] = self.externs.kconfig_map
+
     def load_btf(self) -> None:
-        if self.spec.btf is None:
+        btf = self.externs.btf if self.externs is not None else self.spec.btf
+        if btf is None:
             return
         from .kbtf import load_object_btf
-        self.btf_fd = self.own(load_object_btf(self.spec.btf, self.spec.name)).fileno()
+        self.btf_fd = self.own(load_object_btf(btf, self.spec.name)).fileno()
 
     # -- programs -------------------------------------------------------------
     def fd_of(self) -> Dict[str, int]:
@@ -277,10 +286,12 @@ class _Load:
             if not getattr(ps, "autoload", True):
                 continue
             linked = _insn.link(ps.name, self.spec.functions)
+            if self.externs is not None:
+                self.externs.relocate(linked)
             for r in linked.relocs:
                 if r.kind == RelocKind.EXTERN:
-                    raise errors.ElfError(f"program {ps.name!r}: extern {r.target!r} is not "
-                                          "supported yet", object=self.spec.name,
+                    raise errors.ElfError(f"program {ps.name!r}: extern {r.target!r} cannot be "
+                                          "resolved (no BTF describes it)", object=self.spec.name,
                                           section=ps.section, symbol=r.target)
                 if r.kind in (RelocKind.MAP, RelocKind.DATA) and r.target not in fds:
                     raise errors.ElfError(f"program {ps.name!r} references map {r.target!r}, "
@@ -352,6 +363,7 @@ def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: in
                 with contextlib.suppress(OSError):
                     os.unlink(path)
         stack.callback(_unpin)
+        job.plan_externs()
         job.load_btf()
         job.load_maps()
         job.pin_maps()

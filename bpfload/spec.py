@@ -172,6 +172,8 @@ class ObjectSpec:
     variables: Dict[str, GlobalVar] = dataclasses.field(default_factory=dict)
     license: str = ""
     kern_version: int = 0
+    #: undefined symbols (``.kconfig`` / ``__ksym`` externs): name -> weak?
+    externs: Dict[str, bool] = dataclasses.field(default_factory=dict)
     #: parsed ``.BTF`` (a :class:`bpfload.btf.Btf`) and ``.BTF.ext``, or None
     btf: object = None
     btf_ext: object = None
