@@ -10,19 +10,25 @@ from .constants import (
 from .errors import (
     BpfError, BtfError, ElfError, IncompatibleMapError, LoadError, MapClosedError, MapError,
     MapFullError, MapKeyError, NotSupportedError, PermissionDeniedError, PinError, SyscallError,
+    ReaderClosedError, ReaderBusyError, MapTypeError, EventConfigError, CorruptRecordError,
 )
 from .maps import Map, MapInfo, possible_cpus
 from .object import BpfObject, GlobalData, load
 from .programs import Program, ProgramInfo, TestRunResult
+from .perf import PerfBuffer, online_cpus
+from .poll import MapPoller, Sample, Snapshot, SnapshotArrays, StaleSnapshotError
+from .ringbuf import RingBuffer, RingStats
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Map", "MapInfo", "possible_cpus", "BpfObject", "GlobalData", "load", "Program",
-    "ProgramInfo", "TestRunResult",
+    "ProgramInfo", "TestRunResult", "RingBuffer", "RingStats", "PerfBuffer", "online_cpus",
+    "MapPoller", "Snapshot", "SnapshotArrays", "Sample", "StaleSnapshotError",
     "MapType", "ProgType", "AttachType", "MapFlags", "PinType", "UpdateFlags",
     "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK",
     "BpfError", "SyscallError", "MapError", "MapKeyError", "MapFullError", "MapClosedError",
     "NotSupportedError", "PermissionDeniedError", "ElfError", "BtfError", "LoadError",
-    "PinError", "IncompatibleMapError",
+    "PinError", "IncompatibleMapError", "ReaderClosedError", "ReaderBusyError", "MapTypeError",
+    "EventConfigError", "CorruptRecordError",
 ]

@@ -29,6 +29,11 @@ __all__ = [
     "PinError",
     "IncompatibleMapError",
     "from_errno",
+    "ReaderClosedError",
+    "ReaderBusyError",
+    "MapTypeError",
+    "EventConfigError",
+    "CorruptRecordError",
 ]
 
 # What the kernel means by an errno, per command family. Generic meanings
@@ -172,6 +177,32 @@ class LoadError(SyscallError):
         if summary:
             detail = (detail + "; " if detail else "") + "verifier log (tail):\n" + summary
         super().__init__(command, err, program, detail)
+
+
+# -- event readers and pollers (raised by bpfload._core.events / poll) ------
+
+class ReaderClosedError(BpfError, ValueError):
+    """Use of a ring buffer, perf buffer or poller after :meth:`close`."""
+
+
+class ReaderBusyError(BpfError, RuntimeError):
+    """``poll()``/``consume()`` entered while another one is running on the same
+    reader (from a callback, or from another thread)."""
+
+
+class MapTypeError(BpfError, TypeError):
+    """The map's type does not fit this reader or poller (e.g. a HASH given to
+    :class:`bpfload.RingBuffer`)."""
+
+
+class EventConfigError(BpfError, ValueError):
+    """An invalid reader or poller setting (``page_count`` not a power of two,
+    a CPU beyond the map's ``max_entries``, a non-positive interval ...)."""
+
+
+class CorruptRecordError(BpfError, RuntimeError):
+    """A record header in a mapped ring is impossible (length beyond the ring):
+    the ring is not what this reader expects."""
 
 
 def _summarize_log(log: str, lines: int = 12) -> str:
