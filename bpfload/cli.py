@@ -2,6 +2,9 @@
 
     bpfload inspect OBJ [--json]            programs, maps, relocations of an object
     bpfload load OBJ --pin-root DIR         load, pin maps and programs under DIR
+    bpfload demo [--duration S] [--rate PPS] [--json]   the main job
+    bpfload map dump PIN_OR_ID [--json]     every entry, BTF-decoded where possible
+    bpfload map poll PIN_OR_ID --interval S [--sum-cpus] [--rate] [--json]
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import sys
 from typing import List, Optional
 
 from . import errors
+from .constants import FD_VALUE_MAP_TYPES
 
 __all__ = ["main"]
 
@@ -161,6 +165,90 @@ def cmd_load(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+    summary = run_demo(duration=args.duration, rate=args.rate, interval=args.interval,
+                       json_out=args.json)
+    return 0 if summary["ok"] else 1
+
+
+def _open_map(ref: str):
+    from .maps import Map
+    if ref.isdigit():
+        return Map.from_id(int(ref))
+    return Map.from_pin(ref)
+
+
+def _hex(b) -> str:
+    return bytes(b).hex()
+
+
+def _decoder(m, typed: bool):
+    """(key, value) -> JSON-able, decoded with the map's BTF when the kernel has it."""
+    if typed:
+        try:
+            from .typed import typed_view_from_kernel
+            tv = typed_view_from_kernel(m)
+        except Exception:  # no BTF for this map, or no typed support: raw hex
+            tv = None
+        if tv is not None:
+            return lambda k, v: (tv.decode_key(k), tv.decode_value(v))
+    if m.percpu:
+        return lambda k, v: (_hex(k), [_hex(x) for x in v])
+    if m.type in FD_VALUE_MAP_TYPES:      # values are object ids
+        return lambda k, v: (_hex(k), v)
+    return lambda k, v: (_hex(k), _hex(v))
+
+
+def cmd_map_dump(args) -> int:
+    with _open_map(args.map) as m:
+        dec = _decoder(m, not args.raw)
+        rows = [dec(k, v) for k, v in m.items()]
+        if args.json:
+            json.dump({"map": m.name, "id": m.id, "type": _enum_name(m.type),
+                       "entries": [{"key": k, "value": v} for k, v in rows]}, sys.stdout,
+                      indent=2, default=str)
+            sys.stdout.write("\n")
+        else:
+            print(f"map {m.name!r} id {m.id} {_enum_name(m.type)}: {len(rows)} entries")
+            for k, v in rows:
+                print(f"  {k}: {v}")
+    return 0
+
+
+def cmd_map_poll(args) -> int:
+    import time
+    from .poll import MapPoller
+    with _open_map(args.map) as m, MapPoller(m, interval=args.interval,
+                                             sum_cpus=args.sum_cpus) as poller:
+        n = 0
+        tty = sys.stdout.isatty() and not args.json
+        for snap in poller:
+            d = snap.to_dict()
+            rows = sorted(d.items(), key=lambda kv: kv[0] if not isinstance(kv[0], bytes)
+                          else kv[0].hex())
+            if args.json:
+                out = {"t": round(snap.timestamp_ns / 1e9, 3), "map": m.name, "entries": [
+                    {"key": k if isinstance(k, int) else _hex(k), "value": s.value,
+                     **({"rate": s.rate} if args.rate else {"delta": s.delta})}
+                    for k, s in rows]}
+                print(json.dumps(out), flush=True)
+            else:
+                if tty:
+                    sys.stdout.write("\x1b[H\x1b[J")
+                print(f"map {m.name!r} ({_enum_name(m.type)}, {snap.count} entries) "
+                      f"every {args.interval}s")
+                for k, s in rows:
+                    key = k if isinstance(k, int) else _hex(k)
+                    extra = f"{s.rate}/s" if args.rate else f"+{s.delta}"
+                    print(f"  {key}: {s.value}  {extra}")
+                sys.stdout.flush()
+            n += 1
+            if args.count and n >= args.count:
+                break
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="bpfload", description="Load and inspect BPF ELF objects.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -174,6 +262,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", type=int, default=0, help="verifier log level")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_load)
+    p = sub.add_parser("demo", help="the main job: drive the shipped XDP demo object and "
+                       "show live per-protocol packet rates and ring buffer events")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds (default 5)")
+    p.add_argument("--rate", type=int, default=200_000,
+                   help="target packets per second (default 200000)")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between updates")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per interval, then a summary object")
+    p.set_defaults(func=cmd_demo)
+    mp = sub.add_parser("map", help="read maps by pin path or id").add_subparsers(
+        dest="mapcmd", required=True)
+    p = mp.add_parser("dump", help="print every entry (decoded with BTF where the kernel has it)")
+    p.add_argument("map", help="a bpffs pin path or a map id")
+    p.add_argument("--raw", action="store_true", help="hex bytes, no BTF decoding")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_map_dump)
+    p = mp.add_parser("poll", help="snapshot a map every interval: values, deltas or rates")
+    p.add_argument("map", help="a bpffs pin path or a map id")
+    p.add_argument("--interval", type=float, default=1.0)
+    p.add_argument("--sum-cpus", action="store_true", help="sum per-CPU values")
+    p.add_argument("--rate", action="store_true", help="show rates per second, not deltas")
+    p.add_argument("--count", type=int, default=0, help="stop after N snapshots (0: forever)")
+    p.add_argument("--json", action="store_true", help="one JSON line per interval")
+    p.set_defaults(func=cmd_map_poll)
     return ap
 
 
@@ -192,6 +304,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except FileNotFoundError as e:
         print(f"bpfload: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

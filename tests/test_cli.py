@@ -66,3 +66,24 @@ def test_load_failure_prints_verifier_log_and_leaves_no_pins(bpffs):
     assert p.returncode == 1
     assert "bad_deref" in p.stderr and "invalid mem access" in p.stderr
     assert pins(bpffs) == []
+
+
+@pytest.mark.kernel
+def test_map_dump_and_poll_by_pin_and_id(bpffs):
+    run("load", bpf_object("maps_btf"), "--pin-root", bpffs)
+    with bpfload.Program.from_pin(bpffs / "count_pkts") as prog:
+        for first in (4, 4, 9):
+            prog.test_run(bytes([first]) + bytes(63))
+    d = json.loads(run("map", "dump", bpffs / "pkt_hash", "--json", "--raw").stdout)
+    got = {bytes.fromhex(e["key"])[0]: int.from_bytes(bytes.fromhex(e["value"]), "little")
+           for e in d["entries"]}
+    assert got == {4: 2, 9: 1}
+    with bpfload.Map.from_pin(bpffs / "pcpu_stats") as m:
+        map_id = m.id
+    out = run("map", "poll", str(map_id), "--interval", "0.1", "--count", "2", "--sum-cpus",
+              "--json").stdout.splitlines()
+    rows = [json.loads(x) for x in out]
+    assert len(rows) == 2
+    assert {e["key"]: e["value"] for e in rows[-1]["entries"]} == {0: 3, 1: 3 * 64}
+    p = run("map", "dump", bpffs / "nope", check=False)
+    assert p.returncode == 1 and "cannot open pinned map" in p.stderr
