@@ -15,6 +15,7 @@ from .errors import (
 from .maps import Map, MapInfo, possible_cpus
 from .object import BpfObject, GlobalData, load
 from .programs import Program, ProgramInfo, TestRunResult
+from .typed import TypedMap, TypedTypeError, TypedValueError
 from .perf import PerfBuffer, online_cpus
 from .poll import MapPoller, Sample, Snapshot, SnapshotArrays, StaleSnapshotError
 from .ringbuf import RingBuffer, RingStats
@@ -25,6 +26,7 @@ __all__ = [
     "Map", "MapInfo", "possible_cpus", "BpfObject", "GlobalData", "load", "Program",
     "ProgramInfo", "TestRunResult", "RingBuffer", "RingStats", "PerfBuffer", "online_cpus",
     "MapPoller", "Snapshot", "SnapshotArrays", "Sample", "StaleSnapshotError",
+    "TypedMap", "TypedValueError", "TypedTypeError",
     "MapType", "ProgType", "AttachType", "MapFlags", "PinType", "UpdateFlags",
     "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK",
     "BpfError", "SyscallError", "MapError", "MapKeyError", "MapFullError", "MapClosedError",

@@ -238,6 +238,20 @@ class Map(MapCore):
     def fileno(self) -> int:
         return self.fd
 
+    def typed(self, btf=None, key_type_id: Optional[int] = None,
+              value_type_id: Optional[int] = None):
+        """A :class:`bpfload.TypedMap` view: keys and values converted through BTF.
+
+        By default the BTF object and type ids are the ones the kernel
+        reports for this map (``info().btf_id``; the BTF is fetched from the
+        kernel), so maps of a loaded object and maps opened from a pin or an
+        id work alike.  Give *btf* (a :class:`bpfload.btf.Btf`) and the type
+        ids to use others.  Raises :class:`bpfload.BtfError` when the map was
+        created without BTF and none is given.  See :mod:`bpfload.typed`.
+        """
+        from .typed import TypedMap
+        return TypedMap.for_map(self, btf, key_type_id, value_type_id)
+
     # -- pins -----------------------------------------------------------------
     def pin(self, path: Union[str, os.PathLike]) -> None:
         """Pin the map at *path* (inside a bpffs mount); :class:`bpfload.PinError` on failure."""
