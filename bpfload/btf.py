@@ -1024,6 +1024,11 @@ class Btf:
                                    section=t.name, symbol=var.name)
                 offset, hidden = sym
                 if fix_offsets:
+                    if not 0 <= offset <= t.size - vsi.size:
+                        raise BtfError(f"DATASEC '{t.name}': variable '{var.name}' at offset "
+                                       f"{offset} (size {vsi.size}) lies outside the "
+                                       f"{t.size}-byte section", section=t.name,
+                                       symbol=var.name)
                     vsi.offset = offset
                 if hidden and var.linkage != VarLinkage.STATIC:
                     var.linkage = VarLinkage.STATIC

@@ -61,6 +61,26 @@ _HINTS = {
 }
 
 
+# Command-specific meanings, where the generic one would mislead.
+_CMD_HINTS = {
+    ("BPF_MAP_UPDATE_ELEM", _errno.EPERM): "the map is frozen (BPF_MAP_FREEZE) or read-only "
+    "for user space (BPF_F_RDONLY), or CAP_BPF is missing",
+    ("BPF_MAP_DELETE_ELEM", _errno.EPERM): "the map is frozen or read-only for user space",
+    ("BPF_MAP_UPDATE_BATCH", _errno.EPERM): "the map is frozen or read-only for user space",
+    ("BPF_MAP_FREEZE", _errno.EBUSY): "the map is already frozen, or writable mmaps exist",
+    ("BPF_MAP_FREEZE", _errno.EPERM): "the map is already frozen",
+    ("BPF_OBJ_PIN", _errno.EPERM): "the path is not on a bpffs mount (mount -t bpf bpf DIR)",
+    ("BPF_OBJ_GET", _errno.EACCES): "not a bpffs pin, or no permission to open it",
+    ("BPF_OBJ_GET", _errno.EPERM): "not a bpffs path (mount -t bpf bpf DIR)",
+    ("BPF_MAP_LOOKUP_ELEM", _errno.ENOSPC): "value_size is too small for what the kernel "
+    "returns (SOCKMAP/SOCKHASH lookups return a u64 socket cookie: use value_size 8)",
+    ("BPF_MAP_UPDATE_ELEM", _errno.E2BIG): "the map is full (max_entries reached), or the "
+    "index is beyond max_entries of an array",
+    ("BPF_MAP_UPDATE_BATCH", _errno.EINVAL): "the kernel refused the batch (this map type or "
+    "these elem_flags are not supported by UPDATE_BATCH)",
+}
+
+
 class BpfError(Exception):
     """Root of every error bpfload raises deliberately."""
 
@@ -75,7 +95,7 @@ class SyscallError(BpfError, OSError):
     def __init__(self, command: str, err: int, target: str | None = None, detail: str | None = None):
         self.command = command
         self.target = target
-        self.hint = _HINTS.get(err, os.strerror(err))
+        self.hint = _CMD_HINTS.get((command, err)) or _HINTS.get(err, os.strerror(err))
         self.detail = detail
         msg = f"{command} failed"
         if target:
@@ -226,7 +246,8 @@ def from_errno(command: str, err: int, target: str | None = None, detail: str | 
     """
     if is_map:
         if err == _errno.ENOENT and command in ("BPF_MAP_LOOKUP_ELEM", "BPF_MAP_DELETE_ELEM",
-                                               "BPF_MAP_LOOKUP_AND_DELETE_ELEM"):
+                                               "BPF_MAP_LOOKUP_AND_DELETE_ELEM",
+                                               "BPF_MAP_DELETE_BATCH"):
             return MapKeyError(command, err, target, detail)
         if err == _errno.E2BIG and command in ("BPF_MAP_UPDATE_ELEM", "BPF_MAP_UPDATE_BATCH"):
             return MapFullError(command, err, target, detail)

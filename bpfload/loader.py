@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 from . import errors
 from ._core import insn as _insn
 from .constants import MAP_IN_MAP_TYPES, MapFlags, MapType, PinType, ProgType
-from .maps import Map, MapInfo, kernel_name
+from .maps import Map, MapInfo, kernel_name, possible_cpus
 from .programs import Program, load_program
 from .spec import MapSpec, ObjectSpec, ProgramSpec, RelocKind
 
@@ -67,8 +67,26 @@ class LoadResult:
     order: List[str]
 
 
-def _map_label(obj: str, ms: MapSpec) -> str:
-    return f"{obj}:{ms.name}"
+def _ringbuf_size(n: int) -> int:
+    """Round a ring buffer size up to a power-of-two multiple of the page size, as libbpf does."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    size = max(n, page)
+    size = (size + page - 1) // page * page
+    return 1 << (size - 1).bit_length()
+
+
+def normalize_maps(spec: ObjectSpec) -> None:
+    """Apply libbpf's defaults to map definitions (on the loader's copy of the spec).
+
+    A PERF_EVENT_ARRAY with max_entries 0 gets one slot per possible CPU; a
+    ring buffer's size is rounded up to a power-of-two number of pages.  Done
+    before reuse checks, so a pinned map created by libbpf compares equal.
+    """
+    for ms in spec.maps.values():
+        if ms.type == MapType.PERF_EVENT_ARRAY and ms.max_entries == 0:
+            ms.max_entries = len(possible_cpus())
+        elif ms.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
+            ms.max_entries = _ringbuf_size(ms.max_entries)
 
 
 def check_compatible(ms: MapSpec, info: MapInfo, what: str, obj: str = "") -> None:
@@ -286,6 +304,9 @@ class _Load:
             if not getattr(ps, "autoload", True):
                 continue
             linked = _insn.link(ps.name, self.spec.functions)
+            if self.spec.btf_ext is not None and self.spec.btf_ext.core_relos:
+                from .core import apply_core_relos
+                apply_core_relos(linked, self.spec)
             if self.externs is not None:
                 self.externs.relocate(linked)
             for r in linked.relocs:
@@ -354,6 +375,7 @@ def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: in
     if kernel_map_name is None:
         from .elf import kernel_map_name
     spec = spec.copy()
+    normalize_maps(spec)
     validate_map_in_map(spec)
     with contextlib.ExitStack() as stack:
         job = _Load(spec, stack, pin_root, log_level, kernel_map_name)

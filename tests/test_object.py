@@ -244,3 +244,21 @@ def test_program_type_override_before_load():
     with obj.load():
         p = obj.programs["good_prog"]
         assert p.type == ProgType.SCHED_CLS and p.info().type == ProgType.SCHED_CLS
+
+
+def test_libbpf_map_defaults_applied_on_a_copy():
+    from bpfload.loader import normalize_maps
+    obj = bpfload.BpfObject.open(bpf_object("ringbuf"))
+    spec = obj.spec.copy()
+    spec.maps["rb"].max_entries = 5000
+    obj2 = bpfload.BpfObject.open(bpf_object("perf_event"))
+    pspec = obj2.spec.copy()
+    pspec.maps["events"].max_entries = 0
+    normalize_maps(spec)
+    normalize_maps(pspec)
+    assert spec.maps["rb"].max_entries == 8192          # two pages
+    assert pspec.maps["events"].max_entries == len(bpfload.possible_cpus())
+    assert obj.spec.maps["rb"].max_entries == 16384     # the object's spec is untouched
+    obj.maps["rb"].max_entries = 5000
+    with obj.load():
+        assert obj.maps["rb"].max_entries == 8192 and obj.maps["rb"].info().max_entries == 8192
