@@ -16,6 +16,7 @@ from typing import List, Optional
 
 from . import errors
 from .constants import FD_VALUE_MAP_TYPES
+from .pins import pin_name
 
 __all__ = ["main"]
 
@@ -119,7 +120,7 @@ def cmd_load(args) -> int:
     from .object import BpfObject
     root = os.path.abspath(args.pin_root)
     obj = BpfObject.open(args.object)
-    names = set(obj.maps) & set(obj.programs)
+    names = {pin_name(n) for n in obj.maps} & {pin_name(n) for n in obj.programs}
     if names:
         raise errors.BpfError(f"object {obj.name!r}: maps and programs share names "
                               f"{sorted(names)}; cannot pin both under {root}")
@@ -128,7 +129,7 @@ def cmd_load(args) -> int:
         obj.load(pin_root=root, log_level=args.log_level)
         try:
             for name, m in obj.maps.items():
-                path = os.path.join(root, name)
+                path = os.path.join(root, pin_name(name))
                 if m.pin_path is None:
                     m.pin(path)
                     created.append(path)
@@ -183,16 +184,25 @@ def _hex(b) -> str:
     return bytes(b).hex()
 
 
+def _jsonable(v):
+    """Typed values as JSON: bytes as text when printable, else hex."""
+    if isinstance(v, (bytes, bytearray)):
+        t = bytes(v).rstrip(b"\0")
+        return t.decode() if t.isascii() and t.decode().isprintable() else bytes(v).hex()
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "name") and isinstance(v, int):   # IntEnum from BTF
+        return v.name
+    return v
+
+
 def _decoder(m, typed: bool):
     """(key, value) -> JSON-able, decoded with the map's BTF when the kernel has it."""
-    if typed:
-        try:
-            from .typed import typed_view_from_kernel
-            tv = typed_view_from_kernel(m)
-        except Exception:  # no BTF for this map, or no typed support: raw hex
-            tv = None
-        if tv is not None:
-            return lambda k, v: (tv.decode_key(k), tv.decode_value(v))
+    if typed and m.info().btf_id:
+        tv = m.typed()          # BTF fetched from the kernel by the map's btf_id
+        return lambda k, v: (_jsonable(tv.decode_key(k)), _jsonable(tv.decode_value(v)))
     if m.percpu:
         return lambda k, v: (_hex(k), [_hex(x) for x in v])
     if m.type in FD_VALUE_MAP_TYPES:      # values are object ids
@@ -306,6 +316,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:          # output piped into head & co.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

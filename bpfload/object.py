@@ -15,6 +15,7 @@ from typing import Dict, Optional, Union
 
 from . import errors
 from .loader import LoadResult, load_spec
+from .pins import pin_name
 from .spec import GlobalVar, ObjectSpec
 
 __all__ = ["BpfObject", "load", "GlobalData"]
@@ -221,7 +222,7 @@ class BpfObject:
         self._require_loaded()
         out = []
         for p in self.programs.values():
-            path = os.path.join(os.fspath(directory), p.name)
+            path = os.path.join(os.fspath(directory), pin_name(p.name))
             p.pin(path)
             out.append(path)
         return out

@@ -4,7 +4,15 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-__all__ = ["bpffs_mount_of", "is_bpffs", "explain_pin_failure"]
+__all__ = ["bpffs_mount_of", "is_bpffs", "explain_pin_failure", "pin_name"]
+
+
+def pin_name(name: str) -> str:
+    """A name bpffs accepts for a pin: ``.`` (refused by bpffs) becomes ``_``, like libbpf.
+
+    ``.rodata`` -> ``_rodata``; ``my.map`` -> ``my_map``.
+    """
+    return name.replace(".", "_").replace("/", "_")
 
 
 def _mounts():
@@ -41,6 +49,8 @@ def explain_pin_failure(path: str, err: int, hint: str) -> str:
         return f"directory {d} does not exist"
     if not is_bpffs(path):
         return f"{d} is not on a bpffs mount (mount one with: mount -t bpf bpf {d})"
+    if "." in os.path.basename(path):
+        return "bpffs refuses names containing '.' (see pin_name())"
     if os.path.exists(path):
         return "something is already pinned there"
     return hint

@@ -87,3 +87,13 @@ def test_map_dump_and_poll_by_pin_and_id(bpffs):
     assert {e["key"]: e["value"] for e in rows[-1]["entries"]} == {0: 3, 1: 3 * 64}
     p = run("map", "dump", bpffs / "nope", check=False)
     assert p.returncode == 1 and "cannot open pinned map" in p.stderr
+
+
+@pytest.mark.kernel
+def test_load_sanitizes_pin_names_and_dump_decodes_with_btf(bpffs):
+    run("load", bpf_object("globals"), "--pin-root", bpffs)
+    # bpffs refuses '.' in names: .rodata is pinned as _rodata, like libbpf
+    assert {"_rodata", "_data", "_bss", "compute"} <= set(pins(bpffs))
+    d = json.loads(run("map", "dump", bpffs / "_data", "--json").stdout)
+    (entry,) = d["entries"]
+    assert entry["value"] == {"data_magic": 0x1234abcd, "data_calls": 100}
