@@ -42,6 +42,10 @@ CTX_ONLY_TYPES = frozenset({
 _VERIFIER_ERRNOS = frozenset({_errno.EACCES, _errno.EINVAL, _errno.E2BIG, _errno.ERANGE,
                               _errno.EOPNOTSUPP, 524, _errno.ENOENT, _errno.EFAULT})
 
+#: Program types BPF_PROG_TEST_RUN runs exactly once, with a context only.
+_RUN_ONCE_TYPES = frozenset({ProgType.SYSCALL, ProgType.RAW_TRACEPOINT,
+                             ProgType.RAW_TRACEPOINT_WRITABLE})
+
 _LOG_START = 64 * 1024
 _LOG_MAX = 16 * 1024 * 1024 - 1   # the kernel caps log_size below UINT32_MAX >> 8
 
@@ -258,16 +262,19 @@ class Program:
         d = bytes(data) if data else None
         if d is None and ctx is None and self.type not in CTX_ONLY_TYPES:
             d = b""
-        if self.type == ProgType.SYSCALL:
-            # The kernel runs a syscall program once, refuses repeat/flags/ctx_out,
-            # and writes the context back into the ctx_in buffer: hand it a
-            # private copy (never an immutable bytes object) and copy back.
-            if repeat > 1 or flags or d:
-                raise ValueError(f"program {self.name!r}: syscall programs take only ctx "
-                                 "(no data, repeat or flags)")
+        if self.type in _RUN_ONCE_TYPES:
+            # The kernel runs these once and refuses repeat, data and ctx_out
+            # (raw tracepoints accept only BPF_F_TEST_RUN_ON_CPU as a flag).
+            # A syscall program writes its context back into the ctx_in
+            # buffer: hand the kernel a private copy (never an immutable
+            # bytes object) and copy it back.
+            if repeat > 1 or d or (flags and self.type == ProgType.SYSCALL):
+                raise ValueError(f"program {self.name!r}: {self.type.name} programs run once "
+                                 "and take only ctx (no data or repeat)")
             buf = bytearray(ctx or b"")
             retval, dur, _, _ = _sys.prog_test_run(self.fd, None, buf if buf else None, repeat=0,
-                                                   ctx_out_size=0, target=self.name)
+                                                   ctx_out_size=0, flags=flags, cpu=cpu,
+                                                   target=self.name)
             if ctx is not None and isinstance(ctx, (bytearray, memoryview)) and \
                     not getattr(ctx, "readonly", False):
                 ctx[:] = buf
