@@ -53,6 +53,8 @@ OBJECTS = [
     "ringbuf_bench",
     "typed_values",    # rich BTF value types
     "spinlock",        # bpf_spin_lock / bpf_timer values, a callback subprogram
+    "core_task",       # CO-RE relocations against vmlinux BTF, tp_btf attach id
+    "demo",            # the main job's object: map-in-map, ringbuf, per-CPU, .rodata
 ]
 
 DRIVER_SRC = REPO / "tests" / "libbpf_driver.c"
