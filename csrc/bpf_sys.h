@@ -22,6 +22,8 @@
 #include <unistd.h>
 #include <linux/bpf.h>
 
+#include "bl_fd.h"
+
 #define BL_PTR(p) ((__u64)(uintptr_t)(p))
 
 /* Fault injection for rollback tests: when bl_fail_at > 0, the
@@ -32,19 +34,6 @@ static long bl_fail_at = 0;
 static int bl_fail_cmd = -1;
 static int bl_fail_errno = 0;
 static unsigned long bl_calls = 0;
-
-static inline int bl_fd_above_stdio(int fd)
-{
-    if (fd >= 0 && fd <= 2) {
-        int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        int saved = errno;
-        close(fd);
-        if (nfd < 0)
-            return -saved;
-        return nfd;
-    }
-    return fd;
-}
 
 static inline int bl_sys_bpf(int cmd, union bpf_attr *attr, unsigned int size)
 {

@@ -29,6 +29,8 @@
 #include <unistd.h>
 #include <linux/perf_event.h>
 
+#include "bl_fd.h"
+
 /* ---- memory ordering on shared positions ------------------------------ */
 
 static inline unsigned long ev_load_acquire_ul(const unsigned long *p)
@@ -71,19 +73,6 @@ static inline void ev_full_fence(void)
 
 /* ---- fds --------------------------------------------------------------- */
 
-static inline int ev_fd_above_stdio(int fd)
-{
-    if (fd >= 0 && fd <= 2) {
-        int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        int saved = errno;
-        close(fd);
-        if (nfd < 0)
-            return -saved;
-        return nfd;
-    }
-    return fd;
-}
-
 /* An O_CLOEXEC duplicate of fd, above stdio. */
 static inline int ev_dup(int fd)
 {
@@ -94,7 +83,7 @@ static inline int ev_dup(int fd)
 static inline int ev_epoll_create(void)
 {
     int fd = epoll_create1(EPOLL_CLOEXEC);
-    return fd < 0 ? -errno : ev_fd_above_stdio(fd);
+    return fd < 0 ? -errno : bl_fd_above_stdio(fd);
 }
 
 static inline int ev_epoll_add(int epfd, int fd, uint32_t index)
@@ -171,7 +160,7 @@ static inline int ev_perf_event_open_bpf_output(int cpu, uint32_t wakeup_events)
                  PERF_FLAG_FD_CLOEXEC);
     if (fd < 0)
         return -errno;
-    return ev_fd_above_stdio((int)fd);
+    return bl_fd_above_stdio((int)fd);
 }
 
 static inline int ev_perf_event_enable(int fd)

@@ -108,7 +108,7 @@ cdef extern from "events.h" nogil:
     uint64_t ev_load_acquire_u64(const uint64_t *p)
     void ev_store_release_u64(uint64_t *p, uint64_t v)
     void ev_full_fence()
-    int ev_fd_above_stdio(int fd)
+    int bl_fd_above_stdio(int fd)
     int ev_dup(int fd)
     int ev_epoll_create()
     int ev_epoll_add(int epfd, int fd, uint32_t index)
@@ -282,7 +282,7 @@ cdef class _Waiter:
         fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
         if fd < 0:
             _raise_errno("eventfd", errno, target)
-        fd = ev_fd_above_stdio(fd)
+        fd = bl_fd_above_stdio(fd)
         if fd < 0:
             _raise_errno("fcntl", -fd, target)
         self.wakefd = fd
