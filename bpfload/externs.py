@@ -146,6 +146,14 @@ class ExternPlan:
                 self._ksym(linked, r)
         linked.relocs = out
 
+    def _find(self, name: str, kind: Kind):
+        if self._vmlinux is None:
+            return None
+        from .kbtf import find_kernel_type, vmlinux
+        if self._vmlinux is vmlinux:
+            return find_kernel_type(name, kind)     # the fast index of the running kernel
+        return self._vmlinux().find(name, kind)
+
     def _ksym(self, linked, r: Reloc) -> None:
         insns = linked.insns
         off = r.insn * 8
@@ -154,9 +162,8 @@ class ExternPlan:
         if r.target not in self.ksyms and r.target not in self.weak:
             raise errors.ElfError(f"extern {r.target!r} is neither a .kconfig nor a __ksym extern",
                                   object=self.obj, symbol=r.target)
-        vml = self._vmlinux() if self._vmlinux else None
         if code == _CALL:
-            t = vml.find(r.target, Kind.FUNC) if vml is not None else None
+            t = self._find(r.target, Kind.FUNC)
             if t is None:
                 if not weak:
                     raise errors.ElfError(f"kfunc {r.target!r} not found in kernel BTF",
@@ -172,7 +179,7 @@ class ExternPlan:
             raise errors.ElfError(f"extern {r.target!r} referenced by opcode {code:#04x}",
                                   object=self.obj, symbol=r.target)
         if self.typed.get(r.target, False):
-            t = vml.find(r.target, Kind.VAR) if vml is not None else None
+            t = self._find(r.target, Kind.VAR)
             if t is None:
                 if not weak:
                     raise errors.ElfError(f"typed __ksym {r.target!r} not found in kernel BTF",

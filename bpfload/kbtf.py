@@ -54,6 +54,20 @@ def vmlinux() -> Btf:
         return _vmlinux
 
 
+def find_kernel_type(name: str, kind: Kind):
+    """The vmlinux type named *name* of *kind*, or None.
+
+    Uses the CO-RE candidate index (built in C from the raw records, ~5 ms
+    once per process) rather than a Python index of every vmlinux name
+    (~100 ms).
+    """
+    from .core import kernel_targets
+    for t in kernel_targets().main.candidates(name, kind):
+        if t.name == name and t.kind == kind:
+            return t
+    return None
+
+
 def load_object_btf(btf: Btf, obj_name: str) -> FD:
     """BPF_BTF_LOAD an object's BTF -> an owned fd.
 
@@ -105,8 +119,7 @@ def resolve_attach_btf_id(prog_type: int, attach_type: Optional[int], target: Op
                               object=obj_name)
     # module-qualified targets ("module:func") are looked up by the bare name
     name, kind = _attach_lookup(prog_type, attach_type, target.split(":")[-1])
-    b = btf if btf is not None else vmlinux()
-    t = b.find(name, kind)
+    t = btf.find(name, kind) if btf is not None else find_kernel_type(name, kind)
     if t is None:
         raise errors.BtfError(f"program {program!r}: attach target {target!r} not found in "
                               f"kernel BTF (looked for {kind.name} {name!r})", object=obj_name)
