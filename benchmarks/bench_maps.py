@@ -5,6 +5,9 @@ whole loop runs in C with raw bpf(2)) with ``test_<op>_bpfload`` (the same
 work through bpfload's public API from Python).  Before each of its rounds
 the bpfload test runs and times one C round, so a pair of rounds sees the
 same machine; conftest.py prints the ratio table at the end of the run.
+Group 6 holds several bpfload variants (``dict(m.items())``, ``m.to_dict()``
+and ``m.to_dict(int_keys=True, int_values=True)``) beside one C twin: each is a
+row of the ratio table (``Case.row``) with its own interleaved C rounds.
 
 Rounds are timed with ``time.thread_time`` (CPU time of this thread, user +
 kernel): the machine is shared, and wall time would also count the time other
@@ -40,13 +43,17 @@ pytestmark = pytest.mark.usefixtures("kernel")
 
 
 class Case(NamedTuple):
-    group: str
+    group: str      # pytest-benchmark's group: the C twin and every bpfload variant of it
     ops: int        # operations per round (ns/op = round time / ops)
     what: str       # what one operation is
     target: float   # bpfload / C must not exceed this
+    row: str = ""   # the ratio table's row, when a group has several bpfload variants
 
     def mark(self):
         return pytest.mark.benchmark(group=self.group, timer=TIMER)
+
+    def pair(self, pairs):
+        return pairs.get_pair(self.row or self.group, self.ops, self.what, self.target)
 
 
 LOOKUP = Case("1 lookup per element", N_KEYS, "lookup", 1.2)
@@ -54,7 +61,9 @@ UPDATE = Case("2 update per element", N_KEYS, "update", 1.2)
 DUMP = Case("3 dump by batch lookup", N_ENTRIES, "entry", 1.1)
 UPDATE_BATCH = Case("4 update_batch 1M", N_ENTRIES, "entry", 1.1)
 PERCPU_SUM = Case("5 per-CPU sum_batch", N_PERCPU, "entry", 1.1)
-DICT = Case("6 dump into a dict", N_ENTRIES, "entry", 1.3)
+DICT = Case("6 dump into a dict", N_ENTRIES, "entry", 1.3)      # dict(m.items())
+TO_DICT = DICT._replace(row="6 to_dict() bytes")
+TO_DICT_INT = DICT._replace(row="6 to_dict() int k/v")
 
 
 # --------------------------------------------------------------------------
@@ -94,7 +103,7 @@ class Interleaver:
 
 def run_c(benchmark, pairs, case: Case, c_round):
     """The C twin: pytest-benchmark times one ctypes call per round."""
-    pair = pairs.get_pair(*case)
+    pair = case.pair(pairs)
     benchmark.pedantic(c_round, rounds=ROUNDS, warmup_rounds=WARMUP)
     if benchmark.disabled:
         return
@@ -105,7 +114,7 @@ def run_c(benchmark, pairs, case: Case, c_round):
 
 def run_py(benchmark, pairs, case: Case, py_round, c_round):
     """The bpfload case; one C round runs (and is timed) as the setup of each round."""
-    pair = pairs.get_pair(*case)
+    pair = case.pair(pairs)
     inter: list[float] = []
     benchmark.pedantic(py_round, setup=Interleaver(c_round, inter), rounds=ROUNDS,
                        warmup_rounds=WARMUP)
@@ -333,7 +342,10 @@ def test_percpu_sum_bpfload(benchmark, pairs, cref, percpu_map):
 
 
 # --------------------------------------------------------------------------
-# 6. dict(m.items()) against C's raw batch dump (items() reads with one batch call)
+# 6. a dict of the whole map against C's raw batch dump (one batch call, as
+#    items() and to_dict() make): dict(m.items()), m.to_dict() (bytes keys and
+#    values) and m.to_dict(int_keys=True, int_values=True), each a row of the
+#    ratio table with its own interleaved C rounds
 
 @DICT.mark()
 def test_dump_dict_c(benchmark, pairs, cref, hash_map):
@@ -353,16 +365,45 @@ def test_dump_dict_bpfload(benchmark, pairs, cref, hash_map):
     assert d[(777).to_bytes(4, sys.byteorder)] == (777).to_bytes(8, sys.byteorder)
 
 
+def _c_dump_contents(c_round, as_int: bool) -> dict:
+    """What the C reference's last dump read, as the dict to_dict() must equal."""
+    kb, vb = c_round.bufs
+    if as_int:
+        keys, values = array.array("I", kb.data).tolist(), array.array("Q", vb.data).tolist()
+    else:
+        raw_k, raw_v = bytes(kb.data), bytes(vb.data)
+        keys = [raw_k[i:i + 4] for i in range(0, len(raw_k), 4)]
+        values = [raw_v[i:i + 8] for i in range(0, len(raw_v), 8)]
+    return dict(zip(keys, values))
+
+
+@pytest.mark.parametrize("as_int", [False, True], ids=["bytes", "int"])
+@DICT.mark()
+def test_dump_dict_to_dict_bpfload(benchmark, pairs, cref, hash_map, as_int):
+    m = hash_map
+    kw = {"int_keys": True, "int_values": True} if as_int else {}
+
+    def py_round():
+        return m.to_dict(**kw)
+
+    c_round = _c_dump(cref, m, N_ENTRIES)
+    run_py(benchmark, pairs, TO_DICT_INT if as_int else TO_DICT, py_round, c_round)
+    d = py_round()
+    c_round()
+    assert len(d) == N_ENTRIES and d == _c_dump_contents(c_round, as_int)
+
+
 @DICT.mark()
 def test_dump_dict_floor_cpython(benchmark, pairs, cref, hash_map):
     """Not bpfload: CPython's own dict() over an already built items() list.
 
     Each round gets a fresh list from ``items()`` (built untimed, so its keys
-    have no cached hash yet, as in ``dict(m.items())``).  No dump into a dict
-    can cost less than C's raw dump plus this; the ratio table prints that
-    floor.
+    have no cached hash yet, as in ``dict(m.items())``).  ``dict(m.items())``
+    cannot cost less than C's raw dump plus this; the ratio table prints that
+    floor.  ``to_dict()`` builds no list and calls no ``dict()``: it is not
+    bound by it.
     """
-    pair = pairs.get_pair(*DICT)
+    pair = DICT.pair(pairs)
     inter: list[float] = []
     interleave = Interleaver(_c_dump(cref, hash_map, N_ENTRIES), inter)
 

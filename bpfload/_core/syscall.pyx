@@ -14,6 +14,8 @@ Three layers, thinnest first:
   per element unless asked.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_SetItem
+from cpython.long cimport PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.errno cimport errno
@@ -107,6 +109,10 @@ cdef extern from "bpf_sys.h" nogil:
 
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
+
+cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(void *op)
+    dict _PyDict_NewPresized(Py_ssize_t minused)
 
 cdef enum:
     ENOENT_ = 2
@@ -275,8 +281,9 @@ cdef class FD:
     def __dealloc__(self):
         if self._fd >= 0:
             try:
-                _warnings.warn(f"unclosed {self.what or 'bpf fd'} (fd {self._fd})", ResourceWarning,
-                               source=self)
+                # No source=self: a warnings recorder (pytest records every test)
+                # would keep a reference to this object past its deallocation.
+                _warnings.warn(f"unclosed {self.what or 'bpf fd'} (fd {self._fd})", ResourceWarning)
             except Exception:
                 pass
             close(self._fd)
@@ -543,6 +550,66 @@ def raw_tracepoint_open(name, int prog_fd, target=None):
 # --------------------------------------------------------------------------
 # the map fast path
 
+cdef extern from *:
+    """
+    /* The common case of MapCore._buf, inlined into lookup/update/delete: an
+     * exact bytes object of the right size (its own buffer), or an exact int
+     * that fits in one PyLong digit, packed into tmp for sizes 1/2/4/8 (native
+     * order, two's complement, as _pack_int).  NULL: not handled here (other
+     * types, wrong size, bigger or out-of-range ints); MapCore._buf then does
+     * the general conversion and raises the errors.  Python-level API only:
+     * no call, no allocation, no refcount change. */
+    static inline const char *bl_fast_buf(PyObject *o, Py_ssize_t size, char *tmp)
+    {
+        long v;
+        if (PyBytes_CheckExact(o))
+            return PyBytes_GET_SIZE(o) == size ? PyBytes_AS_STRING(o) : NULL;
+        if (!PyLong_CheckExact(o))
+            return NULL;
+    #if PY_VERSION_HEX >= 0x030C0000
+        if (!PyUnstable_Long_IsCompact((PyLongObject *)o))
+            return NULL;
+        v = (long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+    #else
+        switch (Py_SIZE(o)) {
+        case 0: v = 0; break;
+        case 1: v = (long)((PyLongObject *)o)->ob_digit[0]; break;
+        case -1: v = -(long)((PyLongObject *)o)->ob_digit[0]; break;
+        default: return NULL;
+        }
+    #endif
+        switch (size) {
+        case 4: {
+            uint32_t x = (uint32_t)v;
+            if (v < -2147483648L || v > 4294967295L)
+                return NULL;
+            memcpy(tmp, &x, 4);
+            return tmp;
+        }
+        case 8: {
+            uint64_t x = (uint64_t)(int64_t)v;
+            memcpy(tmp, &x, 8);
+            return tmp;
+        }
+        case 2: {
+            uint16_t x = (uint16_t)v;
+            if (v < -32768 || v > 65535)
+                return NULL;
+            memcpy(tmp, &x, 2);
+            return tmp;
+        }
+        case 1:
+            if (v < -128 || v > 255)
+                return NULL;
+            tmp[0] = (char)(uint8_t)v;
+            return tmp;
+        }
+        return NULL;
+    }
+    """
+    const char *bl_fast_buf(object o, Py_ssize_t size, char *tmp)
+
+
 cdef inline int _pack_int(object value, Py_ssize_t size, char *out) except -1:
     """Pack a Python int into *size* bytes, native byte order, two's complement."""
     cdef uint64_t u
@@ -573,7 +640,7 @@ cdef inline int _pack_int(object value, Py_ssize_t size, char *out) except -1:
     return 0
 
 
-cdef inline uint64_t _load_uint(const char *p, Py_ssize_t size) nogil:
+cdef inline uint64_t _load_uint(const char *p, Py_ssize_t size) noexcept nogil:
     if size == 8:
         return (<const uint64_t *>p)[0]
     if size == 4:
@@ -697,6 +764,16 @@ cdef class MapCore:
             raise ValueError(f"map {self.name!r}: {what} is {view.len} bytes, expected {size}")
         return <const char *>view.buf
 
+    cdef const char *_value_buf(self, object value, char *tmp, Py_buffer *view, bint *release,
+                                Py_buffer *kview, bint krel) except NULL:
+        """update()'s general value conversion: releases the key's buffer if it fails."""
+        try:
+            return self._buf(value, self._vsize, tmp, view, release, "value")
+        except BaseException:
+            if krel:
+                PyBuffer_Release(kview)
+            raise
+
     cdef object _encode_value(self, object value):
         """A value object -> bytes of _vsize (per-CPU lists, fd values)."""
         cdef bytearray out
@@ -704,6 +781,8 @@ cdef class MapCore:
         if self._kind == KIND_FDVALUE:
             if not isinstance(value, int):
                 value = getattr(value, "fd", value)
+            if not isinstance(value, int) and hasattr(value, "fileno"):
+                value = value.fileno()   # an FD owner (program fds are FD objects)
             if not isinstance(value, int):
                 raise TypeError(f"map {self.name!r}: value must be a map/program or an fd")
             return (<int>value).to_bytes(4, _BYTEORDER, signed=True)
@@ -756,19 +835,25 @@ cdef class MapCore:
         """
         cdef char tmp[TMP_KEY]
         cdef Py_buffer view
-        cdef bint release
+        cdef bint release = False
         cdef const char *k
         cdef int ret
+        cdef int fd = self._fd
         cdef bytes out
         cdef char *v
-        self._check()
+        if fd < 0:
+            self._closed()
         if self._kind == KIND_KEYLESS:
             raise TypeError(f"map {self.name!r} has no keys: use peek()/pop()/push()")
-        k = self._buf(key, self.key_size, tmp, &view, &release, "key")
+        k = bl_fast_buf(key, self.key_size, tmp)
+        if k == NULL:
+            k = self._buf(key, self.key_size, tmp, &view, &release, "key")
+        if self.key_size == 0:
+            k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
         out = PyBytes_FromStringAndSize(NULL, self._vsize)
         v = PyBytes_AS_STRING(out)
-        with nogil:
-            ret = bl_map_lookup(self._fd, k, v, flags)
+        with nogil:  # the GIL is released around the syscall and nothing else
+            ret = bl_map_lookup(fd, k, v, flags)
         if release:
             PyBuffer_Release(&view)
         if ret < 0:
@@ -788,20 +873,23 @@ cdef class MapCore:
         cdef const char *k
         cdef const char *v
         cdef int ret
-        self._check()
-        if self._kind == KIND_KEYLESS:
-            raise TypeError(f"map {self.name!r} has no keys: use push()")
+        cdef int fd = self._fd
+        if fd < 0:
+            self._closed()
         if self._kind != KIND_PLAIN:
+            if self._kind == KIND_KEYLESS:
+                raise TypeError(f"map {self.name!r} has no keys: use push()")
             value = self._encode_value(value)
-        k = self._buf(key, self.key_size, ktmp, &kview, &krel, "key")
-        try:
-            v = self._buf(value, self._vsize, vtmp, &vview, &vrel, "value")
-        except BaseException:
-            if krel:
-                PyBuffer_Release(&kview)
-            raise
-        with nogil:
-            ret = bl_map_update(self._fd, k, v, flags)
+        k = bl_fast_buf(key, self.key_size, ktmp)
+        if k == NULL:
+            k = self._buf(key, self.key_size, ktmp, &kview, &krel, "key")
+        if self.key_size == 0:
+            k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
+        v = bl_fast_buf(value, self._vsize, vtmp)
+        if v == NULL:
+            v = self._value_buf(value, vtmp, &vview, &vrel, &kview, krel)
+        with nogil:  # the GIL is released around the syscall and nothing else
+            ret = bl_map_update(fd, k, v, flags)
         if krel:
             PyBuffer_Release(&kview)
         if vrel:
@@ -813,15 +901,21 @@ cdef class MapCore:
         """Delete *key*; :class:`bpfload.MapKeyError` (a KeyError) when absent."""
         cdef char tmp[TMP_KEY]
         cdef Py_buffer view
-        cdef bint release
+        cdef bint release = False
         cdef const char *k
         cdef int ret
-        self._check()
+        cdef int fd = self._fd
+        if fd < 0:
+            self._closed()
         if self._kind == KIND_KEYLESS:
             raise TypeError(f"map {self.name!r} has no keys: use pop()")
-        k = self._buf(key, self.key_size, tmp, &view, &release, "key")
-        with nogil:
-            ret = bl_map_delete(self._fd, k)
+        k = bl_fast_buf(key, self.key_size, tmp)
+        if k == NULL:
+            k = self._buf(key, self.key_size, tmp, &view, &release, "key")
+        if self.key_size == 0:
+            k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
+        with nogil:  # the GIL is released around the syscall and nothing else
+            ret = bl_map_delete(fd, k)
         if release:
             PyBuffer_Release(&view)
         if ret < 0:
@@ -842,6 +936,8 @@ cdef class MapCore:
         self._check()
         if self._kind != KIND_KEYLESS:
             k = self._buf(key, self.key_size, tmp, &view, &release, "key")
+            if self.key_size == 0:
+                k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
         out = PyBytes_FromStringAndSize(NULL, self._vsize)
         v = PyBytes_AS_STRING(out)
         with nogil:
@@ -862,6 +958,15 @@ cdef class MapCore:
         cdef const char *cv
         cdef int ret
         self._check()
+        if self._kind != KIND_KEYLESS:
+            raise TypeError(f"map {self.name!r} has keys: push()/pop()/peek() are for "
+                            "queue, stack and bloom filter maps")
+        if cmd == 0 and (value is None) == (self.type == T_BLOOM_FILTER):
+            # A queue/stack lookup writes the head into the value buffer (the
+            # caller's bytes); a bloom lookup reads it (peek() would test garbage).
+            raise TypeError(f"map {self.name!r}: " + ("a bloom filter has no peek(): test "
+                            "membership with `value in map`" if value is None else
+                            "`value in map` is for bloom filters: use peek()"))
         if cmd == 0 and value is None:
             out = PyBytes_FromStringAndSize(NULL, self._vsize)
             v = PyBytes_AS_STRING(out)
@@ -911,6 +1016,8 @@ cdef class MapCore:
         self._check()
         if key is not None:
             k = self._buf(key, self.key_size, tmp, &view, &release, "key")
+            if self.key_size == 0:
+                k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
         out = PyBytes_FromStringAndSize(NULL, self.key_size)
         nk = PyBytes_AS_STRING(out)
         with nogil:
@@ -940,6 +1047,8 @@ cdef class MapCore:
         cdef Py_ssize_t i, f, nf
         self._check()
         k = self._buf(key, self.key_size, tmp, &view, &release, "key")
+        if self.key_size == 0:
+            k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
         v = <char *>malloc(self._vsize)
         if v == NULL:
             if release:
@@ -1023,7 +1132,10 @@ cdef class MapCore:
         with nogil:
             while i < capacity:
                 cur = keys + i * ks
-                ret = bl_map_get_next_key(fd, NULL if delete else prev, cur)
+                # Continue after the previous key even when it was just deleted: a
+                # hash restarts from its first key, an array goes on to the next
+                # index (restarting from NULL would spin forever on an empty slot 0).
+                ret = bl_map_get_next_key(fd, prev, cur)
                 if ret < 0:
                     break
                 if delete:
@@ -1034,9 +1146,8 @@ cdef class MapCore:
                             ret = bl_map_delete(fd, cur)
                 else:
                     ret = bl_map_lookup(fd, cur, values + i * vs, 0)
-                if ret == -ENOENT_:      # deleted under us: skip it
-                    if not delete:
-                        prev = cur
+                if ret == -ENOENT_:      # empty slot, or deleted under us: skip it
+                    prev = cur
                     continue
                 if ret < 0:
                     break
@@ -1068,9 +1179,12 @@ cdef class MapCore:
         cdef bint own = keys_out is None
         cdef int cmd = BPF_MAP_LOOKUP_AND_DELETE_BATCH if delete else BPF_MAP_LOOKUP_BATCH
         self._check()
-        if self._kind == KIND_KEYLESS:
+        if self._kind == KIND_KEYLESS or self.key_size == 0:
             raise _errors.NotSupportedError(_COMMANDS[cmd], ENOTSUPP_, self.name,
-                                            "queue/stack/bloom maps have no keys to batch over")
+                                            "maps without keys (queue/stack/bloom/ringbuf) "
+                                            "have nothing to batch over")
+        if own and values_out is not None:
+            raise ValueError("keys_out is required with values_out")
         if own:
             keys_out = bytearray(cap * self.key_size)
             values_out = bytearray(cap * self._vsize)
@@ -1134,6 +1248,8 @@ cdef class MapCore:
                         break
                     i += 1
             n = <uint32_t>i
+        if ret < 0 and n >= count:
+            n = 0  # refused before the first element: the kernel left count as it was
         if ret < 0:
             _raise("BPF_MAP_UPDATE_BATCH", ret, self.name, True,
                    f"{n} of {count} elements were written before the failure")
@@ -1172,44 +1288,190 @@ cdef class MapCore:
                         break
                     i += 1
             n = <uint32_t>i
+        if ret < 0 and n >= count:
+            n = 0  # refused before the first key: the kernel left count as it was
+        if ret == -ENOENT_:  # documented above; errors.from_errno maps only *_ELEM to it
+            raise _errors.MapKeyError("BPF_MAP_DELETE_BATCH", ENOENT_, self.name,
+                                      f"{n} of {count} keys were deleted before an absent one")
         if ret < 0:
             _raise("BPF_MAP_DELETE_BATCH", ret, self.name, True,
                    f"{n} of {count} keys were deleted before the failure")
         return count
 
+    cdef Py_ssize_t _dump_raw(self, char **keys, char **values) except -1:
+        """The whole map into two new malloc'd buffers (the caller frees both).
+
+        What :meth:`lookup_batch` does without Python buffers: no zero-filled
+        bytearrays to allocate and trim, one BPF_MAP_LOOKUP_BATCH of the whole
+        map (``_dump``), the per-element loop where the kernel has no batch
+        command (``_dump_slow``).  Returns the number of entries.
+        """
+        cdef Py_ssize_t cap = self.max_entries
+        cdef Py_ssize_t total = 0
+        cdef char *kp
+        cdef char *vp
+        self._check()
+        if self._kind == KIND_KEYLESS or self.key_size == 0:
+            raise _errors.NotSupportedError("BPF_MAP_LOOKUP_BATCH", ENOTSUPP_, self.name,
+                                            "maps without keys (queue/stack/bloom/ringbuf) "
+                                            "have nothing to batch over")
+        kp = <char *>malloc(max(cap * self.key_size, 1))
+        vp = <char *>malloc(max(cap * self._vsize, 1))
+        if kp == NULL or vp == NULL:
+            free(kp)
+            free(vp)
+            raise MemoryError()
+        try:
+            if cap > 0 and self._dump(BPF_MAP_LOOKUP_BATCH, kp, vp, cap, cap, &total) == 1:
+                self._dump_slow(False, kp, vp, cap, &total)
+        except BaseException:
+            free(kp)
+            free(vp)
+            raise
+        keys[0] = kp
+        values[0] = vp
+        return total
+
+    cdef object _value_at(self, const char *p, bint as_int):
+        """One value of a dump buffer as :meth:`lookup` returns it (ints: unsigned native)."""
+        cdef list out
+        cdef Py_ssize_t c
+        if self._kind == KIND_FDVALUE:
+            return PyLong_FromUnsignedLong((<const uint32_t *>p)[0])
+        if self._kind == KIND_PERCPU:
+            out = [None] * self._ncpu
+            for c in range(self._ncpu):
+                out[c] = (PyLong_FromUnsignedLongLong(_load_uint(p + c * self._stride, self.value_size))
+                          if as_int else PyBytes_FromStringAndSize(p + c * self._stride, self.value_size))
+            return out
+        if as_int:
+            return PyLong_FromUnsignedLongLong(_load_uint(p, self.value_size))
+        return PyBytes_FromStringAndSize(p, self._vsize)
+
     def items(self):
         """Every ``(key, value)`` pair, read with batch lookups (one list, built in C).
 
         Values are decoded as by :meth:`lookup` (per-CPU lists, ids for
-        map-in-map).
+        map-in-map).  For a dict, :meth:`to_dict` is faster than
+        ``dict(m.items())``.
         """
-        cdef bytearray kb, vb
+        cdef char *kb = NULL
+        cdef char *vb = NULL
         cdef Py_ssize_t n, i
+        cdef Py_ssize_t ks = self.key_size, vs = self._vsize
         cdef const char *kp
         cdef const char *vp
         cdef list out
-        kb, vb, n = self.lookup_batch()
-        kp = PyByteArray_AS_STRING(kb)
-        vp = PyByteArray_AS_STRING(vb)
-        out = [None] * n
-        if self._kind == KIND_PLAIN:
-            for i in range(n):
-                out[i] = (PyBytes_FromStringAndSize(kp + i * self.key_size, self.key_size),
-                          PyBytes_FromStringAndSize(vp + i * self._vsize, self._vsize))
-        else:
-            for i in range(n):
-                out[i] = (PyBytes_FromStringAndSize(kp + i * self.key_size, self.key_size),
-                          self._decode_value(PyBytes_FromStringAndSize(vp + i * self._vsize, self._vsize)))
-        return out
+        n = self._dump_raw(&kb, &vb)
+        kp = kb
+        vp = vb
+        try:
+            out = [None] * n
+            if self._kind == KIND_PLAIN:
+                for i in range(n):
+                    t = (PyBytes_FromStringAndSize(kp, ks), PyBytes_FromStringAndSize(vp, vs))
+                    # A tuple of two bytes cannot be in a cycle: untrack it now (the
+                    # collector would at its next pass) so that a big dump does not
+                    # run the collector over a million fresh tuples.
+                    PyObject_GC_UnTrack(<void *>t)
+                    out[i] = t
+                    kp += ks
+                    vp += vs
+            else:
+                for i in range(n):
+                    out[i] = (PyBytes_FromStringAndSize(kp, ks), self._value_at(vp, False))
+                    kp += ks
+                    vp += vs
+            return out
+        finally:
+            free(kb)
+            free(vb)
+
+    def to_dict(self, *, bint int_keys=False, bint int_values=False):
+        """The whole map as a new dict ``{key: value}``, built in C from one batch dump.
+
+        Equal to ``dict(m.items())``, without the list of tuples: one
+        BPF_MAP_LOOKUP_BATCH of the whole map (the per-element loop where the
+        kernel has none), then a dict presized to the entry count, filled
+        directly.  Keys and values are bytes, values decoded as by
+        :meth:`lookup` (per-CPU lists, ids for map-in-map and program
+        arrays).  *int_keys* / *int_values*: unsigned native-endian ints
+        instead of bytes (cheaper to create and hash), for a ``key_size`` /
+        ``value_size`` of 1, 2, 4 or 8 (else ValueError); per-CPU values
+        become lists of ints.  Raises :class:`bpfload.MapClosedError` once
+        closed, :class:`bpfload.NotSupportedError` for maps without keys
+        (queue, stack, bloom filter).
+        """
+        cdef char *kb = NULL
+        cdef char *vb = NULL
+        cdef Py_ssize_t n, i
+        cdef Py_ssize_t ks = self.key_size, vs = self._vsize
+        cdef const char *kp
+        cdef const char *vp
+        cdef dict d
+        self._check()
+        if int_keys and ks not in (1, 2, 4, 8):
+            raise ValueError(f"map {self.name!r}: keys of {ks} bytes cannot be ints "
+                             "(int_keys needs a key_size of 1, 2, 4 or 8)")
+        if int_values and self._kind != KIND_FDVALUE and self.value_size not in (1, 2, 4, 8):
+            raise ValueError(f"map {self.name!r}: values of {self.value_size} bytes cannot be "
+                             "ints (int_values needs a value_size of 1, 2, 4 or 8)")
+        n = self._dump_raw(&kb, &vb)
+        kp = kb
+        vp = vb
+        try:
+            d = _PyDict_NewPresized(n)
+            if self._kind == KIND_PLAIN:
+                # One loop per combination: nothing in the loop but the two new
+                # objects and the insertion (hash included).
+                if int_keys and int_values:
+                    for i in range(n):
+                        PyDict_SetItem(d, PyLong_FromUnsignedLongLong(_load_uint(kp, ks)),
+                                       PyLong_FromUnsignedLongLong(_load_uint(vp, vs)))
+                        kp += ks
+                        vp += vs
+                elif int_keys:
+                    for i in range(n):
+                        PyDict_SetItem(d, PyLong_FromUnsignedLongLong(_load_uint(kp, ks)),
+                                       PyBytes_FromStringAndSize(vp, vs))
+                        kp += ks
+                        vp += vs
+                elif int_values:
+                    for i in range(n):
+                        PyDict_SetItem(d, PyBytes_FromStringAndSize(kp, ks),
+                                       PyLong_FromUnsignedLongLong(_load_uint(vp, vs)))
+                        kp += ks
+                        vp += vs
+                else:
+                    for i in range(n):
+                        PyDict_SetItem(d, PyBytes_FromStringAndSize(kp, ks),
+                                       PyBytes_FromStringAndSize(vp, vs))
+                        kp += ks
+                        vp += vs
+            else:
+                for i in range(n):
+                    PyDict_SetItem(d, PyLong_FromUnsignedLongLong(_load_uint(kp, ks)) if int_keys
+                                   else PyBytes_FromStringAndSize(kp, ks),
+                                   self._value_at(vp, int_values))
+                    kp += ks
+                    vp += vs
+            return d
+        finally:
+            free(kb)
+            free(vb)
 
     def keys(self):
         """Every key as bytes (batch lookup; get_next_key where batch is missing)."""
-        cdef bytearray kb
+        cdef char *kb = NULL
+        cdef char *vb = NULL
         cdef Py_ssize_t n, i
-        cdef const char *kp
-        kb, _, n = self.lookup_batch()
-        kp = PyByteArray_AS_STRING(kb)
-        return [PyBytes_FromStringAndSize(kp + i * self.key_size, self.key_size) for i in range(n)]
+        cdef Py_ssize_t ks = self.key_size
+        n = self._dump_raw(&kb, &vb)
+        try:
+            return [PyBytes_FromStringAndSize(kb + i * ks, ks) for i in range(n)]
+        finally:
+            free(kb)
+            free(vb)
 
     def sum_batch(self, keys_out=None, sums_out=None, scratch=None):
         """Read the whole map and sum every value across CPUs, in C.
@@ -1319,3 +1581,42 @@ def prog_xlated_insns(int fd, uint32_t size):
     if ret < 0:
         _raise("BPF_OBJ_GET_INFO_BY_FD", ret, None)
     return bytes(out[:(<uint32_t *>(info + 20))[0]])
+
+
+def btf_info(int fd, target=None):
+    """BPF_OBJ_GET_INFO_BY_FD on a BTF fd -> ``(id, data, name, kernel_btf)``.
+
+    *data* is the raw BTF blob (what BPF_BTF_LOAD was given, or the kernel's
+    own for vmlinux and modules), *name* the kernel's name for it ("" for
+    loaded BTF), *kernel_btf* True for vmlinux/module BTF.  Two calls: the
+    first learns the sizes (``struct bpf_btf_info``: btf, btf_size, id,
+    name, name_len, kernel_btf), the second copies.
+    """
+    cdef char info[32]
+    cdef uint32_t n = 32
+    cdef uint32_t size, name_len
+    cdef bytearray data, name
+    cdef int ret
+    memset(info, 0, 32)
+    with nogil:
+        ret = bl_obj_get_info_by_fd(fd, info, &n)
+    if ret < 0:
+        _raise("BPF_OBJ_GET_INFO_BY_FD", ret, target)
+    size = (<uint32_t *>(info + 8))[0]
+    name_len = (<uint32_t *>(info + 24))[0] + 1
+    data = bytearray(size)
+    name = bytearray(name_len)
+    memset(info, 0, 32)
+    n = 32
+    (<uint64_t *>(info + 0))[0] = <uint64_t><size_t>PyByteArray_AS_STRING(data)
+    (<uint32_t *>(info + 8))[0] = size
+    (<uint64_t *>(info + 16))[0] = <uint64_t><size_t>PyByteArray_AS_STRING(name)
+    (<uint32_t *>(info + 24))[0] = name_len
+    with nogil:
+        ret = bl_obj_get_info_by_fd(fd, info, &n)
+    if ret < 0:
+        _raise("BPF_OBJ_GET_INFO_BY_FD", ret, target)
+    size = min(size, (<uint32_t *>(info + 8))[0])
+    return ((<uint32_t *>(info + 12))[0], bytes(data[:size]),
+            bytes(name).split(b"\0", 1)[0].decode(errors="replace"),
+            bool((<uint32_t *>(info + 28))[0]))
