@@ -200,6 +200,9 @@ def test_verifier_rejection_carries_log_and_closes_everything():
     assert e.program == "bad_deref" and e.errno == errno.EACCES
     assert "invalid mem access" in e.log
     assert "invalid mem access" in str(e) and "bad_deref" in str(e)
+    assert "the verifier refused the program" in str(e)
+    # func_info/line_info went with the program: the log names the source line
+    assert "verifier_reject.bpf.c:29" in str(e) and "return *v;" in e.log
     assert not obj.loaded
     with pytest.raises(bpfload.BpfError):
         obj.load()
