@@ -30,6 +30,8 @@ from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 
+from bpfload._core.common cimport now_ns
+
 import warnings as _warnings
 
 from bpfload import errors as _errors
@@ -51,15 +53,6 @@ cdef extern from "Python.h":
     PyObject *Py_None
     enum:
         _Py_MEMORYVIEW_RELEASED
-
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk, timespec *ts)
-    enum:
-        CLOCK_MONOTONIC
 
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
@@ -254,10 +247,7 @@ cdef inline bint _negative_int(PyObject *o) noexcept:
     return overflow < 0 or (overflow == 0 and v < 0)
 
 
-cdef inline int64_t _now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
 
 
 cdef class _Waiter:
@@ -304,7 +294,7 @@ cdef class _Waiter:
         cdef int n, epfd = self.epfd
         cdef int64_t deadline = 0, left
         if timeout_ms > 0:
-            deadline = _now_ns() + <int64_t>timeout_ms * 1000000
+            deadline = now_ns() + <int64_t>timeout_ms * 1000000
         while True:
             with nogil:
                 n = ev_epoll_wait(epfd, self.events, MAX_EVENTS, timeout_ms)
@@ -312,7 +302,7 @@ cdef class _Waiter:
                 break
             PyErr_CheckSignals()
             if timeout_ms > 0:
-                left = deadline - _now_ns()
+                left = deadline - now_ns()
                 if left <= 0:
                     return 0
                 timeout_ms = <int>((left + 999999) // 1000000)

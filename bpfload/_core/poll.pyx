@@ -24,14 +24,7 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clk, timespec *ts)
-    enum:
-        CLOCK_MONOTONIC
+from bpfload._core.common cimport load_uint, now_ns
 
 import sys as _sys
 
@@ -47,25 +40,12 @@ cdef enum:
 _BYTEORDER = _sys.byteorder
 
 
-cdef inline int64_t now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
-
-
 def monotonic_ns():
     """CLOCK_MONOTONIC in ns (the clock snapshots are stamped with)."""
     return now_ns()
 
 
-cdef inline uint64_t load_uint(const char *p, Py_ssize_t size) noexcept nogil:
-    if size == 8:
-        return (<const uint64_t *>p)[0]
-    if size == 4:
-        return (<const uint32_t *>p)[0]
-    if size == 2:
-        return (<const uint16_t *>p)[0]
-    return (<const uint8_t *>p)[0]
+
 
 
 cdef inline uint64_t hash_key(const char *k, Py_ssize_t n) noexcept nogil:

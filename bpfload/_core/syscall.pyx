@@ -23,6 +23,8 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
+from bpfload._core.common cimport load_uint
+
 import os as _os
 import sys as _sys
 import warnings as _warnings
@@ -640,14 +642,7 @@ cdef inline int _pack_int(object value, Py_ssize_t size, char *out) except -1:
     return 0
 
 
-cdef inline uint64_t _load_uint(const char *p, Py_ssize_t size) noexcept nogil:
-    if size == 8:
-        return (<const uint64_t *>p)[0]
-    if size == 4:
-        return (<const uint32_t *>p)[0]
-    if size == 2:
-        return (<const uint16_t *>p)[0]
-    return (<const uint8_t *>p)[0]
+
 
 
 cdef class MapCore:
@@ -1066,7 +1061,7 @@ cdef class MapCore:
             if self.value_size in (1, 2, 4, 8):
                 acc = 0
                 for i in range(self._ncpu):
-                    acc += _load_uint(v + i * self._stride, self.value_size)
+                    acc += load_uint(v + i * self._stride, self.value_size)
                 return acc
             if self.value_size % 8:
                 raise ValueError(f"map {self.name!r}: sum() needs a value of 1, 2, 4 or 8 bytes, "
@@ -1341,11 +1336,11 @@ cdef class MapCore:
         if self._kind == KIND_PERCPU:
             out = [None] * self._ncpu
             for c in range(self._ncpu):
-                out[c] = (PyLong_FromUnsignedLongLong(_load_uint(p + c * self._stride, self.value_size))
+                out[c] = (PyLong_FromUnsignedLongLong(load_uint(p + c * self._stride, self.value_size))
                           if as_int else PyBytes_FromStringAndSize(p + c * self._stride, self.value_size))
             return out
         if as_int:
-            return PyLong_FromUnsignedLongLong(_load_uint(p, self.value_size))
+            return PyLong_FromUnsignedLongLong(load_uint(p, self.value_size))
         return PyBytes_FromStringAndSize(p, self._vsize)
 
     def items(self):
@@ -1426,20 +1421,20 @@ cdef class MapCore:
                 # objects and the insertion (hash included).
                 if int_keys and int_values:
                     for i in range(n):
-                        PyDict_SetItem(d, PyLong_FromUnsignedLongLong(_load_uint(kp, ks)),
-                                       PyLong_FromUnsignedLongLong(_load_uint(vp, vs)))
+                        PyDict_SetItem(d, PyLong_FromUnsignedLongLong(load_uint(kp, ks)),
+                                       PyLong_FromUnsignedLongLong(load_uint(vp, vs)))
                         kp += ks
                         vp += vs
                 elif int_keys:
                     for i in range(n):
-                        PyDict_SetItem(d, PyLong_FromUnsignedLongLong(_load_uint(kp, ks)),
+                        PyDict_SetItem(d, PyLong_FromUnsignedLongLong(load_uint(kp, ks)),
                                        PyBytes_FromStringAndSize(vp, vs))
                         kp += ks
                         vp += vs
                 elif int_values:
                     for i in range(n):
                         PyDict_SetItem(d, PyBytes_FromStringAndSize(kp, ks),
-                                       PyLong_FromUnsignedLongLong(_load_uint(vp, vs)))
+                                       PyLong_FromUnsignedLongLong(load_uint(vp, vs)))
                         kp += ks
                         vp += vs
                 else:
@@ -1450,7 +1445,7 @@ cdef class MapCore:
                         vp += vs
             else:
                 for i in range(n):
-                    PyDict_SetItem(d, PyLong_FromUnsignedLongLong(_load_uint(kp, ks)) if int_keys
+                    PyDict_SetItem(d, PyLong_FromUnsignedLongLong(load_uint(kp, ks)) if int_keys
                                    else PyBytes_FromStringAndSize(kp, ks),
                                    self._value_at(vp, int_values))
                     kp += ks
@@ -1511,7 +1506,7 @@ cdef class MapCore:
                 for i in range(n):
                     acc = 0
                     for c in range(ncpu):
-                        acc += _load_uint(vp + i * vsize + c * stride, value_size)
+                        acc += load_uint(vp + i * vsize + c * stride, value_size)
                     sp[i] = acc
             else:
                 for i in range(n):
