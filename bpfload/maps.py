@@ -7,6 +7,7 @@ kernel info and the interfaces of particular map types (queue/stack/bloom).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
 import re
 import struct
@@ -74,6 +75,11 @@ def _as_fd(obj) -> int:
     if hasattr(obj, "fileno"):
         return obj.fileno()
     raise TypeError(f"expected an fd or an object with one, got {type(obj).__name__}")
+
+
+def dup_fd(fd: int) -> int:
+    """An O_CLOEXEC duplicate of *fd* numbered 3 or above (fd 0 means "no fd" to the UAPI)."""
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
 
 
 def _fdinfo_kind(fd: int) -> str:
@@ -178,17 +184,7 @@ class Map(MapCore):
         fd = _as_fd(src)
         if _fdinfo_kind(fd) != "map":
             raise errors.BpfError(f"fd {fd} is not a BPF map")
-        new = os.dup(fd) if fd > 2 else None
-        if new is None:
-            import fcntl
-            new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
-        else:
-            os.set_inheritable(new, False)
-        if new <= 2:  # pragma: no cover - dup of a high fd cannot land below 3
-            import fcntl
-            n2 = fcntl.fcntl(new, fcntl.F_DUPFD_CLOEXEC, 3)
-            os.close(new)
-            new = n2
+        new = dup_fd(fd)
         return cls._from_owned_fd(FD(new, "map"), name)
 
     @classmethod

@@ -188,10 +188,16 @@ class Program:
 
     @classmethod
     def from_fd(cls, fd: int, *, name: Optional[str] = None) -> "Program":
-        """A Program for an existing program fd (duplicated: the caller keeps its fd)."""
-        import fcntl
-        new = fcntl.fcntl(int(fd), fcntl.F_DUPFD_CLOEXEC, 3)
-        return cls._from_owned(FD(new, "program"), name)
+        """A Program for an existing program fd (duplicated: the caller keeps its fd).
+
+        Raises :class:`bpfload.BpfError` when *fd* is not a BPF program.
+        """
+        from .maps import _as_fd, _fdinfo_kind, dup_fd
+        src = fd  # keeps an fd owner passed as a temporary open until duplicated
+        fd = _as_fd(src)
+        if _fdinfo_kind(fd) != "prog":
+            raise errors.BpfError(f"fd {fd} is not a BPF program")
+        return cls._from_owned(FD(dup_fd(fd), "program"), name)
 
     @classmethod
     def from_id(cls, prog_id: int, *, name: Optional[str] = None) -> "Program":

@@ -265,3 +265,19 @@ def test_libbpf_map_defaults_applied_on_a_copy():
     obj.maps["rb"].max_entries = 5000
     with obj.load():
         assert obj.maps["rb"].max_entries == 8192 and obj.maps["rb"].info().max_entries == 8192
+
+
+def test_program_from_fd_id_and_pin(bpffs):
+    with bpfload.BpfObject.open(bpf_object("prog_array")) as obj:
+        obj.load()
+        p = obj.programs["tail_a"]
+        with bpfload.Program.from_fd(p.fd) as q, bpfload.Program.from_id(p.id) as r:
+            assert q.fd != p.fd and q.id == r.id == p.id and q.tag == p.tag
+            assert q.test_run(pkt(0)).retval == 100
+        p.pin(bpffs / "tail_a")
+        with bpfload.Program.from_pin(bpffs / "tail_a") as s:
+            assert s.id == p.id
+        with pytest.raises(bpfload.BpfError, match="not a BPF program"):
+            bpfload.Program.from_fd(obj.maps["jmp_table"].fd)
+        with pytest.raises(bpfload.BpfError, match="not a BPF map"):
+            bpfload.Map.from_fd(p.fd)
