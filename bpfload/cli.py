@@ -227,7 +227,6 @@ def cmd_map_dump(args) -> int:
 
 
 def cmd_map_poll(args) -> int:
-    import time
     from .poll import MapPoller
     with _open_map(args.map) as m, MapPoller(m, interval=args.interval,
                                              sum_cpus=args.sum_cpus) as poller:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import socket
 import struct
 import sys
@@ -137,7 +136,6 @@ def run_demo(duration: float = 5.0, rate: int = 200_000, interval: float = 1.0, 
     sent = [0] * len(PROTOCOLS)
     sent_bytes = [0] * len(PROTOCOLS)
     events_expected = 0
-    events: List[bytes] = []
     ev_count = [0] * len(PROTOCOLS)
 
     def on_event(data) -> None:

@@ -33,8 +33,8 @@ import sys
 from typing import Callable, Dict, List, Optional
 
 from . import errors
-from .btf import Array, Btf, Datasec, Enum, Func, FuncLinkage, FuncProto, Int, IntEncoding, \
-    Kind, Var, VarLinkage, VarSecinfo, Void
+from .btf import Array, Btf, Enum, Func, FuncLinkage, FuncProto, Int, IntEncoding, \
+    Kind, Var, VarLinkage, Void
 from .constants import MapFlags, MapType
 from .spec import MapSpec, ObjectSpec, Reloc, RelocKind
 

@@ -16,10 +16,9 @@ kernel:
 from __future__ import annotations
 
 import errno as _errno
-import os
 import struct
 import threading
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from . import errors
 from ._core import syscall as _sys

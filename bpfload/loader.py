@@ -30,7 +30,7 @@ from ._core import insn as _insn
 from .constants import MAP_IN_MAP_TYPES, MapFlags, MapType, PinType, ProgType
 from .maps import Map, MapInfo, kernel_name, possible_cpus
 from .programs import Program, load_program
-from .spec import MapSpec, ObjectSpec, ProgramSpec, RelocKind
+from .spec import MapSpec, ObjectSpec, RelocKind
 
 __all__ = ["LoadResult", "load_spec", "check_compatible", "validate_map_in_map",
            "DEFAULT_PIN_ROOT"]

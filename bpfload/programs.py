@@ -17,7 +17,7 @@ from . import errors
 from .pins import explain_pin_failure
 from ._core import syscall as _sys
 from ._core.syscall import FD
-from .constants import AttachType, ProgType
+from .constants import ProgType
 
 __all__ = ["Program", "ProgramInfo", "TestRunResult", "load_program"]
 

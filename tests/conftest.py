@@ -16,7 +16,6 @@ import errno
 import gc
 import os
 import pathlib
-import subprocess
 import warnings
 
 import pytest
@@ -62,10 +61,6 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "kernel: needs bpf(2) permission (gated by the kernel fixture)")
-
-
-def pytest_runtest_makereport(item, call):
-    pass
 
 
 def _open_fds() -> dict[int, str]:

@@ -3,7 +3,6 @@ and its maps read back, so the test sees the program used the right maps."""
 from __future__ import annotations
 
 import errno
-import os
 import struct
 
 import pytest

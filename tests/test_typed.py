@@ -16,7 +16,7 @@ import pytest
 
 import bpfload
 from bpfload import BtfError, Map, MapType, TypedMap, TypedTypeError, TypedValueError
-from bpfload.btf import (Array, Btf, Enum, EnumValue, Float, Int, IntEncoding, Member, Ptr,
+from bpfload.btf import (Btf, Enum, EnumValue, Float, Int, IntEncoding, Member, Ptr,
                          Struct, TypeTag, Typedef, Union)
 from bpfload.typed import Codec, codec_for, fetch_btf
 
