@@ -361,6 +361,47 @@ cdef class _ReaderBase:
     cdef void _do_close(self) noexcept:
         pass
 
+    cdef Py_ssize_t _consume_all(self) except -1:
+        raise NotImplementedError
+
+    def consume(self):
+        """Handle every record available now, without waiting.
+
+        Returns how many records were handed to the (sample) callback:
+        discarded ring buffer records and perf lost-sample records are not
+        counted.  An exception from a callback propagates (that record counts
+        as consumed; the rest wait for the next call).  Raises
+        :class:`ReaderClosedError` after :meth:`close`,
+        :class:`ReaderBusyError` when re-entered, :class:`CorruptRecordError`
+        for an impossible record header.
+        """
+        cdef Py_ssize_t n
+        self._enter()
+        try:
+            n = self._consume_all()
+        finally:
+            self._leave()
+        return n
+
+    def poll(self, int timeout_ms=-1):
+        """Wait up to *timeout_ms* (-1: forever, 0: not at all) for records, then handle them.
+
+        Returns how many records were handled (0 on timeout, or when woken by
+        :meth:`close` from another thread).  The wait releases the GIL; a
+        signal handler that raises (KeyboardInterrupt) ends it.  Raises as
+        :meth:`consume`, plus :class:`bpfload.SyscallError` if epoll_wait fails.
+        """
+        cdef Py_ssize_t n
+        self._enter()
+        try:
+            n = self._consume_all()
+            if n == 0 and timeout_ms != 0 and not self._closing:
+                if self._waiter.wait(timeout_ms) > 0 and not self._closing:
+                    n = self._consume_all()
+        finally:
+            self._leave()
+        return n
+
     @property
     def closed(self):
         """True once :meth:`close` ran (or was requested during a poll)."""
@@ -605,43 +646,6 @@ cdef class RingBufferCore(_ReaderBase):
             if stop:
                 break
         return total
-
-    def consume(self):
-        """Handle every record available now, without waiting.
-
-        Returns how many records were handed to callbacks (discarded records
-        are skipped, not counted).  An exception from a callback propagates
-        (that record counts as consumed; the rest wait for the next call).
-        Raises :class:`ReaderClosedError` after :meth:`close`,
-        :class:`ReaderBusyError` when re-entered, :class:`CorruptRecordError`
-        for an impossible record header.
-        """
-        cdef Py_ssize_t n
-        self._enter()
-        try:
-            n = self._consume_all()
-        finally:
-            self._leave()
-        return n
-
-    def poll(self, int timeout_ms=-1):
-        """Wait up to *timeout_ms* (-1: forever, 0: not at all) for records, then handle them.
-
-        Returns how many records were handled (0 on timeout, or when woken by
-        :meth:`close` from another thread).  The wait releases the GIL; a
-        signal handler that raises (KeyboardInterrupt) ends it.  Raises as
-        :meth:`consume`, plus :class:`bpfload.SyscallError` if epoll_wait fails.
-        """
-        cdef Py_ssize_t n
-        self._enter()
-        try:
-            n = self._consume_all()
-            if n == 0 and timeout_ms != 0 and not self._closing:
-                if self._waiter.wait(timeout_ms) > 0 and not self._closing:
-                    n = self._consume_all()
-        finally:
-            self._leave()
-        return n
 
     # -- iteration ------------------------------------------------------------
     cdef object _next_record(self):
@@ -962,42 +966,6 @@ cdef class PerfBufferCore(_ReaderBase):
             if stop:
                 break
         return total
-
-    def consume(self):
-        """Handle every sample available now on every CPU's ring, without waiting.
-
-        Returns how many samples went to the sample callback (lost-sample
-        records go to the lost callback and are not counted).  An exception
-        from a callback propagates (that record counts as consumed).  Raises
-        :class:`ReaderClosedError` after :meth:`close`,
-        :class:`ReaderBusyError` when re-entered, :class:`CorruptRecordError`
-        for an impossible record header.
-        """
-        cdef Py_ssize_t n
-        self._enter()
-        try:
-            n = self._consume_all()
-        finally:
-            self._leave()
-        return n
-
-    def poll(self, int timeout_ms=-1):
-        """Wait up to *timeout_ms* (-1: forever, 0: not at all) for samples, then handle them.
-
-        Returns how many samples were handled (0 on timeout or when woken by
-        :meth:`close`).  The wait releases the GIL.  Raises as :meth:`consume`,
-        plus :class:`bpfload.SyscallError` if epoll_wait fails.
-        """
-        cdef Py_ssize_t n
-        self._enter()
-        try:
-            n = self._consume_all()
-            if n == 0 and timeout_ms != 0 and not self._closing:
-                if self._waiter.wait(timeout_ms) > 0 and not self._closing:
-                    n = self._consume_all()
-        finally:
-            self._leave()
-        return n
 
     @property
     def cpus(self):
