@@ -208,16 +208,24 @@ def test_update_batch_full_map_says_how_many_were_written():
         assert len(reference(m)) == 3
 
 
-def test_update_batch_with_exist_flags_is_refused_by_this_kernel():
-    # UAPI documents BPF_NOEXIST/BPF_EXIST for BPF_MAP_UPDATE_BATCH, but the
-    # kernel refuses any elem_flags other than BPF_F_LOCK before writing.
+def test_update_batch_with_exist_flags_goes_per_element():
+    # The UAPI documents BPF_NOEXIST/BPF_EXIST for BPF_MAP_UPDATE_BATCH, but the
+    # kernel refuses any elem_flags other than BPF_F_LOCK: bpfload writes those
+    # element by element, with the flag's meaning kept.
     with Map.create(MapType.HASH, 4, 4, 8, name="flags") as m:
         m.update_batch(u32s(1, 2), u32s(1, 1))
+        with Calls() as c:
+            assert m.update_batch(u32s(1, 2), u32s(5, 5), bpfload.BPF_EXIST) == 2
+        assert c.n == 2                                    # two UPDATE_ELEM, no batch call
+        assert set(reference(m).values()) == {u32s(5)}
         with pytest.raises(bpfload.MapError) as ei:
-            m.update_batch(u32s(1, 2), u32s(5, 5), bpfload.BPF_EXIST)
-        assert ei.value.errno == errno.EINVAL
-        assert "0 of 2" in str(ei.value)  # not "2 of 2": the kernel left count untouched
-        assert set(reference(m).values()) == {u32s(1)}
+            m.update_batch(u32s(3, 1), u32s(7, 7), bpfload.BPF_NOEXIST)
+        assert ei.value.errno == errno.EEXIST
+        assert "1 of 2" in str(ei.value)                   # key 3 written, key 1 refused
+        assert reference(m)[u32s(3)] == u32s(7) and reference(m)[u32s(1)] == u32s(5)
+        with pytest.raises(bpfload.MapError) as ei:
+            m.update_batch(u32s(9), u32s(1), bpfload.BPF_EXIST)
+        assert ei.value.errno == errno.ENOENT and "0 of 1" in str(ei.value)
 
 
 def test_delete_batch(filled):

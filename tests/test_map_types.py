@@ -570,3 +570,13 @@ def test_ringbuf_refuses_element_access():
         with pytest.raises(bpfload.NotSupportedError) as ei:
             rb.keys()
         assert_refused(ei, bpfload.NotSupportedError, "BPF_MAP_LOOKUP_BATCH", "events")
+
+
+@pytest.mark.parametrize("mtype", [MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY])
+def test_keys_of_maps_whose_values_user_space_cannot_read(mtype):
+    """Their lookups are refused (ENOTSUPP), so keys() walks BPF_MAP_GET_NEXT_KEY alone."""
+    with Map.create(mtype, 4, 4, 3, name="walk") as m:
+        with pytest.raises(bpfload.NotSupportedError):
+            m.lookup(0)
+        want = [i.to_bytes(4, sys.byteorder) for i in range(3)]
+        assert m.keys() == want and list(m) == want

@@ -1208,7 +1208,9 @@ cdef class MapCore:
         *keys*: n * ``key_size`` bytes; *values*: n * ``value_stride`` bytes
         (per-CPU: every CPU's slot; map-in-map/prog arrays: n native ints,
         fds).  Returns n.  Falls back to a per-element loop where the kernel
-        lacks the batch command.
+        lacks the batch command, and for ``BPF_NOEXIST``/``BPF_EXIST``
+        (which the kernel's batch update refuses).  Stops at the first
+        element the kernel refuses and raises saying how many were written.
         """
         cdef _View kv, vv
         cdef uint32_t n, done
@@ -1232,8 +1234,13 @@ cdef class MapCore:
         n = <uint32_t>count
         kp = <char *>kv.view.buf
         vp = <char *>vv.view.buf
-        with nogil:
-            ret = bl_map_batch(BPF_MAP_UPDATE_BATCH, fd, NULL, NULL, kp, vp, &n, flags)
+        ret = -EOPNOTSUPP_
+        if not (flags & ~(<uint64_t>4)):
+            # the kernel's batch update takes no elem_flags but BPF_F_LOCK (4),
+            # although the UAPI documents BPF_NOEXIST/BPF_EXIST: those go
+            # straight to the per-element loop below
+            with nogil:
+                ret = bl_map_batch(BPF_MAP_UPDATE_BATCH, fd, NULL, NULL, kp, vp, &n, flags)
         if ret == -ENOTSUPP_ or ret == -EOPNOTSUPP_ or (ret == -EINVAL_ and n == 0 and flags == 0):
             i = 0
             with nogil:
@@ -1456,12 +1463,26 @@ cdef class MapCore:
             free(vb)
 
     def keys(self):
-        """Every key as bytes (batch lookup; get_next_key where batch is missing)."""
+        """Every key as bytes (batch lookup; get_next_key where batch is missing).
+
+        Maps whose values user space cannot read (PERF_EVENT_ARRAY,
+        CGROUP_ARRAY ...) are walked with BPF_MAP_GET_NEXT_KEY alone.
+        """
         cdef char *kb = NULL
         cdef char *vb = NULL
         cdef Py_ssize_t n, i
         cdef Py_ssize_t ks = self.key_size
-        n = self._dump_raw(&kb, &vb)
+        try:
+            n = self._dump_raw(&kb, &vb)
+        except _errors.NotSupportedError as e:
+            if e.command != "BPF_MAP_LOOKUP_ELEM" or self._kind == KIND_KEYLESS or ks == 0:
+                raise
+            out = []
+            k = self.next_key()
+            while k is not None:
+                out.append(k)
+                k = self.next_key(k)
+            return out
         try:
             return [PyBytes_FromStringAndSize(kb + i * ks, ks) for i in range(n)]
         finally:
