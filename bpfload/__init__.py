@@ -9,7 +9,8 @@ from .constants import (
 )
 from .errors import (
     BpfError, BtfError, ElfError, IncompatibleMapError, LoadError, MapClosedError, MapError,
-    MapFullError, MapKeyError, NotSupportedError, PermissionDeniedError, PinError, SyscallError,
+    MapFullError, MapIndexError, MapKeyError, NotSupportedError, PermissionDeniedError, PinError,
+    SyscallError,
     ReaderClosedError, ReaderBusyError, MapTypeError, EventConfigError, CorruptRecordError,
 )
 from .maps import Map, MapInfo, possible_cpus
@@ -29,7 +30,8 @@ __all__ = [
     "TypedMap", "TypedValueError", "TypedTypeError",
     "MapType", "ProgType", "AttachType", "MapFlags", "PinType", "UpdateFlags",
     "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK",
-    "BpfError", "SyscallError", "MapError", "MapKeyError", "MapFullError", "MapClosedError",
+    "BpfError", "SyscallError", "MapError", "MapKeyError", "MapFullError", "MapIndexError",
+    "MapClosedError",
     "NotSupportedError", "PermissionDeniedError", "ElfError", "BtfError", "LoadError",
     "PinError", "IncompatibleMapError", "ReaderClosedError", "ReaderBusyError", "MapTypeError",
     "EventConfigError", "CorruptRecordError",

@@ -20,6 +20,7 @@ __all__ = [
     "MapError",
     "MapKeyError",
     "MapFullError",
+    "MapIndexError",
     "MapClosedError",
     "NotSupportedError",
     "PermissionDeniedError",
@@ -126,6 +127,10 @@ class MapKeyError(MapError, KeyError):
 
 class MapFullError(MapError):
     """The map has no room for a new element (E2BIG on update)."""
+
+
+class MapIndexError(MapError, IndexError):
+    """An array-like map was given an index at or beyond ``max_entries`` (E2BIG on update)."""
 
 
 class NotSupportedError(SyscallError):

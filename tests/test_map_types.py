@@ -117,10 +117,11 @@ def test_array():
         with pytest.raises(bpfload.NotSupportedError) as ei:
             m.lookup_and_delete(2)
         assert_refused(ei, bpfload.NotSupportedError, "BPF_MAP_LOOKUP_AND_DELETE_ELEM", "arr")
-        with pytest.raises(bpfload.MapError) as ei:
+        with pytest.raises(bpfload.MapIndexError) as ei:
             m[4] = 1
-        assert_refused(ei, bpfload.MapError, "BPF_MAP_UPDATE_ELEM", "arr")
-        assert ei.value.errno == errno.E2BIG
+        assert_refused(ei, bpfload.MapIndexError, "BPF_MAP_UPDATE_ELEM", "arr")
+        assert ei.value.errno == errno.E2BIG and isinstance(ei.value, IndexError)
+        assert "index beyond max_entries 4" in str(ei.value)
         with pytest.raises(bpfload.MapError) as ei:
             m.update(0, 1, bpfload.BPF_NOEXIST)  # every index always exists
         assert ei.value.errno == errno.EEXIST
@@ -474,9 +475,9 @@ def test_cpumap():
         assert struct.unpack("=II", m[0]) == (192, 0)
         m[last] = struct.pack("=Ii", 256, int(p))
         assert struct.unpack("=II", m[last]) == (256, prog_id(p))
-        with pytest.raises(bpfload.MapError) as ei:
+        with pytest.raises(bpfload.MapIndexError) as ei:
             m[last + 1] = struct.pack("=II", 192, 0)  # beyond max_entries
-        assert_refused(ei, bpfload.MapError, "BPF_MAP_UPDATE_ELEM", "cpus")
+        assert_refused(ei, bpfload.MapIndexError, "BPF_MAP_UPDATE_ELEM", "cpus")
         assert ei.value.errno == errno.E2BIG
         del m[0]
         assert m.lookup(0) is None

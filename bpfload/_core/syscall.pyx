@@ -117,6 +117,7 @@ cdef extern from "Python.h":
     dict _PyDict_NewPresized(Py_ssize_t minused)
 
 cdef enum:
+    E2BIG_ = 7
     ENOENT_ = 2
     EINVAL_ = 22
     ENOSPC_ = 28
@@ -153,6 +154,9 @@ _COMMANDS = {
 }
 
 _BYTEORDER = _sys.byteorder
+
+#: Map types addressed by an index below max_entries (E2BIG on update: index too big).
+_INDEXED_TYPES = frozenset({2, 3, 4, 6, 8, 12, 14, 16, 17})  # ARRAY ... XSKMAP
 
 
 cdef int _raise(str command, int ret, object target=None, bint is_map=False, object detail=None) except -1:
@@ -890,6 +894,9 @@ cdef class MapCore:
         if vrel:
             PyBuffer_Release(&vview)
         if ret < 0:
+            if ret == -E2BIG_ and self.type in _INDEXED_TYPES:
+                raise _errors.MapIndexError("BPF_MAP_UPDATE_ELEM", E2BIG_, self.name,
+                                            f"index beyond max_entries {self.max_entries}")
             _raise("BPF_MAP_UPDATE_ELEM", ret, self.name, True)
 
     def delete(self, key):
