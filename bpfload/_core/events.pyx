@@ -331,7 +331,16 @@ cdef class _Waiter:
 # --------------------------------------------------------------------------
 # shared reader state: busy / closing / closed
 
+cdef class _RingBase:
+    """One mapped ring of a reader; :meth:`release` commits and unmaps it (idempotent)."""
+
+    cdef void release(self) noexcept:
+        pass
+
+
 cdef class _ReaderBase:
+    cdef list _rings          # _RingBase subclasses, in add order
+    cdef Py_ssize_t _nrings
     cdef _Waiter _waiter
     cdef bint _closed
     cdef bint _closing        # close() asked while a consume/poll was running
@@ -339,8 +348,28 @@ cdef class _ReaderBase:
     cdef public str _what
 
     def __cinit__(self, *args, **kwargs):
+        self._rings = []
         self._waiter = _Waiter()
         self._what = "reader"
+
+    def __len__(self):
+        """Number of rings (maps added, or per-CPU rings)."""
+        return self._nrings
+
+    cdef void _release_rings(self) noexcept:
+        cdef _RingBase r
+        for r in self._rings:
+            r.release()
+        self._rings = []
+        self._nrings = 0
+        if self._waiter is not None:
+            self._waiter.close()
+
+    def __dealloc__(self):
+        if not self._closed:
+            if self._rings:
+                self._warn_unclosed()
+            self._release_rings()
 
     cdef int _enter(self) except -1:
         if self._closed or self._closing:
@@ -450,7 +479,7 @@ cdef class _ReaderBase:
 # --------------------------------------------------------------------------
 # BPF ring buffer
 
-cdef class _Ring:
+cdef class _Ring(_RingBase):
     cdef unsigned long *cons_pos       # consumer page (ours, read-write)
     cdef const unsigned long *prod_pos # producer page (kernel's, read-only)
     cdef const char *data              # data pages, mapped twice back to back
@@ -509,11 +538,8 @@ cdef inline void _ring_sync(_Ring r) noexcept:
 
 cdef class RingBufferCore(_ReaderBase):
     """Consumer of one or more BPF_MAP_TYPE_RINGBUF maps (see :class:`bpfload.RingBuffer`)."""
-    cdef list _rings
-    cdef Py_ssize_t _nrings
 
     def __cinit__(self, *args, **kwargs):
-        self._rings = []
         self._what = "ring buffer"
         self._waiter.open(None)
 
@@ -713,32 +739,15 @@ cdef class RingBufferCore(_ReaderBase):
         r = <_Ring>self._rings[index]
         return r.size, r.cons, ev_load_acquire_ul(r.prod_pos)
 
-    def __len__(self):
-        """Number of maps added."""
-        return self._nrings
-
     cdef void _do_close(self) noexcept:
-        cdef _Ring r
-        for r in self._rings:
-            r.release()
-        self._rings = []
-        self._nrings = 0
-        self._waiter.close()
+        self._release_rings()
         self._closed = True
-
-    def __dealloc__(self):
-        if not self._closed and self._rings:
-            self._warn_unclosed()
-        if not self._closed:
-            for r in self._rings:
-                (<_Ring>r).release()
-            self._waiter.close()
 
 
 # --------------------------------------------------------------------------
 # perf event array
 
-cdef class _PerfRing:
+cdef class _PerfRing(_RingBase):
     cdef perf_event_mmap_page *page
     cdef const char *data
     cdef uint64_t size
@@ -793,8 +802,6 @@ cdef inline void _perf_sync(_PerfRing r) noexcept:
 
 cdef class PerfBufferCore(_ReaderBase):
     """Reader of per-CPU perf rings fed by a PERF_EVENT_ARRAY (see :class:`bpfload.PerfBuffer`)."""
-    cdef list _rings
-    cdef Py_ssize_t _nrings
     cdef object _sample_cb
     cdef object _lost_cb
     cdef readonly uint64_t lost
@@ -802,7 +809,6 @@ cdef class PerfBufferCore(_ReaderBase):
     cdef unsigned int _wakeup_events
 
     def __cinit__(self, *args, **kwargs):
-        self._rings = []
         self._what = "perf buffer"
 
     def _setup(self, sample_callback, lost_callback, unsigned int page_count,
@@ -980,25 +986,8 @@ cdef class PerfBufferCore(_ReaderBase):
         r = <_PerfRing>self._rings[index]
         return r.size, r.tail, ev_load_acquire_u64(&r.page.data_head)
 
-    def __len__(self):
-        """Number of per-CPU rings."""
-        return self._nrings
-
     cdef void _do_close(self) noexcept:
-        cdef _PerfRing r
-        for r in self._rings:
-            r.release()
-        self._rings = []
-        self._nrings = 0
-        self._waiter.close()
+        self._release_rings()
         self._sample_cb = None
         self._lost_cb = None
         self._closed = True
-
-    def __dealloc__(self):
-        if not self._closed and self._rings:
-            self._warn_unclosed()
-        if not self._closed:
-            for r in self._rings:
-                (<_PerfRing>r).release()
-            self._waiter.close()
