@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import gc
@@ -123,6 +124,23 @@ def bpffs(tmp_path, kernel):
         yield root
     finally:
         umount(str(root))
+
+
+@contextlib.contextmanager
+def on_cpu(cpu: int):
+    """Pin this thread to *cpu* (BPF programs run by test_run run here)."""
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)
+
+
+def bpf_mappings() -> int:
+    """How many of this process's mappings are of BPF or perf objects."""
+    with open("/proc/self/maps") as f:
+        return sum(1 for line in f if "anon_inode:bpf" in line or "anon_inode:[perf_event]" in line)
 
 
 def pins(root) -> list:

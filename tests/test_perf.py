@@ -7,7 +7,6 @@ leaks no fd or mapping.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import gc
 import os
@@ -23,7 +22,7 @@ from bpfload import MapType
 from bpfload.perf import (
     EventConfigError, MapTypeError, PerfBuffer, ReaderBusyError, ReaderClosedError, online_cpus,
 )
-from conftest import bpf_object
+from conftest import bpf_mappings, bpf_object, on_cpu
 
 pytestmark = pytest.mark.kernel
 
@@ -44,23 +43,12 @@ def signed(v: int) -> int:
     return v - (1 << 32) if v >= 1 << 31 else v
 
 
-@contextlib.contextmanager
-def on_cpu(cpu: int):
-    old = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, old)
 
 
 def cpus():
     return sorted(os.sched_getaffinity(0) & set(online_cpus()))
 
 
-def bpf_mappings() -> int:
-    with open("/proc/self/maps") as f:
-        return sum(1 for line in f if "anon_inode:bpf" in line or "anon_inode:[perf_event]" in line)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ must hand over exactly the same ones.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import gc
@@ -27,7 +26,7 @@ from bpfload import MapType
 from bpfload.ringbuf import (
     EventConfigError, MapTypeError, ReaderBusyError, ReaderClosedError, RingBuffer, SampleFunction,
 )
-from conftest import bpf_object
+from conftest import bpf_mappings, bpf_object, on_cpu
 
 pytestmark = pytest.mark.kernel
 
@@ -50,21 +49,8 @@ def run(prog, seq: int, count: int = 0) -> int:
     return signed(prog.test_run(ctx=struct.pack("=II", seq, count)).retval)
 
 
-@contextlib.contextmanager
-def on_cpu(cpu: int):
-    """Pin this thread to *cpu* (BPF programs run by test_run run here)."""
-    old = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, old)
 
 
-def bpf_mappings() -> int:
-    """How many of this process's mappings are of BPF or perf objects."""
-    with open("/proc/self/maps") as f:
-        return sum(1 for line in f if "anon_inode:bpf" in line or "anon_inode:[perf_event]" in line)
 
 
 @pytest.fixture
