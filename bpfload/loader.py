@@ -230,10 +230,7 @@ class _Load:
             m.freeze()
 
     def template_fd(self, ms: MapSpec) -> int:
-        tmpl = ms.inner
-        if tmpl is None:
-            raise errors.ElfError(f"failed to find map-in-map {ms.name} inner template map",
-                                  object=self.spec.name, section=ms.section)
+        tmpl = ms.inner   # present: validate_map_in_map refused outer maps without one
         existing = self.maps.get(tmpl.name)
         if existing is not None and self.spec.maps.get(tmpl.name) is not None \
                 and tmpl.name != ms.name:
@@ -249,10 +246,7 @@ class _Load:
         slots = sorted(ms.slots.items())
         keys = array.array("I", [s for s, _ in slots])
         fds = array.array("i", [self.maps[t].fd for _, t in slots])
-        if ms.type == MapType.HASH_OF_MAPS and ms.key_size != 4:
-            raise errors.ElfError(f"map-in-map {ms.name}: prepopulated HASH_OF_MAPS needs 4-byte keys",
-                                  object=self.spec.name, section=ms.section)
-        outer.update_batch(keys, fds)
+        outer.update_batch(keys, fds)   # slots and key size checked by validate_map_in_map
 
     def load_maps(self) -> None:
         spec = self.spec
