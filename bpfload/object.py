@@ -38,18 +38,19 @@ class GlobalData:
         self._obj = obj
         self._prefix = prefix
 
+    def _mine(self, v: GlobalVar) -> bool:
+        return v.section == self._prefix or v.section.startswith(self._prefix + ".")
+
     def _var(self, name: str) -> GlobalVar:
         v = self._obj.spec.variables.get(name)
-        if v is None or not (v.section == self._prefix or v.section.startswith(self._prefix + ".")):
-            known = sorted(n for n, x in self._obj.spec.variables.items()
-                           if x.section == self._prefix or x.section.startswith(self._prefix + "."))
+        if v is None or not self._mine(v):
             raise KeyError(f"object {self._obj.name!r}: no variable {name!r} in {self._prefix} "
-                           f"(has: {', '.join(known) or 'none'})")
+                           f"(has: {', '.join(sorted(self.keys())) or 'none'})")
         return v
 
     def keys(self):
-        return [n for n, x in self._obj.spec.variables.items()
-                if x.section == self._prefix or x.section.startswith(self._prefix + ".")]
+        """Names of this section kind's variables (``.rodata`` includes ``.rodata.*``)."""
+        return [n for n, v in self._obj.spec.variables.items() if self._mine(v)]
 
     def __iter__(self):
         return iter(self.keys())
