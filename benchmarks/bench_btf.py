@@ -6,7 +6,7 @@ pays for the same steps:
 * ``parse``: ``Btf.parse`` of ``/sys/kernel/btf/vmlinux`` (file read
   included) beside libbpf's ``btf__parse_raw`` + ``btf__free`` of the same
   file.
-* ``index``: :meth:`bpfload.core.TargetBtf.build_index` on a freshly parsed
+* ``index``: :meth:`bpfload.btf.targets.TargetBtf.build_index` on a freshly parsed
   vmlinux (the compiled essential-name index; also its pure-Python twin,
   the BTF name index plus a ``___flavor`` map), then one candidate lookup
   per distinct root type of ``bpf/core_task.bpf.o``;
@@ -40,10 +40,10 @@ import subprocess
 
 import pytest
 
-from bpfload import core
+from bpfload.btf import core
 from bpfload._core import insn as _insn
 from bpfload.btf import Btf
-from bpfload.kbtf import VMLINUX_PATH
+from bpfload.btf.targets import VMLINUX_PATH
 from bpfload.object import BpfObject
 
 HERE = pathlib.Path(__file__).resolve().parent

@@ -54,8 +54,8 @@ import pytest
 
 import bpfload
 from bpfload import Map, MapType, possible_cpus
-from bpfload.poll import MapPoller
-from bpfload.ringbuf import RingBuffer
+from bpfload.events.poll import MapPoller
+from bpfload.events.ringbuf import RingBuffer
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent

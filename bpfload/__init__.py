@@ -16,10 +16,9 @@ from .errors import (
 from .maps import Map, MapInfo, possible_cpus
 from .object import BpfObject, GlobalData, load
 from .programs import Program, ProgramInfo, TestRunResult
-from .typed import TypedMap, TypedTypeError, TypedValueError
-from .perf import PerfBuffer, online_cpus
-from .poll import MapPoller, Sample, Snapshot, SnapshotArrays, StaleSnapshotError
-from .ringbuf import RingBuffer, RingStats
+from .btf.typed import TypedMap, TypedTypeError, TypedValueError
+from .events import (MapPoller, PerfBuffer, RingBuffer, RingStats, Sample, Snapshot, SnapshotArrays,
+                     StaleSnapshotError, online_cpus)
 
 __version__ = "0.1.0"
 

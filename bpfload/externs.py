@@ -149,7 +149,7 @@ class ExternPlan:
     def _find(self, name: str, kind: Kind):
         if self._vmlinux is None:
             return None
-        from .kbtf import find_kernel_type, vmlinux
+        from .btf.kernel import find_kernel_type, vmlinux
         if self._vmlinux is vmlinux:
             return find_kernel_type(name, kind)     # the fast index of the running kernel
         return self._vmlinux().find(name, kind)

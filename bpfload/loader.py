@@ -276,7 +276,7 @@ class _Load:
 
     def plan_externs(self) -> None:
         from .externs import plan_externs
-        from .kbtf import vmlinux
+        from .btf.kernel import vmlinux
         self.externs = plan_externs(self.spec, vmlinux)
         if self.externs is not None and self.externs.kconfig_map is not None:
             self.spec.maps[self.externs.kconfig_map.name] = self.externs.kconfig_map
@@ -285,7 +285,7 @@ class _Load:
         btf = self.externs.btf if self.externs is not None else self.spec.btf
         if btf is None:
             return
-        from .kbtf import load_object_btf
+        from .btf.kernel import load_object_btf
         self.btf_fd = self.own(load_object_btf(btf, self.spec.name)).fileno()
 
     # -- programs -------------------------------------------------------------
@@ -299,7 +299,7 @@ class _Load:
                 continue
             linked = _insn.link(ps.name, self.spec.functions)
             if self.spec.btf_ext is not None and self.spec.btf_ext.core_relos:
-                from .core import apply_core_relos
+                from .btf.core import apply_core_relos
                 apply_core_relos(linked, self.spec)
             if self.externs is not None:
                 self.externs.relocate(linked)
@@ -319,7 +319,7 @@ class _Load:
                                       object=self.spec.name, section=ps.section)
             extra = {}
             if self.btf_fd and self.spec.btf_ext is not None:
-                from .kbtf import ext_records
+                from .btf.kernel import ext_records
                 fi, li = ext_records(self.spec.btf_ext, self.spec.functions, linked.layout)
                 extra = dict(btf_fd=self.btf_fd)
                 if fi:
@@ -328,7 +328,7 @@ class _Load:
                     extra.update(line_info=li, line_info_rec_size=16)
             attach_btf_id = ps.attach_btf_id
             if not attach_btf_id and ps.type in _ATTACH_BTF_TYPES:
-                from .kbtf import resolve_attach_btf_id
+                from .btf.kernel import resolve_attach_btf_id
                 attach_btf_id = resolve_attach_btf_id(ps.type, ps.expected_attach_type,
                                                       ps.attach_target, program=ps.name,
                                                       obj_name=self.spec.name)

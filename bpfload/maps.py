@@ -243,9 +243,9 @@ class Map(MapCore):
         kernel), so maps of a loaded object and maps opened from a pin or an
         id work alike.  Give *btf* (a :class:`bpfload.btf.Btf`) and the type
         ids to use others.  Raises :class:`bpfload.BtfError` when the map was
-        created without BTF and none is given.  See :mod:`bpfload.typed`.
+        created without BTF and none is given.  See :mod:`bpfload.btf.typed`.
         """
-        from .typed import TypedMap
+        from .btf.typed import TypedMap
         return TypedMap.for_map(self, btf, key_type_id, value_type_id)
 
     # -- pins -----------------------------------------------------------------

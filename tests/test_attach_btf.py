@@ -15,7 +15,7 @@ import pytest
 import bpfload
 from bpfload import AttachType, ProgType
 from bpfload.btf import Kind
-from bpfload.kbtf import resolve_attach_btf_id, vmlinux
+from bpfload.btf.kernel import resolve_attach_btf_id, vmlinux
 from conftest import bpf_object
 
 CASES = {

@@ -3,7 +3,7 @@
 The first half needs no kernel: small local/target :class:`Btf` pairs are
 built with ``Btf()`` + ``add()`` and every relocation kind, flavors,
 ambiguity, missing fields, guarded existence checks, array index accessors
-and anonymous members are resolved and patched with :mod:`bpfload.core`.
+and anonymous members are resolved and patched with :mod:`bpfload.btf.core`.
 
 The second half (``@pytest.mark.kernel``) loads ``bpf/core_task.bpf.o`` and
 ``bpf/core_poison.bpf.o`` -- written the way libbpf users write CO-RE code
@@ -30,11 +30,11 @@ import pytest
 from conftest import REQUIRE_KERNEL, bpf_object
 
 import bpfload
-from bpfload import core
+from bpfload.btf import core, targets
 from bpfload._core import insn as _insn
 from bpfload.btf import (Array, Btf, BtfExt, CoreRelo, CoreReloKind as K, Enum, Enum64,
                          EnumValue, Fwd, Int, IntEncoding, Member, Ptr, Struct, Typedef, Union)
-from bpfload.core import CoreResolver, TargetBtf, Targets, apply_core_relos, patch_insn
+from bpfload.btf.core import CoreResolver, TargetBtf, Targets, apply_core_relos, patch_insn
 from bpfload.errors import BtfError
 from bpfload.spec import FunctionSpec, ObjectSpec, ProgramSpec, Reloc, RelocKind
 
@@ -683,10 +683,9 @@ def test_apply_misaligned_record(pair):
 
 def test_apply_without_kernel_btf_names_the_program(pair, monkeypatch):
     spec, _ = _synthetic(pair)
-    from bpfload import kbtf
-    monkeypatch.setattr(core, "_kernel_targets", None)
-    monkeypatch.setattr(kbtf, "_vmlinux", None)
-    monkeypatch.setattr(kbtf, "VMLINUX_PATH", "/nonexistent/btf/vmlinux")
+    monkeypatch.setattr(targets, "_kernel_targets", None)
+    monkeypatch.setattr(targets, "_vmlinux", None)
+    monkeypatch.setattr(targets, "VMLINUX_PATH", "/nonexistent/btf/vmlinux")
     with pytest.raises(BtfError, match="program 'prog' has CO-RE relocations, which need the "
                                        "kernel's BTF: kernel BTF unavailable"):
         apply_core_relos(_insn.link("prog", spec.functions), spec)
@@ -756,7 +755,7 @@ def test_module_directory_scan(split, tmp_path):
     (tmp_path / "vmlinux").write_bytes(b"not read")
     raw = _split_blob(base, 1)
     (tmp_path / "mymod").write_bytes(raw)
-    mods = core._KernelModules(base, str(tmp_path))
+    mods = targets._KernelModules(base, str(tmp_path))
     got = mods()
     assert [m.name for m in got] == ["mymod"]
     assert mods() == got          # parsed once
@@ -834,8 +833,7 @@ def _task_out(raw: bytes) -> dict:
 
 
 def _vmlinux():
-    from bpfload import kbtf
-    return kbtf.vmlinux()
+    return targets.vmlinux()
 
 
 def _offset(vm, type_name, member):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bpfload.demo import PROTOCOLS, build_traffic, demo_object_path
+from bpfload.cli.demo import PROTOCOLS, build_traffic, demo_object_path
 from conftest import BPF_DIR
 
 pytestmark = pytest.mark.kernel

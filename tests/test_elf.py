@@ -16,7 +16,7 @@ from bpfload.btf import Btf, BtfExt, Kind, VarLinkage
 from bpfload.constants import AttachType, MapFlags, MapType, PinType, ProgType
 from bpfload.elf import kernel_map_name, parse_object
 from bpfload.errors import BtfError, ElfError
-from bpfload.sections import BPF_F_SLEEPABLE
+from bpfload.elf.sections import BPF_F_SLEEPABLE
 from bpfload.spec import FunctionSpec, GlobalVar, MapSpec, ObjectSpec, ProgramSpec, Reloc, RelocKind
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import pytest
 import bpfload
 from bpfload import externs
 from bpfload.btf import Kind
-from bpfload.kbtf import vmlinux
+from bpfload.btf.targets import vmlinux
 from conftest import bpf_object
 
 OUT = struct.Struct("=IiIIiIQ16s16x")

@@ -19,7 +19,7 @@ import pytest
 
 import bpfload
 from bpfload import MapType
-from bpfload.perf import (
+from bpfload.events.perf import (
     EventConfigError, MapTypeError, PerfBuffer, ReaderBusyError, ReaderClosedError, online_cpus,
 )
 from conftest import bpf_mappings, bpf_object, on_cpu

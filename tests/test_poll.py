@@ -17,7 +17,7 @@ import pytest
 import bpfload
 from bpfload import MapType, possible_cpus
 from bpfload._core import syscall as _sys
-from bpfload.poll import (
+from bpfload.events.poll import (
     EventConfigError, MapPoller, MapTypeError, ReaderClosedError, Sample, Snapshot,
     StaleSnapshotError,
 )

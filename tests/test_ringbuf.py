@@ -23,7 +23,7 @@ import pytest
 
 import bpfload
 from bpfload import MapType
-from bpfload.ringbuf import (
+from bpfload.events.ringbuf import (
     EventConfigError, MapTypeError, ReaderBusyError, ReaderClosedError, RingBuffer, SampleFunction,
 )
 from conftest import bpf_mappings, bpf_object, on_cpu

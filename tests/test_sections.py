@@ -1,4 +1,4 @@
-"""Section name -> program type table (bpfload.sections).  No kernel needed."""
+"""Section name -> program type table (bpfload.elf.sections).  No kernel needed."""
 from __future__ import annotations
 
 import pathlib
@@ -8,7 +8,7 @@ import pytest
 from bpfload.constants import AttachType as A
 from bpfload.constants import ProgType as P
 from bpfload.errors import ElfError
-from bpfload.sections import (
+from bpfload.elf.sections import (
     BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS, SECTION_DEFS, SectionDef, classify, is_program_section_name,
 )
 

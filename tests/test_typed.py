@@ -1,4 +1,4 @@
-"""Typed map views (bpfload.typed): BTF-driven decoding and encoding.
+"""Typed map views (bpfload.btf.typed): BTF-driven decoding and encoding.
 
 The kernel half proves the layout against C: a BPF program writes a record
 that the view decodes (typed_fill), and a record the view encodes is
@@ -18,7 +18,7 @@ import bpfload
 from bpfload import BtfError, Map, MapType, TypedMap, TypedTypeError, TypedValueError
 from bpfload.btf import (Btf, Enum, EnumValue, Float, Int, IntEncoding, Member, Ptr,
                          Struct, TypeTag, Typedef, Union)
-from bpfload.typed import Codec, codec_for, fetch_btf
+from bpfload.btf.typed import Codec, codec_for, fetch_btf
 
 from conftest import bpf_object
 
@@ -177,7 +177,7 @@ class TestKernel:
         btf = fetch_btf(info.btf_id)
         assert btf[info.btf_value_type_id].name == "rec"
         assert btf.to_bytes() == obj.spec.btf.to_bytes()
-        from bpfload import kbtf
+        from bpfload.btf import targets as kbtf
         vmlinux_id = None
         for bid in range(1, 64):
             try:

@@ -2,7 +2,7 @@
 """CO-RE helper in compiled code: the essential-name index of a raw BTF type section.
 
 Compute only: no syscalls, and nothing imported from bpfload but
-:mod:`bpfload.errors`.  :mod:`bpfload.core` looks up CO-RE candidates by
+:mod:`bpfload.errors`.  :mod:`bpfload.btf.core` looks up CO-RE candidates by
 *essential* name (the name without a ``___flavor`` suffix).  For vmlinux
 (~130,000 types) building a Python dict of every name was the dominant cost
 of a process's first CO-RE load; :class:`EssentialIndex` walks the raw type
@@ -11,7 +11,7 @@ into an open-addressing table and chains the type ids that share it.
 Lookups return candidate ids only: the caller decodes them and compares the
 real names, so a hash collision can never produce a wrong candidate.
 
-:mod:`bpfload.core` keeps a pure-Python index with the same results
+:mod:`bpfload.btf.core` keeps a pure-Python index with the same results
 (``TargetBtf(..., compiled=False)``); the tests compare the two over the
 running kernel's BTF.
 

@@ -4,7 +4,7 @@
 Neither calls bpf(2): a ring buffer is read through mmap(2) of the map fd
 and woken through epoll(7); a perf buffer through perf_event_open(2), mmap
 and epoll (putting the event fds into the PERF_EVENT_ARRAY is a map update,
-done by :mod:`bpfload.perf` through :class:`bpfload.Map`).  The C helpers
+done by :mod:`bpfload.events.perf` through :class:`bpfload.Map`).  The C helpers
 (atomics, perf_event_open, mmap) are in ``csrc/events.h``.
 
 The consume loops run here, in Cython, with the GIL held (they call Python

@@ -29,7 +29,7 @@ import enum
 import struct
 from typing import ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from .errors import BtfError, ElfError
+from ..errors import BtfError, ElfError
 
 __all__ = [
     "BTF_MAGIC",

@@ -14,9 +14,9 @@ import os
 import sys
 from typing import List, Optional
 
-from . import errors
-from .constants import FD_VALUE_MAP_TYPES
-from .pins import pin_name
+from .. import errors
+from ..constants import FD_VALUE_MAP_TYPES
+from ..pins import pin_name
 
 __all__ = ["main"]
 
@@ -27,7 +27,7 @@ def _enum_name(v) -> str:
 
 def describe(spec) -> dict:
     """A JSON-able description of an ObjectSpec (what ``inspect`` prints)."""
-    from .loader import creation_order
+    from ..loader import creation_order
     order = creation_order(spec)
     maps = []
     for name, ms in spec.maps.items():
@@ -105,7 +105,7 @@ def _print_inspect(d: dict, out) -> None:
 
 
 def cmd_inspect(args) -> int:
-    from .elf import parse_object
+    from ..elf import parse_object
     spec = parse_object(args.object)
     d = describe(spec)
     if args.json:
@@ -117,7 +117,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_load(args) -> int:
-    from .object import BpfObject
+    from ..object import BpfObject
     root = os.path.abspath(args.pin_root)
     obj = BpfObject.open(args.object)
     names = {pin_name(n) for n in obj.maps} & {pin_name(n) for n in obj.programs}
@@ -174,7 +174,7 @@ def cmd_demo(args) -> int:
 
 
 def _open_map(ref: str):
-    from .maps import Map
+    from ..maps import Map
     if ref.isdigit():
         return Map.from_id(int(ref))
     return Map.from_pin(ref)
@@ -227,7 +227,7 @@ def cmd_map_dump(args) -> int:
 
 
 def cmd_map_poll(args) -> int:
-    from .poll import MapPoller
+    from ..events.poll import MapPoller
     with _open_map(args.map) as m, MapPoller(m, interval=args.interval,
                                              sum_cpus=args.sum_cpus) as poller:
         n = 0

@@ -23,10 +23,10 @@ from __future__ import annotations
 import time
 from typing import Dict, Iterator, NamedTuple, Optional
 
-from . import errors
-from ._core.events import EventConfigError, MapTypeError, ReaderClosedError
-from ._core.poll import PollerCore, monotonic_ns, to_dict as _to_dict
-from .constants import MapType
+from .. import errors
+from .._core.events import EventConfigError, MapTypeError, ReaderClosedError
+from .._core.poll import PollerCore, monotonic_ns, to_dict as _to_dict
+from ..constants import MapType
 
 __all__ = ["MapPoller", "Snapshot", "SnapshotArrays", "Sample", "StaleSnapshotError",
            "MapTypeError", "EventConfigError", "ReaderClosedError"]

@@ -28,13 +28,13 @@ from __future__ import annotations
 import warnings
 from typing import Callable, Iterable, List, Optional
 
-from . import errors
-from ._core.events import (
+from .. import errors
+from .._core.events import (
     CorruptRecordError, EventConfigError, MapTypeError, PerfBufferCore, ReaderBusyError,
     ReaderClosedError,
 )
-from ._core.syscall import parse_cpu_list
-from .constants import MapType
+from .._core.syscall import parse_cpu_list
+from ..constants import MapType
 from .ringbuf import _map_fields
 
 __all__ = [
@@ -112,7 +112,7 @@ class PerfBuffer(PerfBufferCore):
                 f"PerfBuffer: map {name!r} has max_entries {max_entries}, so it has no slot for "
                 f"cpu {bad[0]}: size the map to at least the number of possible CPUs, or pass cpus=")
         self.name = name
-        from .maps import Map
+        from ..maps import Map
         self._map = Map.from_fd(fd, name=name)
         try:
             self._setup(callback, lost_callback, page_count, wakeup_events)

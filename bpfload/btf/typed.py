@@ -68,8 +68,8 @@ import struct
 from collections.abc import Mapping
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from . import errors
-from .btf import (Array, Btf, Datasec, Enum, Float, Int, IntEncoding, Kind, Ptr, Struct, Type,
+from .. import errors
+from .format import (Array, Btf, Datasec, Enum, Float, Int, IntEncoding, Kind, Ptr, Struct, Type,
                   TypeTag, Union, Var)
 
 __all__ = ["TypedMap", "TypedValueError", "TypedTypeError", "Codec", "codec_for", "fetch_btf"]
@@ -684,8 +684,8 @@ def fetch_btf(btf_id: int) -> Btf:
     access is denied (needs CAP_SYS_ADMIN), :class:`bpfload.BtfError` when
     the blob does not parse.  Needs Linux 5.4 (BTF info by fd).
     """
-    from ._core import syscall as _sys
-    from . import kbtf
+    from .._core import syscall as _sys
+    from . import kernel as kbtf
     with _sys.get_fd_by_id("btf", btf_id) as fd:
         _id, data, name, kernel_btf = _sys.btf_info(fd.fileno(), f"BTF id {btf_id}")
     if kernel_btf and name == "vmlinux":

@@ -17,55 +17,17 @@ from __future__ import annotations
 
 import errno as _errno
 import struct
-import threading
 from typing import List, Optional, Tuple
 
-from . import errors
-from ._core import syscall as _sys
-from ._core.syscall import FD
-from .btf import Btf, Kind
-from .constants import AttachType, ProgType
+from .. import errors
+from .._core import syscall as _sys
+from .._core.syscall import FD
+from ..constants import AttachType, ProgType
+from .format import Btf, Kind
+from .targets import VMLINUX_PATH, find_kernel_type, vmlinux
 
 __all__ = ["load_object_btf", "vmlinux", "resolve_attach_btf_id", "ext_records",
            "VMLINUX_PATH"]
-
-VMLINUX_PATH = "/sys/kernel/btf/vmlinux"
-
-_lock = threading.Lock()
-_vmlinux: Optional[Btf] = None
-
-
-def vmlinux() -> Btf:
-    """The running kernel's BTF (``/sys/kernel/btf/vmlinux``), parsed once per process.
-
-    Raises :class:`bpfload.BtfError` when the kernel exposes no BTF.
-    """
-    global _vmlinux
-    with _lock:
-        if _vmlinux is None:
-            try:
-                with open(VMLINUX_PATH, "rb") as f:
-                    data = f.read()
-            except OSError as e:
-                raise errors.BtfError(f"kernel BTF unavailable: {e.strerror} ({VMLINUX_PATH}); "
-                                      "the kernel needs CONFIG_DEBUG_INFO_BTF") from e
-            _vmlinux = Btf.parse(data)
-        return _vmlinux
-
-
-def find_kernel_type(name: str, kind: Kind):
-    """The vmlinux type named *name* of *kind*, or None.
-
-    Uses the CO-RE candidate index (built in C from the raw records, ~5 ms
-    once per process) rather than a Python index of every vmlinux name
-    (~100 ms).
-    """
-    from .core import kernel_targets
-    for t in kernel_targets().main.candidates(name, kind):
-        if t.name == name and t.kind == kind:
-            return t
-    return None
-
 
 def load_object_btf(btf: Btf, obj_name: str) -> FD:
     """BPF_BTF_LOAD an object's BTF -> an owned fd.

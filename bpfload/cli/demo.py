@@ -19,9 +19,9 @@ import time
 from importlib import resources
 from typing import Dict, List, Optional, TextIO
 
-from .object import BpfObject
-from .poll import MapPoller
-from .ringbuf import RingBuffer
+from ..object import BpfObject
+from ..events.poll import MapPoller
+from ..events.ringbuf import RingBuffer
 
 __all__ = ["run_demo", "demo_object_path", "PROTOCOLS", "build_traffic"]
 
@@ -238,7 +238,7 @@ def _interval_row(obj, snap, t: float, events: int) -> dict:
 
 def _top_ports(obj) -> Dict[str, Dict[int, int]]:
     """Per-protocol port counts, read through the outer map as a program would."""
-    from .maps import Map
+    from ..maps import Map
     out = {}
     outer = obj.maps["ports"]
     for slot, name in ((0, "tcp"), (1, "udp")):

@@ -28,8 +28,8 @@ from __future__ import annotations
 import dataclasses
 from typing import List, Optional, Tuple
 
-from .constants import AttachType, ProgType
-from .errors import ElfError
+from ..constants import AttachType, ProgType
+from ..errors import ElfError
 
 __all__ = [
     "BPF_F_SLEEPABLE",

@@ -23,12 +23,12 @@ from __future__ import annotations
 import ctypes
 from typing import Callable, Iterator, Optional
 
-from . import errors
-from ._core.events import (
+from .. import errors
+from .._core.events import (
     CorruptRecordError, EventConfigError, MapTypeError, ReaderBusyError, ReaderClosedError,
     RingBufferCore,
 )
-from .constants import MapType
+from ..constants import MapType
 
 __all__ = [
     "RingBuffer", "RingStats", "ReaderClosedError", "ReaderBusyError", "MapTypeError",
@@ -43,7 +43,7 @@ def _map_fields(m, want: MapType, reader: str):
     :class:`bpfload.MapClosedError` when the Map is closed.
     """
     if isinstance(m, int) or (hasattr(m, "fileno") and not hasattr(m, "max_entries")):
-        from .maps import MapInfo, _as_fd, _fdinfo_kind
+        from ..maps import MapInfo, _as_fd, _fdinfo_kind
         fd = _as_fd(m)
         if _fdinfo_kind(fd) != "map":
             raise MapTypeError(f"{reader}: fd {fd} is not a BPF map")

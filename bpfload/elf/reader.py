@@ -21,7 +21,7 @@ Decisions worth knowing:
   than ``.text``; static functions anywhere, and all of ``.text``, are
   subprograms (:class:`~bpfload.spec.FunctionSpec`).
 * A program in an unknown section gets ``ProgType.UNSPEC`` (see
-  :mod:`bpfload.sections`): the user may set the type before loading.
+  :mod:`bpfload.elf.sections`): the user may set the type before loading.
   ``SEC("?name")`` programs are classified as ``name`` with
   ``autoload=False``.
 * ``.BTF`` DATASEC sizes and VAR offsets, which clang leaves 0, are fixed up
@@ -42,10 +42,10 @@ from typing import Dict, List, Optional, Tuple, Union
 from elftools.elf.elffile import ELFFile
 
 from . import sections as _sections
-from .btf import Btf, BtfExt, Datasec, Kind, Var, VarLinkage, annotate_error, parse_map_def
-from .constants import MapFlags, MapType, PinType
-from .errors import BtfError, ElfError
-from .spec import FunctionSpec, GlobalVar, MapSpec, ObjectSpec, ProgramSpec, Reloc, RelocKind
+from ..btf import Btf, BtfExt, Datasec, Kind, Var, VarLinkage, annotate_error, parse_map_def
+from ..constants import MapFlags, MapType, PinType
+from ..errors import BtfError, ElfError
+from ..spec import FunctionSpec, GlobalVar, MapSpec, ObjectSpec, ProgramSpec, Reloc, RelocKind
 
 __all__ = ["parse_object", "kernel_map_name", "BPF_OBJ_NAME_LEN"]
 

@@ -1,0 +1,6 @@
+"""``python -m bpfload``: the ``bpfload`` command."""
+import sys
+
+from .cli.main import main
+
+sys.exit(main())
