@@ -4,16 +4,18 @@ The hot paths (instruction patching, per-element and bulk map access,
 per-CPU reads, event streams) are Cython calling bpf(2) directly.
 """
 from .constants import (
-    BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, AttachType, MapFlags, MapType, PinType,
-    ProgType, UpdateFlags,
+    BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, AttachType, LinkType, MapFlags, MapType,
+    PerfEventType, PinType, ProgType, UpdateFlags,
 )
 from .errors import (
     BpfError, BtfError, ElfError, IncompatibleMapError, LoadError, MapClosedError, MapError,
     MapFullError, MapIndexError, MapKeyError, NotSupportedError, PermissionDeniedError, PinError,
     SyscallError,
     ReaderClosedError, ReaderBusyError, MapTypeError, EventConfigError, CorruptRecordError,
+    AttachError,
 )
 from .maps import Map, MapInfo, possible_cpus
+from .link import Link, LinkInfo
 from .object import BpfObject, GlobalData, load
 from .programs import Program, ProgramInfo, TestRunResult
 from .btf.typed import TypedMap, TypedTypeError, TypedValueError
@@ -27,6 +29,7 @@ __all__ = [
     "ProgramInfo", "TestRunResult", "RingBuffer", "RingStats", "PerfBuffer", "online_cpus",
     "MapPoller", "Snapshot", "SnapshotArrays", "Sample", "StaleSnapshotError",
     "TypedMap", "TypedValueError", "TypedTypeError",
+    "Link", "LinkInfo", "LinkType", "PerfEventType", "AttachError",
     "MapType", "ProgType", "AttachType", "MapFlags", "PinType", "UpdateFlags",
     "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK",
     "BpfError", "SyscallError", "MapError", "MapKeyError", "MapFullError", "MapIndexError",

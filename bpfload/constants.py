@@ -188,6 +188,54 @@ BPF_EXIST = UpdateFlags.EXIST
 BPF_F_LOCK = UpdateFlags.F_LOCK
 
 
+class LinkType(enum.IntEnum):
+    """``enum bpf_link_type``, plus bpfload's kinds for attachments that are not BPF links.
+
+    The values from 256 up are bpfload's own: attachments made without a
+    kernel link object (a perf event with ``PERF_EVENT_IOC_SET_BPF``,
+    ``SO_ATTACH_BPF``, ``BPF_PROG_ATTACH``, a tc filter over netlink).  Such
+    a :class:`bpfload.Link` has no link id and cannot be pinned.
+    """
+
+    UNSPEC = 0
+    RAW_TRACEPOINT = 1
+    TRACING = 2
+    CGROUP = 3
+    ITER = 4
+    NETNS = 5
+    XDP = 6
+    PERF_EVENT = 7
+    KPROBE_MULTI = 8
+    STRUCT_OPS = 9
+    NETFILTER = 10
+    TCX = 11
+    UPROBE_MULTI = 12
+    NETKIT = 13
+    SOCKMAP = 14
+    # not kernel link types: attachments without a BPF link
+    PERF_EVENT_IOCTL = 256
+    SOCKET_FILTER = 257
+    PROG_ATTACH = 258
+    TC_NETLINK = 259
+
+    @property
+    def is_bpf_link(self) -> bool:
+        """True for kernel link types (an fd and an id that can be pinned)."""
+        return self.value < 256
+
+
+class PerfEventType(enum.IntEnum):
+    """``enum bpf_perf_event_type``: what a ``BPF_LINK_TYPE_PERF_EVENT`` link is attached to."""
+
+    UNSPEC = 0
+    UPROBE = 1
+    URETPROBE = 2
+    KPROBE = 3
+    KRETPROBE = 4
+    TRACEPOINT = 5
+    EVENT = 6
+
+
 class PinType(enum.IntEnum):
     """``pinning`` attribute of a map definition (libbpf's LIBBPF_PIN_*)."""
 

@@ -35,6 +35,8 @@ __all__ = [
     "MapTypeError",
     "EventConfigError",
     "CorruptRecordError",
+    "AttachError",
+    "attach_error",
 ]
 
 # What the kernel means by an errno, per command family. Generic meanings
@@ -231,6 +233,94 @@ class EventConfigError(BpfError, ValueError):
 class CorruptRecordError(BpfError, RuntimeError):
     """A record header in a mapped ring is impossible (length beyond the ring):
     the ring is not what this reader expects."""
+
+
+# -- attach and links (raised by bpfload.link) ------------------------------
+
+class AttachError(BpfError, OSError):
+    """A program could not be attached, or a link operation was refused.
+
+    Attributes: ``program`` (name), ``hook`` (what it was attached to, e.g.
+    ``"tracepoint syscalls/sys_enter_getppid"``, ``"xdp on veth0"``),
+    ``command`` (the syscall or bpf command that failed, or None when bpfload
+    refused before any syscall), ``errno`` (0 when there is none) and
+    ``hint`` (what to do).
+    """
+
+    def __init__(self, message: str, *, program: str | None = None, hook: str | None = None,
+                 command: str | None = None, err: int = 0, hint: str | None = None,
+                 op: str = "attach"):
+        self.program = program
+        self.hook = hook
+        self.command = command
+        self.hint = hint
+        if op == "attach":
+            where = " to ".join(x for x in (f"program {program!r}" if program else "", hook) if x)
+            msg = f"cannot attach {where}: {message}" if where else message
+        else:   # an operation on an existing link: "update", "detach", "pin" ...
+            whose = f" of program {program!r}" if program else ""
+            on = f" ({hook})" if hook else ""
+            msg = f"cannot {op} the link{whose}{on}: {message}"
+        if command:
+            name = _errno.errorcode.get(err, "ENOTSUPP" if err == 524 else str(err))
+            msg += f" ({command}: [Errno {err}] {name})" if err else f" ({command})"
+        if hint:
+            msg += f"; {hint}"
+        super().__init__(err, msg)
+        self.args = (msg,)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+# What an errno means when attaching, per hook family ("*": any hook).
+_ATTACH_HINTS = {
+    ("*", _errno.EPERM): "attaching needs root, or CAP_BPF plus CAP_PERFMON (tracing) or "
+    "CAP_NET_ADMIN (network hooks)",
+    ("*", _errno.EACCES): "permission denied by the kernel or an LSM",
+    ("*", _errno.EBADF): "the program or target fd is closed or not what the kernel expects",
+    ("*", _errno.EINVAL): "the kernel refused the combination of program type, expected attach "
+    "type and hook (was the program loaded for this hook?)",
+    ("*", _errno.EOPNOTSUPP): "this kernel does not support this attach type or link operation",
+    ("*", 524): "this kernel does not support this attach type or link operation",
+    ("*", _errno.ENOENT): "no such hook (function, tracepoint, symbol or object)",
+    ("*", _errno.ENODEV): "no such device or interface",
+    ("*", _errno.EEXIST): "another program already holds this hook; detach it first "
+    "(or attach with the flag that allows several programs)",
+    ("*", _errno.EBUSY): "the hook is busy: another program or link is attached in a mode that "
+    "excludes this one (e.g. XDP in another mode, or a netlink-attached program)",
+    ("*", _errno.E2BIG): "too many programs are attached to this hook",
+    ("*", _errno.ENOMEM): "out of memory (or memlock limit)",
+    ("xdp", _errno.EEXIST): "another XDP program is attached to this interface; detach it first",
+    ("xdp", _errno.EBUSY): "an XDP program is attached to this interface without a link "
+    "(e.g. by ip link); remove it with 'ip link set dev IFACE xdp off'",
+    ("xdp", _errno.EOPNOTSUPP): "the driver does not support this XDP mode (try mode='skb')",
+    ("tracepoint", _errno.ENOENT): "no such tracepoint (see /sys/kernel/tracing/events)",
+    ("kprobe", _errno.ENOENT): "no such kernel function, or it cannot be probed",
+    ("uprobe", _errno.ENOENT): "no such file or symbol",
+    ("netfilter", _errno.EINVAL): "invalid pf/hooknum/priority (priority must not be "
+    "NF_IP_PRI_FIRST or NF_IP_PRI_LAST), or the hook does not exist",
+    ("link", _errno.EINVAL): "this link kind does not support the operation, or the new "
+    "program's type or attach type differs from the old one's",
+    ("link", _errno.EOPNOTSUPP): "the kernel does not support this operation for this link kind",
+    ("link", _errno.ENOLINK): "the link is already detached",
+    ("link", _errno.EPERM): "the new program does not match the link (BPF_F_REPLACE), or "
+    "privileges are missing",
+}
+
+
+def attach_error(command: str, err: int, *, program: str | None = None, hook: str | None = None,
+                 family: str = "*", message: str | None = None, op: str = "attach") -> AttachError:
+    """Build the :class:`AttachError` for *command* failing with *err* while attaching.
+
+    *family* selects hook-specific hints (``"xdp"``, ``"tracepoint"``,
+    ``"kprobe"``, ``"uprobe"``, ``"netfilter"``, ``"link"`` for operations
+    on an existing link); the generic meaning applies otherwise.  The one
+    place an attach errno becomes an exception.
+    """
+    hint = _ATTACH_HINTS.get((family, err)) or _ATTACH_HINTS.get(("*", err)) or os.strerror(err)
+    return AttachError(message or "the kernel refused", program=program, hook=hook,
+                       command=command, err=err, hint=hint, op=op)
 
 
 def _summarize_log(log: str, lines: int = 12) -> str:

@@ -340,7 +340,8 @@ class _Load:
                                  prog_flags=ps.flags, section=ps.section,
                                  attach_btf_id=attach_btf_id, **extra)
             p = Program(fdobj, ps.name, ps.type, section=ps.section,
-                        expected_attach_type=ps.expected_attach_type)
+                        expected_attach_type=ps.expected_attach_type,
+                        attach_target=ps.attach_target)
             self.programs[ps.name] = self.own(p)
 
     def fill_prog_arrays(self) -> None:

@@ -125,6 +125,10 @@ class BpfObject:
         self.programs: Dict[str, object] = dict(spec.programs)
         self._result: Optional[LoadResult] = None
         self._closed = False
+        #: program name -> :class:`bpfload.Link` made by :meth:`attach_all` (closed by close())
+        self.links: Dict[str, object] = {}
+        #: program name -> why :meth:`attach_all` left it unattached
+        self.unattached: Dict[str, str] = {}
         self.rodata = GlobalData(self, ".rodata")
         self.data = GlobalData(self, ".data")
         self.bss = GlobalData(self, ".bss")
@@ -228,13 +232,55 @@ class BpfObject:
             out.append(path)
         return out
 
+    def attach_all(self) -> Dict[str, object]:
+        """Attach every loaded program whose section says where (libbpf skeleton's attach).
+
+        Tracepoints, raw tracepoints, tp_btf/fentry/fexit/fmod_ret/lsm,
+        kprobes, uprobes with a path and iterators that need no argument are
+        attached; the rest (XDP, tc, cgroup, perf_event, sockets ...) need a
+        target and are listed in ``obj.unattached`` (name -> reason), as are
+        programs with ``autoload`` off.  The new links are kept in
+        ``obj.links`` (name -> :class:`bpfload.Link`) and closed by
+        :meth:`close`; programs already in ``obj.links`` are left alone.
+        Returns the links this call made.  If one attach fails, the links
+        this call made are closed and the :class:`bpfload.AttachError`
+        (naming the program) propagates.
+        """
+        from .link.attach import attach, auto_attach_reason
+        self._require_loaded()
+        made: Dict[str, object] = {}
+        try:
+            for name, prog in self.programs.items():
+                if name in self.links:
+                    continue
+                reason = auto_attach_reason(prog)
+                if reason is not None:
+                    self.unattached[name] = reason
+                    continue
+                made[name] = attach(prog)
+        except BaseException:
+            for link in made.values():
+                link.close()  # type: ignore[attr-defined]
+            raise
+        for name in made:
+            self.unattached.pop(name, None)
+        self.links.update(made)
+        for name, ps in self.spec.programs.items():
+            if name not in self.programs:
+                self.unattached.setdefault(name, "not loaded (autoload is off)")
+        return made
+
     def _require_loaded(self) -> None:
         if not self.loaded:
             raise errors.BpfError(f"object {self.name!r} is not loaded")
 
     # -- lifetime -------------------------------------------------------------
     def close(self) -> None:
-        """Close every map and program fd this object owns (pins stay)."""
+        """Close the links of :meth:`attach_all` (detaching the unpinned ones), then every
+        map and program fd this object owns (pins stay)."""
+        for link in self.links.values():
+            link.close()  # type: ignore[attr-defined]
+        self.links.clear()
         if self._result is not None:
             for p in self._result.programs.values():
                 p.close()

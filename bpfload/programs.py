@@ -174,8 +174,10 @@ class Program:
     """
 
     def __init__(self, fdobj: FD, name: str, prog_type, *, section: Optional[str] = None,
-                 expected_attach_type=None):
+                 expected_attach_type=None, attach_target: Optional[str] = None):
         self._fd = fdobj
+        #: what the section names after its prefix (``tracepoint/a/b`` -> ``a/b``)
+        self.attach_target = attach_target
         self.name = name
         try:
             self.type = ProgType(prog_type)
@@ -289,6 +291,91 @@ class Program:
             self.fd, d, ctx, repeat=repeat, flags=flags, cpu=cpu,
             data_out_size=-1 if data_out_size is None else data_out_size, target=self.name)
         return TestRunResult(retval=retval, data=out, duration_ns=dur, ctx=cout)
+
+    # -- attaching -------------------------------------------------------------
+    # Each returns a bpfload.Link that owns the attachment; the code is in
+    # bpfload.link.  All raise bpfload.AttachError with the program, the hook
+    # and a hint.
+
+    def attach(self, **kw):
+        """Attach where the section name says (libbpf's conventions) -> :class:`bpfload.Link`.
+
+        Keyword arguments supply what the section cannot: ``iface`` (xdp,
+        tc), ``cgroup``, ``sock`` (socket filters), ``map`` (sk_msg/sk_skb;
+        iterators over a map), ``pid`` (uprobes), ``pfd`` or
+        ``type``/``config`` (perf_event), ``pf``/``hooknum``/``priority``
+        (netfilter), plus the options of the explicit method.  See
+        :mod:`bpfload.link.attach` for the table.
+        """
+        from .link.attach import attach
+        return attach(self, **kw)
+
+    def attach_tracepoint(self, category: str, name: str, **kw):
+        """Attach to the tracepoint CATEGORY/NAME (perf event on its tracefs id)."""
+        from .link.tracing import attach_tracepoint
+        return attach_tracepoint(self, category, name, **kw)
+
+    def attach_raw_tracepoint(self, name: str, **kw):
+        """Attach to the raw tracepoint *name* (BPF_RAW_TRACEPOINT_OPEN)."""
+        from .link.tracing import attach_raw_tracepoint
+        return attach_raw_tracepoint(self, name, **kw)
+
+    def attach_trace(self, **kw):
+        """Attach a tp_btf/fentry/fexit/fmod_ret/lsm program at its attach_btf_id."""
+        from .link.tracing import attach_trace
+        return attach_trace(self, **kw)
+
+    def attach_kprobe(self, func: str, *, retprobe: bool = False, offset: int = 0, **kw):
+        """Attach to kernel function *func* (kprobe PMU, else tracefs kprobe_events)."""
+        from .link.tracing import attach_kprobe
+        return attach_kprobe(self, func, retprobe=retprobe, offset=offset, **kw)
+
+    def attach_uprobe(self, binary, symbol: Optional[str] = None, *, offset: int = 0,
+                      retprobe: bool = False, pid: int = -1, **kw):
+        """Attach to *symbol* (+*offset*) in *binary* (a path, or a library name like ``"c"``)."""
+        from .link.uprobe import attach_uprobe
+        return attach_uprobe(self, binary, symbol, offset=offset, retprobe=retprobe, pid=pid, **kw)
+
+    def attach_perf_event(self, pfd=None, **kw):
+        """Attach to the perf event fd *pfd*, or open one event per CPU from ``type``/``config``."""
+        from .link.tracing import attach_perf_event
+        return attach_perf_event(self, pfd, **kw)
+
+    def attach_xdp(self, iface, *, mode: str = "auto", **kw):
+        """Attach to the XDP hook of *iface* (a name or an ifindex) with an XDP link."""
+        from .link.net import attach_xdp
+        return attach_xdp(self, iface, mode=mode, **kw)
+
+    def attach_tc(self, iface, *, direction: str = "ingress", **kw):
+        """Attach to tc ingress/egress of *iface* (tcx link; clsact + cls_bpf over netlink
+        on kernels without tcx)."""
+        from .link.net import attach_tc
+        return attach_tc(self, iface, direction=direction, **kw)
+
+    def attach_cgroup(self, cgroup, *, attach_type=None, **kw):
+        """Attach to a cgroup v2 (path or fd) at the section's attach type (or *attach_type*)."""
+        from .link.cgroup import attach_cgroup
+        return attach_cgroup(self, cgroup, attach_type=attach_type, **kw)
+
+    def attach_socket(self, sock):
+        """Attach a socket filter to *sock* (a socket or fd) with SO_ATTACH_BPF."""
+        from .link.net import attach_socket
+        return attach_socket(self, sock)
+
+    def attach_sockmap(self, map, *, attach_type=None):
+        """Attach an sk_msg/sk_skb program to a SOCKMAP/SOCKHASH (BPF_PROG_ATTACH)."""
+        from .link.net import attach_sockmap
+        return attach_sockmap(self, map, attach_type=attach_type)
+
+    def attach_netfilter(self, *, pf: int, hooknum: int, priority: int, flags: int = 0):
+        """Attach to a netfilter hook (BPF_LINK_CREATE, BPF_NETFILTER)."""
+        from .link.net import attach_netfilter
+        return attach_netfilter(self, pf=pf, hooknum=hooknum, priority=priority, flags=flags)
+
+    def attach_iter(self, *, map=None, cgroup=None, task=None, **kw):
+        """Create an iterator link; ``link.read()`` returns one pass of its output."""
+        from .link.iter import attach_iter
+        return attach_iter(self, map=map, cgroup=cgroup, task=task, **kw)
 
     # -- pins / lifetime ------------------------------------------------------
     def pin(self, path) -> None:

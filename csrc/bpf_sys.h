@@ -307,17 +307,188 @@ static inline int bl_btf_load(const void *btf, __u32 size, char *log_buf, __u32 
     return bl_sys_bpf_fd(BPF_BTF_LOAD, &a, sizeof(a));
 }
 
+/*
+ * BPF_LINK_CREATE.  The system's <linux/bpf.h> may be older than the running
+ * kernel (Debian 12 ships 6.1 headers: no tcx, no netfilter), so the attr is
+ * laid out here as the 6.18 UAPI has it; the kernel zero-checks whatever lies
+ * beyond the part it knows.  One opts struct covers every link kind: the
+ * fields of the per-kind union that the caller's attach_type does not use
+ * stay zero.
+ */
+struct bl_link_create_attr {
+    __u32 prog_fd;
+    __u32 target_fd;            /* or target_ifindex (xdp, tcx, netkit) */
+    __u32 attach_type;
+    __u32 flags;
+    union {
+        __u32 target_btf_id;
+        struct { __u64 iter_info; __u32 iter_info_len; } iter;
+        struct { __u64 bpf_cookie; } perf_event;
+        struct { __u32 target_btf_id; __u32 pad; __u64 cookie; } tracing;
+        struct { __u32 pf; __u32 hooknum; __s32 priority; __u32 flags; } netfilter;
+        struct { __u32 relative_fd_or_id; __u32 pad; __u64 expected_revision; } tcx;
+        __u64 pad[8];
+    } u;
+};
+_Static_assert(offsetof(struct bl_link_create_attr, u) == 16, "link_create union offset");
+_Static_assert(sizeof(struct bl_link_create_attr) <= sizeof(union bpf_attr) + 64, "link_create size");
+
+enum bl_link_kind {
+    BL_LINK_PLAIN = 0,      /* target_btf_id (tracing, lsm, cgroup, xdp ...) */
+    BL_LINK_ITER = 1,       /* iter_info / iter_info_len */
+    BL_LINK_PERF_EVENT = 2, /* bpf_cookie */
+    BL_LINK_TRACING = 3,    /* target_btf_id + cookie */
+    BL_LINK_NETFILTER = 4,  /* pf, hooknum, priority, flags */
+    BL_LINK_TCX = 5,        /* relative fd/id, expected_revision */
+};
+
+struct bl_link_create_opts {
+    __u32 prog_fd, target_fd, attach_type, flags;
+    __u32 kind;                        /* enum bl_link_kind */
+    __u32 target_btf_id;
+    const void *iter_info;
+    __u32 iter_info_len;
+    __u64 cookie;                      /* perf_event / tracing */
+    __u32 nf_pf, nf_hooknum, nf_flags;
+    __s32 nf_priority;
+    __u32 relative_fd_or_id;
+    __u64 expected_revision;
+};
+
+static inline int bl_link_create_ex(const struct bl_link_create_opts *o)
+{
+    struct bl_link_create_attr a;
+    memset(&a, 0, sizeof(a));
+    a.prog_fd = o->prog_fd;
+    a.target_fd = o->target_fd;
+    a.attach_type = o->attach_type;
+    a.flags = o->flags;
+    switch (o->kind) {
+    case BL_LINK_ITER:
+        a.u.iter.iter_info = BL_PTR(o->iter_info);
+        a.u.iter.iter_info_len = o->iter_info_len;
+        break;
+    case BL_LINK_PERF_EVENT:
+        a.u.perf_event.bpf_cookie = o->cookie;
+        break;
+    case BL_LINK_TRACING:
+        a.u.tracing.target_btf_id = o->target_btf_id;
+        a.u.tracing.cookie = o->cookie;
+        break;
+    case BL_LINK_NETFILTER:
+        a.u.netfilter.pf = o->nf_pf;
+        a.u.netfilter.hooknum = o->nf_hooknum;
+        a.u.netfilter.priority = o->nf_priority;
+        a.u.netfilter.flags = o->nf_flags;
+        break;
+    case BL_LINK_TCX:
+        a.u.tcx.relative_fd_or_id = o->relative_fd_or_id;
+        a.u.tcx.expected_revision = o->expected_revision;
+        break;
+    default:
+        a.u.target_btf_id = o->target_btf_id;
+    }
+    return bl_sys_bpf_fd(BPF_LINK_CREATE, (union bpf_attr *)&a, sizeof(a));
+}
+
 static inline int bl_link_create(int prog_fd, int target_fd, __u32 attach_type, __u32 flags,
                                  __u32 target_btf_id)
 {
+    struct bl_link_create_opts o;
+    memset(&o, 0, sizeof(o));
+    o.prog_fd = prog_fd;
+    o.target_fd = target_fd;
+    o.attach_type = attach_type;
+    o.flags = flags;
+    o.target_btf_id = target_btf_id;
+    return bl_link_create_ex(&o);
+}
+
+/* BPF_LINK_UPDATE: swap the program; with BPF_F_REPLACE only if old_prog_fd is attached. */
+static inline int bl_link_update(int link_fd, int new_prog_fd, __u32 flags, int old_prog_fd)
+{
     union bpf_attr a;
     memset(&a, 0, sizeof(a));
-    a.link_create.prog_fd = prog_fd;
-    a.link_create.target_fd = target_fd;
-    a.link_create.attach_type = attach_type;
-    a.link_create.flags = flags;
-    a.link_create.target_btf_id = target_btf_id;
-    return bl_sys_bpf_fd(BPF_LINK_CREATE, &a, sizeof(a));
+    a.link_update.link_fd = link_fd;
+    a.link_update.new_prog_fd = new_prog_fd;
+    a.link_update.flags = flags;
+    a.link_update.old_prog_fd = old_prog_fd;
+    return bl_sys_bpf(BPF_LINK_UPDATE, &a, sizeof(a));
+}
+
+/* BPF_LINK_DETACH: the hook lets go of the program; the link fd stays valid. */
+static inline int bl_link_detach(int link_fd)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.link_detach.link_fd = link_fd;
+    return bl_sys_bpf(BPF_LINK_DETACH, &a, sizeof(a));
+}
+
+/* BPF_PROG_ATTACH / BPF_PROG_DETACH (cgroups, sockmaps, flow dissector ...). */
+static inline int bl_prog_attach(int target_fd, int prog_fd, __u32 attach_type, __u32 attach_flags,
+                                 int replace_prog_fd)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.target_fd = target_fd;
+    a.attach_bpf_fd = prog_fd;
+    a.attach_type = attach_type;
+    a.attach_flags = attach_flags;
+    a.replace_bpf_fd = replace_prog_fd;
+    return bl_sys_bpf(BPF_PROG_ATTACH, &a, sizeof(a));
+}
+
+static inline int bl_prog_detach(int target_fd, int prog_fd, __u32 attach_type)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.target_fd = target_fd;
+    a.attach_bpf_fd = prog_fd;
+    a.attach_type = attach_type;
+    return bl_sys_bpf(BPF_PROG_DETACH, &a, sizeof(a));
+}
+
+/* BPF_ITER_CREATE: a readable fd producing one pass of the iterator's output. */
+static inline int bl_iter_create(int link_fd, __u32 flags)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.iter_create.link_fd = link_fd;
+    a.iter_create.flags = flags;
+    return bl_sys_bpf_fd(BPF_ITER_CREATE, &a, sizeof(a));
+}
+
+/* BPF_{PROG,MAP,BTF,LINK}_GET_NEXT_ID: the next id after start_id in *next_id. */
+static inline int bl_get_next_id(int cmd, __u32 start_id, __u32 *next_id)
+{
+    union bpf_attr a;
+    int ret;
+    memset(&a, 0, sizeof(a));
+    a.start_id = start_id;
+    ret = bl_sys_bpf(cmd, &a, sizeof(a));
+    if (ret == 0)
+        *next_id = a.next_id;
+    return ret;
+}
+
+/* BPF_PROG_QUERY: ids of the programs attached at (target_fd, attach_type). */
+static inline int bl_prog_query(int target_fd, __u32 attach_type, __u32 query_flags,
+                                __u32 *attach_flags, __u32 *prog_ids, __u32 *prog_cnt)
+{
+    union bpf_attr a;
+    int ret;
+    memset(&a, 0, sizeof(a));
+    a.query.target_fd = target_fd;
+    a.query.attach_type = attach_type;
+    a.query.query_flags = query_flags;
+    a.query.prog_ids = BL_PTR(prog_ids);
+    a.query.prog_cnt = *prog_cnt;
+    ret = bl_sys_bpf(BPF_PROG_QUERY, &a, sizeof(a));
+    *prog_cnt = a.query.prog_cnt;
+    if (attach_flags)
+        *attach_flags = a.query.attach_flags;
+    return ret;
 }
 
 static inline int bl_raw_tracepoint_open(const char *name, int prog_fd)

@@ -19,7 +19,7 @@ from cpython.long cimport PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.errno cimport errno
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
@@ -45,6 +45,10 @@ cdef extern from "<linux/bpf.h>":
         BPF_PROG_GET_FD_BY_ID
         BPF_BTF_GET_FD_BY_ID
         BPF_LINK_GET_FD_BY_ID
+        BPF_PROG_GET_NEXT_ID
+        BPF_MAP_GET_NEXT_ID
+        BPF_BTF_GET_NEXT_ID
+        BPF_LINK_GET_NEXT_ID
         BPF_OBJ_NAME_LEN
 
 cdef extern from "bpf_sys.h" nogil:
@@ -106,7 +110,36 @@ cdef extern from "bpf_sys.h" nogil:
     int bl_prog_load(const bl_prog_load_opts *o)
     int bl_prog_test_run(bl_test_run_opts *o)
     int bl_btf_load(const void *btf, uint32_t size, char *log_buf, uint32_t log_size, uint32_t log_level)
-    int bl_link_create(int prog_fd, int target_fd, uint32_t attach_type, uint32_t flags, uint32_t target_btf_id)
+    struct bl_link_create_opts:
+        uint32_t prog_fd, target_fd, attach_type, flags
+        uint32_t kind
+        uint32_t target_btf_id
+        const void *iter_info
+        uint32_t iter_info_len
+        uint64_t cookie
+        uint32_t nf_pf, nf_hooknum, nf_flags
+        int32_t nf_priority
+        uint32_t relative_fd_or_id
+        uint64_t expected_revision
+
+    enum:
+        BL_LINK_PLAIN
+        BL_LINK_ITER
+        BL_LINK_PERF_EVENT
+        BL_LINK_TRACING
+        BL_LINK_NETFILTER
+        BL_LINK_TCX
+
+    int bl_link_create_ex(const bl_link_create_opts *o)
+    int bl_link_update(int link_fd, int new_prog_fd, uint32_t flags, int old_prog_fd)
+    int bl_link_detach(int link_fd)
+    int bl_prog_attach(int target_fd, int prog_fd, uint32_t attach_type, uint32_t attach_flags,
+                       int replace_prog_fd)
+    int bl_prog_detach(int target_fd, int prog_fd, uint32_t attach_type)
+    int bl_iter_create(int link_fd, uint32_t flags)
+    int bl_get_next_id(int cmd, uint32_t start_id, uint32_t *next_id)
+    int bl_prog_query(int target_fd, uint32_t attach_type, uint32_t query_flags,
+                      uint32_t *attach_flags, uint32_t *prog_ids, uint32_t *prog_cnt)
     int bl_raw_tracepoint_open(const char *name, int prog_fd)
 
 cdef extern from "<unistd.h>" nogil:
@@ -535,12 +568,159 @@ def prog_test_run(int prog_fd, data=None, ctx=None, *, uint32_t repeat=1, uint32
 
 
 def link_create(int prog_fd, int target_fd, uint32_t attach_type, uint32_t flags=0,
-                uint32_t target_btf_id=0, target=None):
-    """BPF_LINK_CREATE -> :class:`FD`."""
+                uint32_t target_btf_id=0, target=None, *, iter_info=None, perf_cookie=None,
+                tracing_cookie=None, netfilter=None, tcx_relative=None,
+                uint64_t expected_revision=0):
+    """BPF_LINK_CREATE -> :class:`FD` of the new link.
+
+    *target_fd* is the hook: a cgroup fd, a perf event fd, an ifindex (XDP,
+    tcx) or 0.  One of the keyword groups selects the per-kind part of the
+    attr: *iter_info* (bytes of ``union bpf_iter_link_info``), *perf_cookie*
+    (``BPF_PERF_EVENT``), *tracing_cookie* (fentry/fexit/tp_btf with a
+    cookie), *netfilter* (``(pf, hooknum, priority, flags)``), *tcx_relative*
+    (an fd or id with ``BPF_F_BEFORE``/``BPF_F_AFTER`` in *flags*) with
+    *expected_revision*.  *target* names the program in errors.
+    """
+    cdef bl_link_create_opts o
+    cdef bytes info
+    cdef int ret
+    memset(&o, 0, sizeof(o))
+    o.prog_fd = prog_fd
+    o.target_fd = target_fd
+    o.attach_type = attach_type
+    o.flags = flags
+    o.target_btf_id = target_btf_id
+    o.kind = BL_LINK_PLAIN
+    if iter_info is not None:
+        info = bytes(iter_info)
+        o.kind = BL_LINK_ITER
+        o.iter_info = <const char *>info
+        o.iter_info_len = len(info)
+    elif perf_cookie is not None:
+        o.kind = BL_LINK_PERF_EVENT
+        o.cookie = perf_cookie
+    elif tracing_cookie is not None:
+        o.kind = BL_LINK_TRACING
+        o.cookie = tracing_cookie
+    elif netfilter is not None:
+        o.kind = BL_LINK_NETFILTER
+        o.nf_pf, o.nf_hooknum, o.nf_priority, o.nf_flags = netfilter
+    elif tcx_relative is not None or expected_revision:
+        o.kind = BL_LINK_TCX
+        o.relative_fd_or_id = tcx_relative or 0
+        o.expected_revision = expected_revision
+    with nogil:
+        ret = bl_link_create_ex(&o)
+    return _new_fd(ret, "BPF_LINK_CREATE", target, f"link {target or ''}".strip())
+
+
+def link_update(int link_fd, int new_prog_fd, uint32_t flags=0, int old_prog_fd=0, target=None):
+    """BPF_LINK_UPDATE: swap the link's program for *new_prog_fd*."""
     cdef int ret
     with nogil:
-        ret = bl_link_create(prog_fd, target_fd, attach_type, flags, target_btf_id)
-    return _new_fd(ret, "BPF_LINK_CREATE", target, f"link {target or ''}".strip())
+        ret = bl_link_update(link_fd, new_prog_fd, flags, old_prog_fd)
+    if ret < 0:
+        _raise("BPF_LINK_UPDATE", ret, target)
+
+
+def link_detach(int link_fd, target=None):
+    """BPF_LINK_DETACH: release the program from its hook; the link fd stays valid."""
+    cdef int ret
+    with nogil:
+        ret = bl_link_detach(link_fd)
+    if ret < 0:
+        _raise("BPF_LINK_DETACH", ret, target)
+
+
+def prog_attach(int target_fd, int prog_fd, uint32_t attach_type, uint32_t attach_flags=0,
+                int replace_prog_fd=0, target=None):
+    """BPF_PROG_ATTACH *prog_fd* at (*target_fd*, *attach_type*)."""
+    cdef int ret
+    with nogil:
+        ret = bl_prog_attach(target_fd, prog_fd, attach_type, attach_flags, replace_prog_fd)
+    if ret < 0:
+        _raise("BPF_PROG_ATTACH", ret, target)
+
+
+def prog_detach(int target_fd, int prog_fd, uint32_t attach_type, target=None):
+    """BPF_PROG_DETACH *prog_fd* (0: whatever is attached) from (*target_fd*, *attach_type*)."""
+    cdef int ret
+    with nogil:
+        ret = bl_prog_detach(target_fd, prog_fd, attach_type)
+    if ret < 0:
+        _raise("BPF_PROG_DETACH", ret, target)
+
+
+def prog_query(int target_fd, uint32_t attach_type, uint32_t query_flags=0, uint32_t max_progs=64,
+               target=None):
+    """BPF_PROG_QUERY -> ``(attach_flags, [prog ids])`` at (*target_fd*, *attach_type*)."""
+    cdef bytearray ids = bytearray(4 * max_progs)
+    cdef uint32_t cnt = max_progs, aflags = 0
+    cdef uint32_t *p = <uint32_t *>PyByteArray_AS_STRING(ids)
+    cdef int ret
+    with nogil:
+        ret = bl_prog_query(target_fd, attach_type, query_flags, &aflags, p, &cnt)
+    if ret < 0:
+        _raise("BPF_PROG_QUERY", ret, target)
+    return aflags, [p[i] for i in range(min(cnt, max_progs))]
+
+
+def iter_create(int link_fd, uint32_t flags=0, target=None):
+    """BPF_ITER_CREATE -> :class:`FD` to read one pass of an iterator link's output."""
+    cdef int ret
+    with nogil:
+        ret = bl_iter_create(link_fd, flags)
+    return _new_fd(ret, "BPF_ITER_CREATE", target, f"iterator {target or ''}".strip())
+
+
+_NEXT_ID_COMMANDS = {
+    "prog": (BPF_PROG_GET_NEXT_ID, "BPF_PROG_GET_NEXT_ID"),
+    "map": (BPF_MAP_GET_NEXT_ID, "BPF_MAP_GET_NEXT_ID"),
+    "btf": (BPF_BTF_GET_NEXT_ID, "BPF_BTF_GET_NEXT_ID"),
+    "link": (BPF_LINK_GET_NEXT_ID, "BPF_LINK_GET_NEXT_ID"),
+}
+
+
+def get_next_id(str kind, uint32_t start_id=0):
+    """BPF_{PROG,MAP,BTF,LINK}_GET_NEXT_ID -> the next id after *start_id*, or 0 at the end."""
+    cmd, name = _NEXT_ID_COMMANDS[kind]
+    cdef int c = cmd
+    cdef uint32_t nxt = 0
+    cdef int ret
+    with nogil:
+        ret = bl_get_next_id(c, start_id, &nxt)
+    if ret == -ENOENT_:
+        return 0
+    if ret < 0:
+        _raise(name, ret, None)
+    return nxt
+
+
+def obj_get_info_names(int fd, uint32_t size, list name_slots, target=None):
+    """BPF_OBJ_GET_INFO_BY_FD for info structs that point at name buffers (link info).
+
+    A first call learns the kind; then for each ``(ptr_offset, len_offset,
+    capacity)`` in *name_slots* a buffer is provided and the call repeated.
+    Returns ``(info bytes, [names as bytes])``; the lengths in the info are
+    what the kernel wrote.  Pass an empty *name_slots* for one plain call.
+    """
+    cdef bytearray buf = bytearray(size)
+    cdef uint32_t n = size
+    cdef char *p = PyByteArray_AS_STRING(buf)
+    cdef list names = []
+    cdef int ret
+    cdef bytearray nb
+    if name_slots:
+        for ptr_off, len_off, cap in name_slots:
+            nb = bytearray(cap)
+            names.append(nb)
+            (<uint64_t *>(p + <Py_ssize_t>ptr_off))[0] = <uint64_t><uintptr_t>PyByteArray_AS_STRING(nb)
+            (<uint32_t *>(p + <Py_ssize_t>len_off))[0] = cap
+    with nogil:
+        ret = bl_obj_get_info_by_fd(fd, p, &n)
+    if ret < 0:
+        _raise("BPF_OBJ_GET_INFO_BY_FD", ret, target)
+    return bytes(buf[:n]), [bytes(x) for x in names]
 
 
 def raw_tracepoint_open(name, int prog_fd, target=None):

@@ -5,3 +5,6 @@ hooks (XDP, tcx, tc over netlink), cgroups, sockets, netfilter and
 iterators.  Everything here sits beside :mod:`bpfload.programs` and
 :mod:`bpfload.maps` and imports only them and the layers below.
 """
+from .link import Link, LinkInfo, link_info
+
+__all__ = ["Link", "LinkInfo", "link_info"]
