@@ -300,6 +300,17 @@ _ATTACH_HINTS = {
     ("uprobe", _errno.ENOENT): "no such file or symbol",
     ("netfilter", _errno.EINVAL): "invalid pf/hooknum/priority (priority must not be "
     "NF_IP_PRI_FIRST or NF_IP_PRI_LAST), or the hook does not exist",
+    ("cgroup", _errno.EBADF): "the target is not a cgroup v2 directory (or the program fd is "
+    "closed)",
+    ("cgroup", _errno.EINVAL): "the program was not loaded for this cgroup attach type (its "
+    "section, e.g. cgroup_skb/egress, sets the expected attach type), or the flags are invalid",
+    ("cgroup", _errno.EPERM): "the cgroup already has a program attached without "
+    "BPF_F_ALLOW_MULTI, or privileges are missing",
+    ("iter", _errno.EACCES): "the program reads more of the map's key or value than the map "
+    "has (check key/value sizes)",
+    ("iter", _errno.EINVAL): "the program is not an iterator, or the iterator target needs "
+    "(or does not take) a map, cgroup or task argument",
+    ("iter", _errno.ENOLINK): "the iterator link is detached",
     ("link", _errno.EINVAL): "this link kind does not support the operation, or the new "
     "program's type or attach type differs from the old one's",
     ("link", _errno.EOPNOTSUPP): "the kernel does not support this operation for this link kind",
