@@ -8,6 +8,8 @@
  *       leaders only: other threads are skipped).
  *   dump_thread (iter/task): one "T TGID TID COMM" line per thread: the
  *       program Link.update() swaps in (same target, other output).
+ *   ps_task (iter/task): one "PID PPID COMM" line per process, for
+ *       examples/tasks.py.
  *   dump_map (iter/bpf_map): one "ID NAME" line per BPF map in the system.
  *   dump_elem (?iter/bpf_map_elem, not loaded unless asked): over a map
  *       with __u32 keys and __u64 values (elems below, or any such map given
@@ -52,6 +54,18 @@ int dump_thread(struct bpf_iter__task *ctx)
 	if (!task)
 		return 0;
 	BPF_SEQ_PRINTF(seq, "T %d %d %s\n", task->tgid, task->pid, task->comm);
+	return 0;
+}
+
+SEC("iter/task")
+int ps_task(struct bpf_iter__task *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task;
+
+	if (!task || task->pid != task->tgid)
+		return 0;
+	BPF_SEQ_PRINTF(seq, "%d %d %s\n", task->tgid, task->real_parent->tgid, task->comm);
 	return 0;
 }
 
