@@ -396,3 +396,34 @@ def test_not_a_cgroup_directory(obj, tmp_path):
 
 def test_attach_all_leaves_cgroup_programs_alone(obj):
     assert "cgroup" in bpfload.link.attach.auto_attach_reason(obj.programs["count_egress"])
+
+
+def test_einval_falls_back_to_prog_attach_only_without_link_create(obj, cgroup_dir, listener,
+                                                                   monkeypatch):
+    """BPF_LINK_CREATE's EINVAL means 'no cgroup links' only where the command is unknown.
+
+    Flags a cgroup link does not take make the real kernel answer EINVAL.
+    This kernel knows BPF_LINK_CREATE (the probe says so), so that is an
+    error; with the probe's answer set to what a pre-5.7 kernel gives, the
+    same call takes the BPF_PROG_ATTACH path, which really attaches.
+    """
+    from bpfload.link import cgroup as cgmod
+    port = listener.getsockname()[1]
+    prog = obj.programs["count_egress"]
+    assert cgmod._kernel_has_link_create()
+    with pytest.raises(bpfload.AttachError, match="BPF_LINK_CREATE.*EINVAL"):
+        prog.attach(cgroup=cgroup_dir, flags=BPF_F_ALLOW_MULTI)
+    assert attached_ids(cgroup_dir, AttachType.CGROUP_INET_EGRESS)[1] == []
+    monkeypatch.setattr(cgmod, "_link_create_known", False)
+    with Child(cgroup_dir) as child:
+        with prog.attach(cgroup=cgroup_dir, flags=BPF_F_ALLOW_MULTI) as link:
+            assert link.type == LinkType.PROG_ATTACH
+            assert attached_ids(cgroup_dir, AttachType.CGROUP_INET_EGRESS)[1] == [prog.id]
+            assert child.send(2, port) == (2, [])
+            assert obj.bss["egress_pkts"] == 2
+            link.detach()                                  # detach, then close: harmless
+            assert attached_ids(cgroup_dir, AttachType.CGROUP_INET_EGRESS)[1] == []
+        with pytest.raises(bpfload.AttachError, match="BPF_PROG_ATTACH fallback"):
+            obj.programs["count_sock_create"].attach(cgroup=cgroup_dir,
+                                                     attach_type="inet_egress")
+    assert drain(listener) == 2

@@ -173,7 +173,8 @@ def attach_cgroup(prog: Any, cgroup: Any, *, attach_type: Union[AttachType, int,
     (the kernel wants 0 for cgroup links up to at least 6.18).
 
     When the kernel has no cgroup links (``BPF_LINK_CREATE`` fails with
-    EINVAL) or *use_prog_attach* is True (for tests and old kernels),
+    EINVAL and a probe shows the command is unknown) or *use_prog_attach*
+    is True (for tests and old kernels),
     ``BPF_PROG_ATTACH`` with ``BPF_F_ALLOW_MULTI | flags`` (Linux 4.10+) is
     used instead; the Link then has type ``PROG_ATTACH`` and no fd, holds a
     dup of the program fd and of the cgroup fd, and closing it runs
@@ -192,7 +193,7 @@ def attach_cgroup(prog: Any, cgroup: Any, *, attach_type: Union[AttachType, int,
             try:
                 fd = _sys.link_create(prog.fd, cgfd.fileno(), atype, flags, target=prog.name)
             except errors.SyscallError as e:
-                if e.errno != _errno.EINVAL:
+                if e.errno != _errno.EINVAL or _kernel_has_link_create():
                     raise errors.attach_error(e.command, e.errno, program=prog.name, hook=hook,
                                               family="cgroup") from e
                 first = e
@@ -203,6 +204,27 @@ def attach_cgroup(prog: Any, cgroup: Any, *, attach_type: Union[AttachType, int,
         return _prog_attach(prog, cgfd, atype, flags, hook, first)
     finally:
         _release(cgfd, owned)
+
+
+_link_create_known: Optional[bool] = None
+
+
+def _kernel_has_link_create() -> bool:
+    """Whether this kernel knows BPF_LINK_CREATE (Linux 5.7+), probed once.
+
+    The probe passes no program (fd -1): a kernel that knows the command
+    fails it with EBADF, one that does not with EINVAL (unknown command).
+    So an EINVAL from a real BPF_LINK_CREATE falls back to BPF_PROG_ATTACH
+    only on kernels without links, and is reported as it is elsewhere.
+    """
+    global _link_create_known
+    if _link_create_known is None:
+        try:
+            _sys.link_create(-1, -1, AttachType.CGROUP_INET_INGRESS).close()
+            _link_create_known = True   # pragma: no cover - cannot succeed without a program
+        except errors.SyscallError as e:
+            _link_create_known = e.errno != _errno.EINVAL
+    return _link_create_known
 
 
 def _prog_attach(prog: Any, cgfd: FD, atype: AttachType, flags: int, hook: str,
