@@ -47,6 +47,11 @@ for line in sys.stdin:
                 except OSError as e:
                     errs.append(e.errno)
         reply("sent %d %s" % (n - len(errs), ",".join(map(str, errs)) or "-"))
+    elif cmd == "connect":             # connect N PORT: N TCP connections to 127.0.0.1:PORT
+        for _ in range(int(args[0])):
+            with socket.create_connection(("127.0.0.1", int(args[1])), timeout=5):
+                pass
+        reply("ok")
     elif cmd == "socket":              # socket FAMILY TYPE N: create and close N sockets
         fam = {"inet": socket.AF_INET, "inet6": socket.AF_INET6, "unix": socket.AF_UNIX}[args[0]]
         typ = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM}[args[1]]
@@ -111,6 +116,9 @@ class Child:
         _, sent, errs = self._ask(f"send {n} {port}").split()
         return int(sent), [] if errs == "-" else [int(e) for e in errs.split(",")]
 
+    def connect(self, n: int, port: int) -> None:
+        assert self._ask(f"connect {n} {port}") == "ok"
+
     def sockets(self, family: str, type_: str, n: int) -> None:
         assert self._ask(f"socket {family} {type_} {n}") == "ok"
 
@@ -156,9 +164,22 @@ def send_from_here(n: int, port: int) -> None:
 
 
 @pytest.fixture
-def obj(listener):
+def tcp_listener():
+    """A TCP listener on 127.0.0.1 (connections complete in its backlog; never accepted)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen(64)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def obj(listener, tcp_listener):
     with bpfload.BpfObject.open(bpf_object("attach_cgroup")).load() as o:
         o.bss["want_port"] = listener.getsockname()[1]
+        o.bss["want_tcp_port"] = tcp_listener.getsockname()[1]
         yield o
 
 
@@ -215,6 +236,23 @@ def test_sock_create_counts_the_childs_inet_udp_sockets(obj, cgroup_dir):
             assert obj.bss["sock_creates"] == 4
         child.sockets("inet", "udp", 2)
         assert obj.bss["sock_creates"] == 4
+
+
+def test_connect4_and_sockops_count_the_childs_tcp_connects(obj, cgroup_dir, tcp_listener):
+    port = tcp_listener.getsockname()[1]
+    c4, sockops = obj.programs["count_connect4"], obj.programs["count_sockops"]
+    assert sockops.section == "sockops"
+    with Child(cgroup_dir) as child:
+        with c4.attach(cgroup=cgroup_dir) as l1, sockops.attach(cgroup=cgroup_dir) as l2:
+            assert l1.info().attach_type == AttachType.CGROUP_INET4_CONNECT
+            assert l2.info().attach_type == AttachType.CGROUP_SOCK_OPS
+            child.connect(3, port)
+            assert (obj.bss["connects"], obj.bss["tcp_connects"]) == (3, 3)
+            with socket.create_connection(("127.0.0.1", port), timeout=5):   # from outside
+                pass
+            assert (obj.bss["connects"], obj.bss["tcp_connects"]) == (3, 3)
+        child.connect(2, port)
+        assert (obj.bss["connects"], obj.bss["tcp_connects"]) == (3, 3)
 
 
 def test_drop_egress_fails_the_childs_sendto_with_eperm(obj, cgroup_dir, listener):
