@@ -18,6 +18,7 @@ import pytest
 
 import bpfload
 from bpfload import LinkType
+from bpfload.link.iter import IterLink
 from conftest import REPO, bpf_object
 
 pytestmark = pytest.mark.kernel
@@ -63,7 +64,7 @@ def child():
 def test_task_iterator_lists_this_process_and_a_child(obj, child):
     link = obj.programs["dump_task"].attach()          # iter/task: the section is enough
     try:
-        assert isinstance(link, bpfload.link.iter.IterLink)
+        assert isinstance(link, IterLink)
         out = lines(link.read())
         assert f"{os.getpid()} {my_comm()}" in out
         with open(f"/proc/{child.pid}/comm") as f:
@@ -258,6 +259,10 @@ def test_pinned_iterator_is_read_like_a_file(obj, bpffs):
         link.pin(path)
         with open(path, "rb") as f:                     # any reader can run the pass
             assert f"{os.getpid()} {my_comm()}" in lines(f.read())
+        with IterLink.from_pin(path) as again:          # another process's way back to it
+            assert isinstance(again, IterLink) and again.id == link.id
+            assert again.program == "dump_task"
+            assert f"{os.getpid()} {my_comm()}" in lines(again.read())
         link.unpin()
     assert not path.exists()
 

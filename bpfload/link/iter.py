@@ -47,6 +47,9 @@ class IterLink(Link):
     Each :meth:`read` or :meth:`open` starts a fresh pass (a new
     ``BPF_ITER_CREATE`` fd); the link itself stays attached until closed
     and can be updated with another program of the same ``iter/KIND``.
+    A pinned iterator link is read by opening its pin like a file, or
+    reopened with ``IterLink.from_pin(path)`` (``Link.from_pin`` gives a
+    plain :class:`~bpfload.Link` without :meth:`read`).
     """
 
     def read(self) -> bytes:
