@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+import stat
 from typing import Any, Optional, Tuple, Union
 
 from .. import errors
@@ -104,17 +105,12 @@ def open_cgroup(cgroup: Any, *, program: Optional[str] = None,
         raise errors.AttachError(f"{what} is not an open file ({e.strerror})", program=program,
                                  hook=hook or what, err=e.errno or 0) from None
     problem = _not_cgroup2(what, _fstype_of_dev(st.st_dev))
-    if problem is None and not _is_dir(st.st_mode):
+    if problem is None and not stat.S_ISDIR(st.st_mode):
         problem = f"{what} is not a directory (pass a cgroup v2 directory)"
     if problem is not None:
         _release(fd, owned)
         raise errors.AttachError(problem, program=program, hook=hook or what)
     return fd, owned, what
-
-
-def _is_dir(mode: int) -> bool:
-    import stat
-    return stat.S_ISDIR(mode)
 
 
 def _release(fd: FD, owned: bool) -> None:
