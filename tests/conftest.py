@@ -15,8 +15,10 @@ import contextlib
 import ctypes
 import errno
 import gc
+import importlib
 import os
 import pathlib
+import shutil
 import warnings
 
 import pytest
@@ -43,14 +45,37 @@ def _probe_kernel() -> str | None:
     return _kernel_state[0]
 
 
+def unavailable(why: str):
+    """Skip for a missing tool, file or kernel feature -- or fail under
+    BPFLOAD_REQUIRE_KERNEL=1 (CI), where everything the tests need is
+    installed and a skip could hide a regression.  The one way a test skips."""
+    if REQUIRE_KERNEL:
+        pytest.fail(f"BPFLOAD_REQUIRE_KERNEL=1 but {why}")
+    pytest.skip(why)
+
+
+def need_tool(name: str, package: str) -> str:
+    """The path of command *name*, or unavailable() naming the package that provides it."""
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"{name} is not installed ({package})")
+    return path
+
+
+def need_module(name: str, why: str = "it is in the [test] extra"):
+    """Import and return module *name*, or unavailable()."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        unavailable(f"cannot import {name!r} ({why}): {e}")
+
+
 @pytest.fixture
 def kernel():
     """Require a kernel that lets this process use bpf(2)."""
     why = _probe_kernel()
     if why:
-        if REQUIRE_KERNEL:
-            pytest.fail(f"BPFLOAD_REQUIRE_KERNEL=1 but {why}")
-        pytest.skip(why)
+        unavailable(why)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -128,9 +153,7 @@ def bpffs(tmp_path, kernel):
     try:
         mount_bpffs(str(root))
     except OSError as e:
-        if REQUIRE_KERNEL:
-            pytest.fail(f"cannot mount bpffs: {e}")
-        pytest.skip(f"cannot mount bpffs: {e}")
+        unavailable(f"cannot mount bpffs: {e}")
     try:
         yield root
     finally:

@@ -42,7 +42,7 @@ import bpfload
 from bpfload._core import insn as _insn
 from bpfload._core import syscall as _sys
 
-from conftest import REPO, REQUIRE_KERNEL, bpf_object
+from conftest import REPO, bpf_object, unavailable
 
 pytestmark = pytest.mark.kernel
 
@@ -94,24 +94,18 @@ def _missing_reference() -> Optional[str]:
     return None
 
 
-def _unavailable(why: str):
-    if REQUIRE_KERNEL:
-        pytest.fail(f"BPFLOAD_REQUIRE_KERNEL=1 but the libbpf reference is unavailable: {why}")
-    pytest.skip(why)
-
-
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory) -> str:
     why = _missing_reference()
     if why:
-        _unavailable(why)
+        unavailable(why)
     out = tmp_path_factory.mktemp("libbpf") / "libbpf_driver"
     cc = shutil.which(os.environ.get("CC", "cc"))
     r = subprocess.run([cc, "-O1", "-Wall", "-Werror", "-o", str(out), str(DRIVER_SRC), "-lbpf"],
                        capture_output=True, text=True)
     if r.returncode:
         if "-lbpf" in r.stderr or "cannot find" in r.stderr or "No such file" in r.stderr:
-            _unavailable(f"cannot build the libbpf driver (libbpf-dev?): {r.stderr.strip()}")
+            unavailable(f"cannot build the libbpf driver (libbpf-dev?): {r.stderr.strip()}")
         pytest.fail(f"the libbpf driver does not compile:\n{r.stderr}")
     return str(out)
 

@@ -16,6 +16,8 @@ import zipfile
 
 import pytest
 
+from conftest import need_module
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -28,7 +30,7 @@ def _run(*cmd, cwd=None, timeout=900):
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
-    pytest.importorskip("build", reason="the 'build' package is in the [test] extra")
+    need_module("build")
     out = tmp_path_factory.mktemp("dist")
     _run(sys.executable, "-m", "build", "--sdist", "--outdir", out, REPO)
     sdist = next(out.glob("bpfload-*.tar.gz"))
