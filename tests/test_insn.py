@@ -554,6 +554,8 @@ def outcome(fn, *args):
     try:
         result = fn(*args)
     except Exception as exc:  # compared, never swallowed: the twins must agree
+        # ... on an error of the family (bad input), never on a crash of either twin
+        assert isinstance(exc, (BpfError, TypeError, ValueError)), f"{fn}: {exc!r}"
         return ("raise", type(exc), str(exc))
     if isinstance(result, (pyinsn.LinkedProgram, cinsn.LinkedProgram)):
         return ("ok", result.name, bytes(result.insns), result.layout, result.relocs)
