@@ -182,6 +182,17 @@ def pins(root) -> list:
     return sorted(p for p in os.listdir(root) if p not in ("maps.debug", "progs.debug"))
 
 
+def sysfs_cpus(which: str) -> list[int]:
+    """CPU ids from /sys/devices/system/cpu/{possible,online}, parsed here (the tests'
+    own reference, independent of bpfload.possible_cpus()/online_cpus())."""
+    text = pathlib.Path(f"/sys/devices/system/cpu/{which}").read_text().strip()
+    out: list[int] = []
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
 def bpf_object(name: str) -> pathlib.Path:
     """Path of a committed object in bpf/ (``"globals"`` -> bpf/globals.bpf.o)."""
     p = BPF_DIR / (name if name.endswith(".o") else f"{name}.bpf.o")

@@ -15,17 +15,17 @@ import time
 import pytest
 
 import bpfload
-from bpfload import MapType, possible_cpus
+from bpfload import MapType
 from bpfload._core import syscall as _sys
 from bpfload.events.poll import (
     EventConfigError, MapPoller, MapTypeError, ReaderClosedError, Sample, Snapshot,
     StaleSnapshotError,
 )
-from conftest import need_module
+from conftest import need_module, sysfs_cpus
 
 pytestmark = pytest.mark.kernel
 
-NCPU = len(possible_cpus())
+NCPU = len(sysfs_cpus("possible"))
 BPF_MAP_LOOKUP_BATCH = 24
 ENOTSUPP = 524
 BPF_F_NO_PREALLOC = 1

@@ -19,9 +19,9 @@ from bpfload.btf import (Btf, Enum, EnumValue, Float, Int, IntEncoding, Member, 
                          Struct, TypeTag, Typedef, Union)
 from bpfload.btf.typed import Codec, codec_for, fetch_btf
 
-from conftest import bpf_object
+from conftest import bpf_object, sysfs_cpus
 
-NCPU = len(bpfload.possible_cpus())
+NCPU = len(sysfs_cpus("possible"))
 
 # What bpf/typed_values.bpf.c's typed_fill writes and typed_check expects
 # (count aside: addr + port / 0x1122334455667788).
