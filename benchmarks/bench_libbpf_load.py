@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import pathlib
 import shlex
 import subprocess
 import time
