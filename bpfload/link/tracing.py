@@ -225,8 +225,7 @@ def attach_probe_event(prog: Any, kind: str, target: str, *, retprobe: bool = Fa
     the kprobe/uprobe PMU (before 4.17); :func:`attach_kprobe` uses it then.
     Raises :class:`bpfload.AttachError`; nothing is left behind on failure.
     """
-    hook = f"{'uretprobe' if kind == 'uprobe' and retprobe else 'kretprobe' if retprobe else kind}" \
-        f" {target} (tracefs)"
+    hook = f"{kind.replace('probe', 'retprobe') if retprobe else kind} {target} (tracefs)"
     if prog.type != ProgType.KPROBE:
         raise errors.AttachError(f"a {_type_name(prog)} program cannot attach to a {kind} "
                                  "(it needs a KPROBE program)", program=prog.name, hook=hook)
@@ -239,7 +238,9 @@ def attach_probe_event(prog: Any, kind: str, target: str, *, retprobe: bool = Fa
     except BaseException:
         event.close()
         raise
-    # Link.close() releases holds last-first: the event goes after the perf event.
+    # The Link owns the event too.  Link.close() releases its holds last-first, so the
+    # event (first) is removed after the perf event is closed: the kernel refuses to
+    # remove a probe event that is still open.
     link._holds.insert(0, event)
     return link
 
