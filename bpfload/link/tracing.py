@@ -3,7 +3,20 @@ fexit, fmod_ret, lsm), kprobes and perf events.
 
 Each function takes a loaded :class:`bpfload.Program` and returns the
 :class:`bpfload.Link` that owns the attachment; each raises
-:class:`bpfload.AttachError` naming the program and the hook.
+:class:`bpfload.AttachError` naming the program and the hook, and leaves no
+fd, perf event or tracefs probe behind when it fails.
+
+* :func:`attach_tracepoint`: a ``PERF_TYPE_TRACEPOINT`` perf event for the
+  tracefs id of CAT/NAME (:mod:`bpfload.link.tracefs`), then a perf link
+  (or ``PERF_EVENT_IOC_SET_BPF``, see :mod:`bpfload.link.perf`).
+* :func:`attach_raw_tracepoint`, :func:`attach_trace`: BPF links without a
+  perf event.
+* :func:`attach_kprobe`: the kprobe PMU when the kernel has one, else a
+  tracefs ``kprobe_events`` probe (:func:`attach_probe_event`); a kernel
+  with neither gets an error naming ``CONFIG_KPROBES``.
+  :func:`kprobe_perf_attr` shows the attr without a syscall.
+* :func:`attach_perf_event`: one given perf event, or one event per online
+  CPU owned by a single Link that is not a BPF link (see its docstring).
 """
 from __future__ import annotations
 
