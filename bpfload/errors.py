@@ -298,6 +298,12 @@ _ATTACH_HINTS = {
     ("tracepoint", _errno.ENOENT): "no such tracepoint (see /sys/kernel/tracing/events)",
     ("kprobe", _errno.ENOENT): "no such kernel function, or it cannot be probed",
     ("uprobe", _errno.ENOENT): "no such file or symbol",
+    ("perf_event", _errno.ENOENT): "this PMU has no such event (check type and config)",
+    ("perf_event", _errno.EINVAL): "the kernel refused the event attributes (type, config, or "
+    "a sample_freq above kernel.perf_event_max_sample_rate)",
+    ("perf_event", _errno.EACCES): "perf_event_open needs CAP_PERFMON (or root), or a lower "
+    "kernel.perf_event_paranoid",
+    ("tracepoint", _errno.EACCES): "perf_event_open needs CAP_PERFMON (or root) for tracepoints",
     ("netfilter", _errno.EINVAL): "invalid pf/hooknum/priority (priority must not be "
     "NF_IP_PRI_FIRST or NF_IP_PRI_LAST), or the hook does not exist",
     ("link", _errno.EINVAL): "this link kind does not support the operation, or the new "
