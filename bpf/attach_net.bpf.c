@@ -22,8 +22,10 @@
  *                              them (XDP_DROP); passes everything else.
  *   tcx_in      (tcx/ingress): echo requests in counts[3]; TC_ACT_OK.
  *   tcx_out     (tcx/egress):  echo replies in counts[4]; TC_ACT_OK.
- *   tc_count    (tc):          echo requests in counts[5]; TC_ACT_OK (the
- *                              program for the clsact/cls_bpf netlink path).
+ *   tc_count    (tc):          echo requests in counts[5]; TC_ACT_UNSPEC, so
+ *                              the next filter runs too (the program for the
+ *                              clsact/cls_bpf netlink path: two filters of it
+ *                              both count).
  *   nf_local_out (netfilter):  IPv4 UDP to port cfg[0] in counts[6];
  *                              NF_ACCEPT.
  *   sock_count  (socket):      every datagram the socket receives in
@@ -41,6 +43,7 @@
 #define ICMP_ECHOREPLY_ 0
 #define ICMP_ECHO_ 8
 #define TC_ACT_OK 0
+#define TC_ACT_UNSPEC (-1)
 #define NF_ACCEPT 1
 
 enum { C_XDP, C_XDP2, C_XDP_DROP, C_TCX_IN, C_TCX_OUT, C_TC, C_NF, C_SOCK, C_SK_MSG, C_MAX = 16 };
@@ -150,7 +153,7 @@ int tc_count(struct __sk_buff *skb)
 {
 	if (icmp_type((void *)(long)skb->data, (void *)(long)skb->data_end) == ICMP_ECHO_)
 		bump(C_TC);
-	return TC_ACT_OK;
+	return TC_ACT_UNSPEC;	/* next filter / tcx program, then the default */
 }
 
 SEC("netfilter")
