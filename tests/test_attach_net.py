@@ -287,6 +287,57 @@ def test_tc_netlink_keeps_a_clsact_it_did_not_add(veth, obj):
     assert _has_clsact(veth)
 
 
+def test_tc_netlink_egress_from_the_section(veth, obj):
+    with obj.programs["tcx_out"].attach_tc(veth.host, direction=None, netlink=True) as link:
+        assert "egress" in link.hook
+        assert "tcx_out" in _filters(veth, "egress") and "tcx_out" not in _filters(veth)
+        assert veth.ping(2) == 2
+        assert count(obj, C_TCX_OUT) == 2
+    assert "tcx_out" not in _filters(veth, "egress") and not _has_clsact(veth)
+
+
+def test_rtnetlink_primitives(veth, obj):
+    from bpfload.link.netlink import NetlinkError, RtNetlink, clsact_parent
+    ing, eg = clsact_parent("ingress"), clsact_parent("egress")
+    assert (ing, eg) == (0xFFFFFFF2, 0xFFFFFFF3)
+    fd = obj.programs["tc_count"].fd
+    with RtNetlink() as nl:
+        with pytest.raises(NetlinkError) as ei:             # no clsact yet
+            nl.add_bpf_filter(veth.ifindex, ing, 1, 1, fd, "x")
+        assert ei.value.errno == errno.EINVAL and ei.value.extack   # the kernel's own words
+        assert nl.add_clsact(veth.ifindex) is True
+        assert nl.add_clsact(veth.ifindex) is False           # already there
+        assert (0xFFFF0000, 0xFFFFFFF1, "clsact") in nl.qdiscs(veth.ifindex)
+        nl.add_bpf_filter(veth.ifindex, ing, 7, 0x42, fd, "tc_count")
+        assert "pref 7" in _filters(veth) and "handle 0x42" in _filters(veth)
+        (f,) = nl.filters(veth.ifindex, ing)
+        assert (f.parent, f.priority, f.protocol, f.handle, f.kind) == (ing, 7, 0x0003, 0x42, "bpf")
+        assert nl.filters(veth.ifindex, eg) == []
+        with pytest.raises(NetlinkError) as ei:
+            nl.add_bpf_filter(veth.ifindex, ing, 7, 0x42, fd, "tc_count")
+        assert ei.value.errno == errno.EEXIST
+        nl.del_filter(veth.ifindex, ing, 7, 0x42)
+        assert "tc_count" not in _filters(veth)
+        nl.del_clsact(veth.ifindex)
+        assert not _has_clsact(veth)
+        with pytest.raises(NetlinkError) as ei:
+            nl.add_clsact(999999)
+        assert ei.value.errno == errno.ENODEV
+
+
+def test_links_close_cleanly_after_the_interface_is_gone(veth, obj):
+    xdp = obj.programs["xdp_count"].attach_xdp(veth.host)
+    tcx = obj.programs["tcx_in"].attach_tc(veth.host)
+    nl = obj.programs["tc_count"].attach_tc(veth.host, netlink=True)
+    try:
+        veth.down()
+        assert xdp.info().ifindex == 0 and tcx.info().ifindex == 0   # the kernel detached them
+        nl.detach()                              # filter and device gone: nothing to undo
+    finally:
+        for link in (xdp, tcx, nl):
+            link.close()
+
+
 def test_tc_errors(obj):
     with pytest.raises(bpfload.AttachError, match="no such interface"):
         obj.programs["tcx_in"].attach_tc("bfnope0")
@@ -424,15 +475,23 @@ def test_socket_filter_socket_closed_first(obj):
     link.close()
     # an int fd whose number is reused for another socket is left alone
     a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    link = obj.programs["sock_count"].attach_socket(a.fileno())
+    stale = obj.programs["sock_count"].attach_socket(a.fileno())
     num = a.fileno()
     a.close()
     b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         assert b.fileno() == num
-        link.close()                            # must not touch b
+        b.bind(("127.0.0.1", 0))
+        b.settimeout(2)
+        with obj.programs["sock_count"].attach_socket(b):
+            stale.close()                       # must not take b's filter away
+            assert _send(b, tx, 2) == 2
+            assert count(obj, C_SOCK) == 2
     finally:
+        stale.close()
         b.close()
+        tx.close()
 
 
 def test_socket_filter_errors(obj):

@@ -186,7 +186,7 @@ def attach_tc(prog: Any, iface: Union[str, int], *, direction: Optional[str] = N
         except errors.SyscallError as e:
             if netlink is not None or e.errno != _errno.EINVAL:
                 raise errors.attach_error(e.command, e.errno, program=prog.name,
-                                          hook=f"tcx {direction} on {name}", family="tc") from e
+                                          hook=f"tcx {direction} on {name}", family="tcx") from e
             log.debug("tcx link for %s on %s refused (EINVAL): using clsact/cls_bpf",
                       prog.name, name)
         else:

@@ -55,6 +55,7 @@ TC_H_MIN_EGRESS = 0xFFF3
 CLSACT_HANDLE = 0xFFFF0000
 ETH_P_ALL = 0x0003
 
+_TIMEOUT = 10.0   # seconds to wait for the kernel's answer (it answers at once)
 _NLMSGHDR = struct.Struct("=IHHII")
 _TCMSG = struct.Struct("=BxxxiIII")
 _NLATTR = struct.Struct("=HH")
@@ -123,6 +124,7 @@ class RtNetlink:
                                    NETLINK_ROUTE)
         try:
             self._sock.bind((0, 0))
+            self._sock.settimeout(_TIMEOUT)
             try:
                 self._sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
             except OSError:   # pragma: no cover - kernels before 4.12: no messages
@@ -154,7 +156,10 @@ class RtNetlink:
         self._sock.sendto(msg, (0, 0))
         out: List[Tuple[int, bytes]] = []
         while True:
-            data = self._sock.recv(1 << 16)
+            try:
+                data = self._sock.recv(1 << 16)
+            except socket.timeout:
+                raise NetlinkError(_errno.ETIMEDOUT, f"{what}: no answer from the kernel") from None
             off = 0
             while off + _NLMSGHDR.size <= len(data):
                 n, rtype, rflags, rseq, _ = _NLMSGHDR.unpack_from(data, off)
