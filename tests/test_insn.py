@@ -736,7 +736,6 @@ def specs_from_object(path):
         return fns
 
 
-@pytest.mark.skipif(not os.path.exists(SUBPROG_OBJ), reason="bpf/subprog.bpf.o not built")
 class TestRealObject:
     def test_subprog_object(self, mod):
         fns = specs_from_object(SUBPROG_OBJ)

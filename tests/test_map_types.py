@@ -18,6 +18,7 @@ import pytest
 import bpfload
 from bpfload import BPF_EXIST, AttachType, Map, MapFlags, MapType, ProgType
 from bpfload._core import syscall as _sys
+from conftest import unavailable
 
 pytestmark = pytest.mark.kernel
 
@@ -73,7 +74,7 @@ PERF_FLAG_FD_CLOEXEC = 8
 def perf_event_bpf_output(cpu: int = 0) -> int:
     """A PERF_COUNT_SW_BPF_OUTPUT event on *cpu*: what a PERF_EVENT_ARRAY slot holds."""
     if _NR_PERF_EVENT_OPEN is None:
-        pytest.skip(f"perf_event_open syscall number unknown for {os.uname().machine}")
+        unavailable(f"perf_event_open syscall number unknown for {os.uname().machine}")
     attr = _PerfEventAttr(type=PERF_TYPE_SOFTWARE, size=ctypes.sizeof(_PerfEventAttr),
                           config=PERF_COUNT_SW_BPF_OUTPUT, sample_period=1,
                           sample_type=PERF_SAMPLE_RAW, wakeup_events=1)
@@ -97,7 +98,7 @@ def cgroup_dir() -> str:
     for fstype in ("cgroup2", "cgroup"):
         if mounts.get(fstype):
             return mounts[fstype][0]
-    pytest.skip("no cgroup filesystem mounted")
+    unavailable("no cgroup filesystem mounted")
 
 
 # -- arrays ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from bpfload.events.poll import (
     EventConfigError, MapPoller, MapTypeError, ReaderClosedError, Sample, Snapshot,
     StaleSnapshotError,
 )
+from conftest import need_module
 
 pytestmark = pytest.mark.kernel
 
@@ -221,7 +222,7 @@ def test_empty_and_full_maps():
 # views, NumPy, staleness, timing
 
 def test_views_numpy_copy_and_staleness():
-    np = pytest.importorskip("numpy")
+    np = need_module("numpy")
     with bpfload.Map.create(MapType.PERCPU_HASH, 4, 16, 8, name="pn") as m:
         for k in range(5):
             m[k] = [struct.pack("=QQ", k, 2 * k)] * NCPU
