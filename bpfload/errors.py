@@ -291,7 +291,7 @@ _ATTACH_HINTS = {
     "excludes this one (e.g. XDP in another mode, or a netlink-attached program)",
     ("*", _errno.E2BIG): "too many programs are attached to this hook",
     ("*", _errno.ENOMEM): "out of memory (or memlock limit)",
-    ("xdp", _errno.EEXIST): "an XDP program is attached to this interface in another mode "
+    ("xdp", _errno.EEXIST): "another XDP program is attached to this interface in another mode "
     "(native and generic XDP exclude each other); detach it first",
     ("xdp", _errno.EBUSY): "another XDP program is attached to this interface: close its link, "
     "or, if it was attached without a link (e.g. by ip link), remove it with "
