@@ -24,7 +24,7 @@ import pytest
 import bpfload
 from bpfload import AttachType, LinkType
 from bpfload.link.net import NF_INET_LOCAL_OUT, NFPROTO_IPV4
-from conftest import REPO, bpf_object
+from conftest import REPO, bpf_object, need_tool
 
 pytestmark = pytest.mark.kernel
 
@@ -110,6 +110,8 @@ class Veth:
 
 @pytest.fixture
 def veth():
+    need_tool("ip", "iproute2")
+    need_tool("tc", "iproute2")
     v = Veth()
     try:
         v.up()
