@@ -80,6 +80,7 @@ class Veth:
         self.host_ip, self.peer_ip = f"{net}.1", f"{net}.2"
 
     def up(self) -> None:
+        self.down()                              # what a killed earlier run may have left
         _run("ip", "netns", "add", self.ns)
         _run("ip", "link", "add", self.host, "type", "veth", "peer", "name", self.peer,
              "netns", self.ns)
@@ -195,6 +196,8 @@ def test_xdp_errors(obj):
     assert ei.value.errno == errno.ENODEV and ei.value.program == "xdp_count"
     with pytest.raises(bpfload.AttachError, match="no such interface ifindex 999999"):
         obj.programs["xdp_count"].attach_xdp(999999)
+    with pytest.raises(bpfload.AttachError, match="no such interface ifindex -1"):
+        obj.programs["xdp_count"].attach_xdp(-1)
     with pytest.raises(bpfload.AttachError, match="takes XDP programs, not a SCHED_CLS"):
         obj.programs["tc_count"].attach_xdp("lo")
     with pytest.raises(bpfload.AttachError, match="unknown XDP mode 'turbo'"):

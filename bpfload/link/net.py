@@ -93,7 +93,7 @@ def _interface(prog: Any, iface: Union[str, int], kind: str) -> Tuple[int, str]:
         if isinstance(iface, int):
             return iface, socket.if_indextoname(iface)
         return socket.if_nametoindex(iface), iface
-    except (OSError, ValueError):
+    except (OSError, ValueError, OverflowError):
         what = f"ifindex {iface}" if isinstance(iface, int) else repr(iface)
         raise errors.AttachError(f"no such interface {what} in this network namespace",
                                  program=prog.name, hook=f"{kind} on {iface}",
