@@ -62,6 +62,8 @@ EXCLUDED = {
     "parse_btf": ("a parse-only object: the verifier refuses core_prog under both loaders",
                   "BPF program load failed"),
     "verifier_reject": ("made to be refused by the verifier", "BPF program load failed"),
+    "attach_net": ("tcx/ingress, tcx/egress and netfilter sections: libbpf 1.1 predates them "
+                   "(1.3 and 1.2 added them)", "missing BPF prog type, check ELF section name"),
     "sections": ("one program per section prefix, fentry/lsm among them: this kernel refuses "
                  "trampoline programs with EPERM under both loaders",
                  "Operation not permitted"),
