@@ -23,7 +23,7 @@ import bpfload
 from bpfload import AttachType, LinkType
 from bpfload._core import syscall as _sys
 from bpfload.link.cgroup import BPF_F_ALLOW_MULTI
-from conftest import bpf_object
+from conftest import bpf_object, unavailable
 
 pytestmark = pytest.mark.kernel
 
@@ -70,7 +70,7 @@ def cgroup2_root() -> str:
             fields = line.split()
             if len(fields) > 2 and fields[2] == "cgroup2":
                 return fields[1]
-    pytest.skip("no cgroup2 mount on this machine")
+    unavailable("no cgroup2 mount on this machine")
 
 
 @pytest.fixture
