@@ -264,6 +264,9 @@ def test_pinned_iterator_is_read_like_a_file(obj, bpffs):
             assert isinstance(again, IterLink) and again.id == link.id
             assert again.program == "dump_task"
             assert f"{os.getpid()} {my_comm()}" in lines(again.read())
+        with bpfload.Link.from_pin(path) as plain, bpfload.Link.from_id(link.id) as by_id:
+            assert isinstance(plain, IterLink) and isinstance(by_id, IterLink)
+            assert f"{os.getpid()} {my_comm()}" in lines(by_id.read())
         link.unpin()
     assert not path.exists()
 

@@ -48,8 +48,8 @@ class IterLink(Link):
     ``BPF_ITER_CREATE`` fd); the link itself stays attached until closed
     and can be updated with another program of the same ``iter/KIND``.
     A pinned iterator link is read by opening its pin like a file, or
-    reopened with ``IterLink.from_pin(path)`` (``Link.from_pin`` gives a
-    plain :class:`~bpfload.Link` without :meth:`read`).
+    reopened with ``Link.from_pin(path)`` / ``Link.from_id(id)``, which give
+    an IterLink for an iterator link.
     """
 
     def read(self) -> bytes:
@@ -87,6 +87,9 @@ class IterLink(Link):
                                       family="iter", op="read",
                                       message="cannot start a pass") from e
         return io.FileIO(fd.detach(), "rb", closefd=True)
+
+
+Link._by_type[LinkType.ITER] = IterLink
 
 
 def _fd_of(obj: Any, what: str) -> int:
