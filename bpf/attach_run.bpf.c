@@ -10,7 +10,11 @@
  *           ring buffer `events`; when the ring is full the record is
  *           dropped and `dropped` (.bss) counts it.
  *
- *   target_tgid (.rodata): set before load (`bpfload run --set target_tgid=PID`).
+ *       When comm_filter is not empty, only tasks whose comm starts with it
+ *       count (both filters apply when both are set).
+ *
+ *   target_tgid, comm_filter (.rodata): set before load
+ *       (`bpfload run --set target_tgid=PID --set comm_filter=NAME`).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -38,6 +42,7 @@ struct {
 } syscalls SEC(".maps");
 
 const volatile __u32 target_tgid = 0;
+const volatile char comm_filter[16] = "";
 __u64 dropped = 0;
 
 SEC("tp_btf/sys_enter")
@@ -47,9 +52,17 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
 	__u32 nr = (__u32)id;
 	__u64 one = 1, *cnt;
 	struct event *e;
+	char comm[16];
 
 	if (target_tgid && tgid != target_tgid)
 		return 0;
+	bpf_get_current_comm(comm, sizeof(comm));
+	for (int i = 0; i < sizeof(comm); i++) {
+		if (!comm_filter[i])
+			break;
+		if (comm_filter[i] != comm[i])
+			return 0;
+	}
 	cnt = bpf_map_lookup_elem(&syscalls, &nr);
 	if (!cnt && bpf_map_update_elem(&syscalls, &nr, &one, BPF_NOEXIST) != 0)
 		cnt = bpf_map_lookup_elem(&syscalls, &nr);	/* another CPU created it */
@@ -62,7 +75,7 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
 	}
 	e->pid = tgid;
 	e->syscall_nr = nr;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	__builtin_memcpy(e->comm, comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

@@ -247,9 +247,9 @@ def add_list_parsers(prog_sub, map_sub, link_sub) -> None:
 def apply_sets(obj, sets: Sequence[str]) -> Dict[str, Any]:
     """Apply ``VAR=VALUE`` assignments to ``obj.rodata`` (before load).
 
-    VALUE is an int (``int(VALUE, 0)``: 10, 0x1f, 0o17) or, for a variable
-    that is not a 1/2/4/8-byte integer (a char array), a string stored
-    NUL-padded.  Raises :class:`UsageError` for a malformed assignment, an
+    VALUE is an int (``int(VALUE, 0)``: 10, 0x1f, 0o17) for a variable
+    whose BTF type is an integer or enum; for any other variable (a char
+    array) it is a string, stored NUL-padded.  Raises :class:`UsageError` for a malformed assignment, an
     unknown variable or a value that does not fit.
     """
     done: Dict[str, Any] = {}
@@ -263,11 +263,15 @@ def apply_sets(obj, sets: Sequence[str]) -> Dict[str, Any]:
             raise UsageError(f"--set {var}: object {obj.name!r} has no .rodata variable {var!r} "
                              f"(has: {have})")
         size = obj.spec.variables[var].size
+        is_int = isinstance(obj.rodata[var], int)     # BTF says integer/enum
         try:
             value: Any = int(text, 0)
         except ValueError:
+            if is_int:
+                raise UsageError(f"--set {var}: {text!r} is not an integer (10, 0x1f, 0o17)") \
+                    from None
             value = None
-        if value is None or size not in (1, 2, 4, 8):
+        if not is_int:
             raw = text.encode()
             if len(raw) >= size:
                 raise UsageError(f"--set {var}: {text!r} does not fit {var} ({size} bytes with "
