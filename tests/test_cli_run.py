@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
+import queue
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 import pytest
@@ -69,26 +71,61 @@ def helper(comm: str = "blhelper"):
         h.stdout.close()
 
 
-def _readline(p, timeout: float = 20.0) -> str:
-    r, _, _ = select.select([p.stdout], [], [], timeout)
-    assert r, "bpfload run printed nothing in time"
-    line = p.stdout.readline()
-    assert line, f"bpfload run ended early: {p.wait()} {p.stderr.read()}"
-    return line
+class Run:
+    """``bpfload run`` as a subprocess whose stdout lines are read by a thread
+    (select() on a buffered pipe misses lines that already sit in the buffer)."""
+
+    def __init__(self, args):
+        self.err = tempfile.TemporaryFile(mode="w+")
+        self.p = subprocess.Popen(CLI + ["run"] + [str(a) for a in args], stdout=subprocess.PIPE,
+                                  stderr=self.err, text=True)
+        self.q: queue.Queue = queue.Queue()
+        self.t = threading.Thread(target=self._pump, daemon=True)
+        self.t.start()
+
+    def _pump(self):
+        for line in self.p.stdout:
+            self.q.put(line)
+        self.q.put(None)
+
+    def readline(self, timeout: float = 20.0) -> str:
+        try:
+            line = self.q.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("bpfload run printed nothing in time") from None
+        assert line is not None, f"bpfload run ended early: {self.finish()}"
+        return line
+
+    def finish(self, timeout: float = 30.0):
+        """Wait for the exit -> (rest of stdout, stderr); returncode in ``self.p``."""
+        self.p.wait(timeout=timeout)
+        self.t.join(timeout)
+        lines = []
+        while True:
+            line = self.q.get(timeout=timeout)
+            if line is None:
+                break
+            lines.append(line)
+        self.q.put(None)
+        self.err.seek(0)
+        return "".join(lines), self.err.read()
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+        self.t.join(10)
+        self.p.stdout.close()
+        self.err.close()
 
 
 @contextlib.contextmanager
 def run_cli(*args):
-    p = subprocess.Popen(CLI + ["run"] + [str(a) for a in args], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    r = Run(args)
     try:
-        yield p
+        yield r
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stdout.close()
-        p.stderr.close()
+        r.close()
 
 
 def _load(tgid: int = 0):
@@ -162,7 +199,7 @@ def test_run_prints_the_helpers_syscalls_polls_and_stops_at_duration():
             bpf_object("attach_run"), "--set", f"target_tgid={hpid}", "--events", "events",
             "--event-type", "event", "--poll", "syscalls", "--interval", "0.5",
             "--duration", "3", "--json") as p:
-        first = json.loads(_readline(p))
+        first = json.loads(p.readline())
         assert first["type"] == "attached" and first["set"] == {"target_tgid": hpid}
         assert [ln["program"] for ln in first["links"]] == ["on_sys_enter"]
         # attached for real: the kernel lists its link
@@ -172,8 +209,8 @@ def test_run_prints_the_helpers_syscalls_polls_and_stops_at_duration():
         prog_id = listed[link_id].prog_id
         syscalls(n)
         t0 = time.monotonic()
-        out, err = p.communicate(timeout=30)
-        assert p.returncode == 0, err
+        out, err = p.finish()
+        assert p.p.returncode == 0, err
         assert "Traceback" not in err
     lines = [json.loads(x) for x in out.splitlines()]
     assert all(ln["type"] in ("event", "poll", "summary") for ln in lines)
@@ -202,19 +239,19 @@ def test_run_stops_on_sigint_detaches_and_prints_hex_events():
     with helper() as (hpid, syscalls), run_cli(
             bpf_object("attach_run"), "--set", f"target_tgid={hpid:#x}", "--events", "events",
             "--json") as p:
-        first = json.loads(_readline(p))
+        first = json.loads(p.readline())
         link_id = first["links"][0]["id"]
         syscalls(n)
         seen = 0
         while seen < n:       # events arrive while it runs, not only at the end
-            e = json.loads(_readline(p))
+            e = json.loads(p.readline())
             pid, nr = struct.unpack_from("=II", bytes.fromhex(e["hex"]))
             assert pid == hpid and len(e["hex"]) == 48
             seen += nr == NR_GETPPID
         assert link_id in {ln.id for ln in bpfload.links()}
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=30)
-        assert p.returncode == 0 and "Traceback" not in err and "KeyboardInterrupt" not in err
+        p.p.send_signal(signal.SIGINT)
+        out, err = p.finish()
+        assert p.p.returncode == 0 and "Traceback" not in err and "KeyboardInterrupt" not in err
         summary = json.loads(out.splitlines()[-1])
         assert summary["stopped_by"] == "SIGINT" and summary["events"] >= n
         assert summary["detached"] == ["on_sys_enter"]
@@ -227,10 +264,10 @@ def test_run_sets_char_array_and_zero_tgid_means_any_process():
     with helper(comm) as (hpid, syscalls), run_cli(
             bpf_object("attach_run"), "--set", "target_tgid=0", "--set", f"comm_filter={comm}",
             "--events", "events", "--event-type", "struct event", "--duration", "2") as p:
-        assert _readline(p).startswith("attached on_sys_enter -> tp_btf sys_enter")
+        assert p.readline().startswith("attached on_sys_enter -> tp_btf sys_enter")
         syscalls(n)
-        out, err = p.communicate(timeout=30)
-        assert p.returncode == 0, err
+        out, err = p.finish()
+        assert p.p.returncode == 0, err
     events = [ln for ln in out.splitlines() if " events: " in ln and "pid=" in ln]
     assert events and all(f"pid={hpid} " in ln and f"comm={comm}" in ln for ln in events)
     assert sum(f"syscall_nr={NR_GETPPID} " in ln for ln in events) == n

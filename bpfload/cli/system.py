@@ -16,6 +16,7 @@ prints a summary.  With ``--json`` every line is one JSON object with a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -105,7 +106,6 @@ def cmd_prog_show(args) -> int:
     with fd:
         info = ProgramInfo.from_fd(fd.fileno())
     pins = pinned_objects(args.pin_root) if args.pin_root else {}
-    import dataclasses
     rec = ProgramRecord(**{f.name: getattr(info, f.name) for f in dataclasses.fields(info)},
                         pinned=pins.get(("prog", info.id), ()))
     d = _prog_dict(rec, _boot_offset())
@@ -191,7 +191,6 @@ def _jsonish(v):
 
 
 def _link_dict(ln, prog_names: Dict[int, str]) -> Dict[str, Any]:
-    import dataclasses
     d = {f.name: _jsonish(getattr(ln, f.name)) for f in dataclasses.fields(ln)
          if getattr(ln, f.name) is not None}
     d["prog_name"] = prog_names.get(ln.prog_id, "")
@@ -511,7 +510,7 @@ def _emit_polls(pollers, start, emit, totals, final: bool = False) -> None:
              f"changed: {body or 'none'}{more}")
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str) -> float:
     try:
         return float(text)
     except ValueError:
@@ -541,9 +540,9 @@ def add_run_parser(sub) -> None:
     p.add_argument("--poll", action="append", default=[], metavar="MAP[:sum]",
                    help="counter map to poll every interval (:sum adds per-CPU values); "
                    "repeatable")
-    p.add_argument("--interval", type=_positive_float, default=1.0,
+    p.add_argument("--interval", type=_number, default=1.0,
                    help="seconds between polls (default 1)")
-    p.add_argument("--duration", type=_positive_float, default=None,
+    p.add_argument("--duration", type=_number, default=None,
                    help="seconds to run (default: until SIGINT/SIGTERM)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_run)
