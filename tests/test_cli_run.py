@@ -274,6 +274,22 @@ def test_run_sets_char_array_and_zero_tgid_means_any_process():
     assert f"events: {len(events)} seen, 0 lost" in out
 
 
+def test_run_reads_a_perf_buffer_too():
+    n = 13
+    with helper() as (hpid, syscalls), run_cli(
+            bpf_object("attach_run_perf"), "--set", f"target_tgid={hpid}", "--events", "pevents",
+            "--event-type", "event", "--duration", "2", "--json") as p:
+        assert json.loads(p.readline())["links"][0]["program"] == "on_sys_enter_perf"
+        syscalls(n)
+        out, err = p.finish()
+        assert p.p.returncode == 0, err
+    lines = [json.loads(x) for x in out.splitlines()]
+    ev = [e for e in lines if e["type"] == "event"]
+    assert ev and all(e["data"]["pid"] == hpid and e["map"] == "pevents" for e in ev)
+    assert sum(e["data"]["syscall_nr"] == NR_GETPPID for e in ev) == n
+    assert lines[-1]["events"] == len(ev) and lines[-1]["lost"] == 0
+
+
 @pytest.mark.parametrize("args, msg", [
     (["--duration", "0"], "bpfload: --duration must be > 0"),
     (["--duration", "-2"], "bpfload: --duration must be > 0"),
