@@ -407,6 +407,21 @@ def cmd_run(args) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             old_handlers[sig] = signal.signal(sig, on_signal)
         try:
+            # readers first: a perf buffer drops what comes before its events are open
+            ring = None
+            if args.events:
+                m = obj.maps[args.events]
+                if m.type == MapType.RINGBUF:
+                    ring = RingBuffer(m, on_event)
+                elif m.type == MapType.PERF_EVENT_ARRAY:
+                    ring = PerfBuffer(m, lambda cpu, data: on_event(data), on_lost)
+                else:
+                    raise UsageError(f"--events {args.events}: a {_name(m.type)} map is not a "
+                                     "RINGBUF or PERF_EVENT_ARRAY map")
+                readers.append(ring)
+            for name, sum_cpus in polls:
+                pollers.append((name, MapPoller(obj.maps[name], interval=args.interval,
+                                                sum_cpus=sum_cpus)))
             obj.attach_all()
             if args.attach_all and obj.unattached:
                 raise errors.AttachError(
@@ -422,20 +437,6 @@ def cmd_run(args) -> int:
                            [f"running (pid {os.getpid()})" +
                             (f" for {args.duration:g}s" if args.duration else "") +
                             "; Ctrl-C to stop"]))
-            ring = None
-            if args.events:
-                m = obj.maps[args.events]
-                if m.type == MapType.RINGBUF:
-                    ring = RingBuffer(m, on_event)
-                elif m.type == MapType.PERF_EVENT_ARRAY:
-                    ring = PerfBuffer(m, lambda cpu, data: on_event(data), on_lost)
-                else:
-                    raise UsageError(f"--events {args.events}: a {_name(m.type)} map is not a "
-                                     "RINGBUF or PERF_EVENT_ARRAY map")
-                readers.append(ring)
-            for name, sum_cpus in polls:
-                pollers.append((name, MapPoller(obj.maps[name], interval=args.interval,
-                                                sum_cpus=sum_cpus)))
             deadline = start + args.duration if args.duration else None
             next_tick = start + args.interval
             while not stop:
