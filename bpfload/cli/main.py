@@ -2,6 +2,7 @@
 
     bpfload inspect OBJ [--json]            programs, maps, relocations of an object
     bpfload load OBJ --pin-root DIR         load, pin maps and programs under DIR
+             [--attach] [--set VAR=VALUE]   and attach, pinning links at DIR/links/<prog>
     bpfload demo [--duration S] [--rate PPS] [--json]   the main job
     bpfload map dump PIN_OR_ID [--json]     every entry, BTF-decoded where possible
     bpfload map poll PIN_OR_ID --interval S [--sum-cpus] [--rate] [--json]
