@@ -218,7 +218,7 @@ def links(*, pin_root: Optional[Union[str, os.PathLike]] = None) -> Iterator[Lin
     Yields :class:`LinkRecord` (``id``, ``type``, ``prog_id``, and the
     per-type fields of :class:`bpfload.LinkInfo`: ``tp_name``,
     ``attach_type``, ``ifindex``, ``cgroup_id`` ... and ``pinned``).  Raises
-    as :func:`programs`.  Linux 5.8+ (5.9 for the id walk of all link types).
+    as :func:`programs`.  Linux 5.8+ (link ids and BPF_LINK_GET_NEXT_ID).
     """
     pins = _pins(pin_root)
     for lid, fd in _walk("link"):
