@@ -19,6 +19,10 @@ from .link import IterLink, Link, LinkInfo
 from .object import BpfObject, GlobalData, load
 from .programs import Program, ProgramInfo, TestRunResult
 from .btf.typed import TypedMap, TypedTypeError, TypedValueError
+# programs(), maps(), links(), btfs(): system-wide listings.  Binding programs and maps
+# here shadows the submodules bpfload.programs / bpfload.maps as package attributes;
+# "from bpfload.maps import Map" still works (see bpfload.system).
+from .system import BtfInfo, btfs, links, maps, programs
 from .events import (MapPoller, PerfBuffer, RingBuffer, RingStats, Sample, Snapshot, SnapshotArrays,
                      StaleSnapshotError, online_cpus)
 
@@ -29,6 +33,7 @@ __all__ = [
     "ProgramInfo", "TestRunResult", "RingBuffer", "RingStats", "PerfBuffer", "online_cpus",
     "MapPoller", "Snapshot", "SnapshotArrays", "Sample", "StaleSnapshotError",
     "TypedMap", "TypedValueError", "TypedTypeError",
+    "programs", "maps", "links", "btfs", "BtfInfo",
     "Link", "LinkInfo", "IterLink", "LinkType", "PerfEventType", "AttachError",
     "MapType", "ProgType", "AttachType", "MapFlags", "PinType", "UpdateFlags",
     "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK",

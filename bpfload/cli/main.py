@@ -2,9 +2,14 @@
 
     bpfload inspect OBJ [--json]            programs, maps, relocations of an object
     bpfload load OBJ --pin-root DIR         load, pin maps and programs under DIR
+             [--attach] [--set VAR=VALUE]   and attach, pinning links at DIR/links/<prog>
     bpfload demo [--duration S] [--rate PPS] [--json]   the main job
     bpfload map dump PIN_OR_ID [--json]     every entry, BTF-decoded where possible
     bpfload map poll PIN_OR_ID --interval S [--sum-cpus] [--rate] [--json]
+    bpfload prog list|show ID, map list, link list [--pin-root DIR] [--json]
+                                            what the kernel holds (cli/system.py)
+    bpfload run OBJ [--set VAR=VALUE] [--events MAP] [--poll MAP[:sum]] [--duration S]
+                                            load, attach, stream, poll (cli/system.py)
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from typing import List, Optional
 from .. import errors
 from ..constants import FD_VALUE_MAP_TYPES
 from ..pins import pin_name
+from .system import UsageError, add_list_parsers, add_run_parser, apply_sets
 
 __all__ = ["main"]
 
@@ -120,6 +126,7 @@ def cmd_load(args) -> int:
     from ..object import BpfObject
     root = os.path.abspath(args.pin_root)
     obj = BpfObject.open(args.object)
+    apply_sets(obj, args.set)
     names = {pin_name(n) for n in obj.maps} & {pin_name(n) for n in obj.programs}
     if names:
         raise errors.BpfError(f"object {obj.name!r}: maps and programs share names "
@@ -134,6 +141,8 @@ def cmd_load(args) -> int:
                     m.pin(path)
                     created.append(path)
             created.extend(obj.pin_programs(root))
+            if args.attach:
+                created.extend(_pin_links(obj, os.path.join(root, "links")))
         except BaseException:
             for p in created:
                 try:
@@ -153,6 +162,10 @@ def cmd_load(args) -> int:
             "programs": [{"name": n, "type": _enum_name(p.type), "id": p.id, "tag": p.tag,
                           "pin": p.pin_path} for n, p in obj.programs.items()],
         }
+        if args.attach:
+            report["links"] = [{"program": n, "id": ln.id, "hook": ln.hook, "pin": ln.pin_path}
+                               for n, ln in obj.links.items()]
+            report["unattached"] = dict(obj.unattached)
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -163,7 +176,37 @@ def cmd_load(args) -> int:
             print(f"  map  {m['name']:<20} {m['type']:<16} id={m['id']:<6} {m['pin']}")
         for p in report["programs"]:
             print(f"  prog {p['name']:<20} {p['type']:<16} id={p['id']:<6} tag={p['tag']} {p['pin']}")
+        for ln in report.get("links", ()):
+            print(f"  link {ln['program']:<20} {ln['hook']:<16} id={ln['id']:<6} {ln['pin']}")
+        for n, why in report.get("unattached", {}).items():
+            print(f"  not attached {n}: {why}")
     return 0
+
+
+def _pin_links(obj, directory: str) -> list:
+    """attach_all() and pin every new link at ``directory/<program>``; returns the paths.
+
+    The pins keep the programs attached after the command exits; unlinking
+    a pin (with no other holder) detaches.  On failure the pins made so far
+    are removed by the caller (they are returned as they are made).
+    """
+    obj.attach_all()
+    paths = []
+    if obj.links:
+        os.makedirs(directory, exist_ok=True)
+    try:
+        for name, link in obj.links.items():
+            path = os.path.join(directory, pin_name(name))
+            link.pin(path)
+            paths.append(path)
+    except BaseException:
+        for p in paths:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        raise
+    return paths
 
 
 def cmd_demo(args) -> int:
@@ -269,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("object")
     p.add_argument("--pin-root", required=True, help="bpffs directory for the pins")
     p.add_argument("--log-level", type=int, default=0, help="verifier log level")
+    p.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
+                   help=".rodata variable to set before load (int, or string for char arrays)")
+    p.add_argument("--attach", action="store_true",
+                   help="also attach every program whose section names its hook and pin each "
+                   "link at PIN_ROOT/links/<program>: the programs stay attached after the "
+                   "command exits, until the pin is removed (rm PIN_ROOT/links/<program>)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_load)
     p = sub.add_parser("demo", help="the main job: drive the shipped XDP demo object and "
@@ -295,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=0, help="stop after N snapshots (0: forever)")
     p.add_argument("--json", action="store_true", help="one JSON line per interval")
     p.set_defaults(func=cmd_map_poll)
+    pp = sub.add_parser("prog", help="list and show the kernel's BPF programs").add_subparsers(
+        dest="progcmd", required=True)
+    lp = sub.add_parser("link", help="list the kernel's BPF links").add_subparsers(
+        dest="linkcmd", required=True)
+    add_list_parsers(pp, mp, lp)
+    add_run_parser(sub)
     return ap
 
 
@@ -302,6 +357,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except UsageError as e:
+        print(f"bpfload: {e}", file=sys.stderr)
+        return 2
     except errors.LoadError as e:
         print(f"bpfload: {e.command} failed for program {e.program!r}: {e.hint}", file=sys.stderr)
         if e.log:
