@@ -298,6 +298,9 @@ _ATTACH_HINTS = {
     ("tracepoint", _errno.ENOENT): "no such tracepoint (see /sys/kernel/tracing/events)",
     ("kprobe", _errno.ENOENT): "no such kernel function, or it cannot be probed",
     ("uprobe", _errno.ENOENT): "no such file or symbol",
+    ("uprobe", _errno.ESRCH): "no such process (the pid= given)",
+    ("uprobe", _errno.EINVAL): "the kernel refused the probe: the offset is beyond the file or "
+    "not in an executable mapping, or ref_ctr_offset is invalid",
     ("netfilter", _errno.EINVAL): "invalid pf/hooknum/priority (priority must not be "
     "NF_IP_PRI_FIRST or NF_IP_PRI_LAST), or the hook does not exist",
     ("link", _errno.EINVAL): "this link kind does not support the operation, or the new "
