@@ -49,17 +49,19 @@ _CACHE_HDR = struct.Struct("<20sII")          # magic+version, nlibs, len_string
 _CACHE_HDR_SIZE = 48
 _CACHE_ENTRY = struct.Struct("<iIIIQ")        # flags, key, value, osversion, hwcap
 _CACHE_OLD_ENTRY_SIZE = 12
+_HWCAP_EXTENSION = 1 << 62                    # DL_CACHE_HWCAP_EXTENSION: hwcap is a subdir index
 
-#: ldconfig's FLAG_ELF_LIBC6 | the architecture's "required" bits, per machine
-_CACHE_NATIVE_FLAGS = {
-    "x86_64": 0x0303, "aarch64": 0x0a03, "ppc64": 0x0503, "ppc64le": 0x0503, "s390x": 0x0403,
-    "i386": 0x0003, "i486": 0x0003, "i586": 0x0003, "i686": 0x0003, "armv7l": 0x0903,
-}
+#: the one cache-entry flags value the loader of these machines accepts (glibc's
+#: _DL_CACHE_DEFAULT_ID: FLAG_ELF_LIBC6 | the architecture's FLAG_*_LIB64 bits)
+_CACHE_NATIVE_FLAGS = {"x86_64": 0x0303, "aarch64": 0x0a03}
 
 
 def _native_cache_flags() -> Tuple[int, ...]:
-    """Cache-entry flags the loader of this machine accepts (glibc: 1, or its default id)."""
-    return (1, _CACHE_NATIVE_FLAGS.get(platform.machine(), 0x0003))
+    """Cache-entry flags this machine's loader accepts: the architecture's own id where glibc
+    defines one (x86_64 refuses the i386 ``libc6`` and the plain ``ELF`` entries), else the
+    generic rule (FLAG_ELF or FLAG_ELF_LIBC6)."""
+    own = _CACHE_NATIVE_FLAGS.get(platform.machine())
+    return (own,) if own is not None else (1, 3)
 
 
 def ld_cache_entries(path: str = LD_SO_CACHE, *, native: bool = True) -> List[Tuple[str, int, str]]:
@@ -67,8 +69,10 @@ def ld_cache_entries(path: str = LD_SO_CACHE, *, native: bool = True) -> List[Tu
 
     Reads the ``glibc-ld.so.cache1.1`` format (glibc 2.2+), alone or after
     the old ``ld.so-1.7.0`` table.  With *native* (the default) only entries
-    this machine's loader would use are returned (e.g. ``libc6,x86-64`` on
-    x86_64, not the ``/lib32`` ones).  Raises :class:`ElfError` for a file
+    this machine's loader would use are returned (``libc6,x86-64`` on
+    x86_64, not the ``/lib32`` ``libc6`` or plain ``ELF`` ones), and
+    ``glibc-hwcaps`` variants come after the plain entries (the loader may
+    prefer one on a CPU that supports it; pass its path to probe it).  Raises :class:`ElfError` for a file
     in no known format or with entries pointing outside it; :class:`OSError`
     when it cannot be read.
     """
@@ -88,13 +92,18 @@ def ld_cache_entries(path: str = LD_SO_CACHE, *, native: bool = True) -> List[Tu
     if first + nlibs * _CACHE_ENTRY.size > len(data):
         raise ElfError(f"{nlibs} entries do not fit in the file", object=path)
     accept = _native_cache_flags()
-    out = []
+    out: List[Tuple[str, int, str]] = []
+    later: List[Tuple[str, int, str]] = []
     for i in range(nlibs):
-        flags, key, value, _, _ = _CACHE_ENTRY.unpack_from(data, first + i * _CACHE_ENTRY.size)
+        flags, key, value, _, hwcap = _CACHE_ENTRY.unpack_from(data, first + i * _CACHE_ENTRY.size)
         if native and flags not in accept:
             continue
+        if native and hwcap & _HWCAP_EXTENSION:     # a glibc-hwcaps/ variant: after the others
+            later.append((_cache_str(data, base + key, path), flags,
+                          _cache_str(data, base + value, path)))
+            continue
         out.append((_cache_str(data, base + key, path), flags, _cache_str(data, base + value, path)))
-    return out
+    return out + later
 
 
 def _cache_str(data: bytes, off: int, path: str) -> str:
