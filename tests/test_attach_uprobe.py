@@ -34,6 +34,9 @@ SOURCE = r"""
 #include <unistd.h>
 #include <time.h>
 
+/* a USDT-style semaphore: the kernel counts attached probes here (ref_ctr_offset) */
+unsigned short bl_sema __attribute__((section(".probes"), used)) = 0;
+
 __attribute__((noinline)) int bl_target(int x) { return x * 3 + 1; }
 
 __attribute__((noinline)) int bl_slow(int ms)
@@ -64,7 +67,7 @@ int main(int argc, char **argv)
 		sum += getpid();
 	for (int i = 0; i < s; i++)
 		sum += bl_slow(ms);
-	printf("%ld\n", (long)sum);
+	printf("%ld %u\n", (long)sum, (unsigned)bl_sema);
 	return 0;
 }
 """
@@ -100,9 +103,12 @@ class Child:
         self.pid = self.p.pid
 
     def go(self) -> int:
+        """Let it run; returns the sum of its calls (bl_sema as it was at the end is in .sema)."""
         out, _ = self.p.communicate(b"go\n", timeout=30)
         assert self.p.returncode == 0
-        return int(out)
+        total, sema = out.split()
+        self.sema = int(sema)
+        return int(total)
 
     def __enter__(self):
         return self
@@ -327,6 +333,26 @@ def test_offset_alone_and_symbol_plus_offset(binaries):
         # symbol + 0 offset through the section-style keyword, and a nonzero offset lands there
         with obj.programs["up_entry"].attach_uprobe(binary, "main", offset=1) as link:
             assert link.info().offset == symbols.symbol_offset(binary, "main") + 1
+
+
+@pytest.mark.kernel
+def test_ref_ctr_offset_counts_the_probe_in_the_semaphore(binaries):
+    """ref_ctr_offset: the kernel adds 1 to the semaphore while the probe is attached."""
+    binary = binaries["nopie"]
+    sema = _reference_offset(binary, "bl_sema")
+    with _open() as obj:
+        with Child(binary) as c:
+            link = obj.programs["up_entry"].attach_uprobe(binary, "bl_target", ref_ctr_offset=sema)
+            with link:
+                assert link.info().ref_ctr_offset == sema
+                c.go()
+            assert c.sema == 1 and obj.bss["entry_count"] == K
+        with Child(binary) as c:      # detached: the semaphore stays 0
+            c.go()
+            assert c.sema == 0
+    with pytest.raises(bpfload.AttachError, match="ref_ctr_offset"):
+        with _open() as obj:
+            obj.programs["up_entry"].attach_uprobe(binary, "bl_target", ref_ctr_offset=1 << 40)
 
 
 @pytest.mark.kernel
