@@ -217,6 +217,18 @@ def test_symbol_offset_in_libc_matches_nm_dynamic():
         assert symbols.symbol_offset(libc, v) == _reference_offset(libc, v, True)
 
 
+def test_symbol_offset_in_a_32bit_library():
+    """The 32-bit ELF layout (Elf32_Sym, Elf32_Phdr): the i386 libc of a multilib host."""
+    lib32 = [p for n, d, p in _ldconfig() if n == "libc.so.6" and d == "libc6"]
+    if not lib32:
+        pytest.skip("no 32-bit libc here")
+    for sym in ("getpid", "malloc"):
+        nm = subprocess.run(["nm", "-D", "--defined-only", lib32[0]], check=True,
+                            capture_output=True, text=True).stdout
+        full = re.search(rf"^[0-9a-f]+ [TW] ({sym}@@GLIBC_[0-9.]+)$", nm, re.M).group(1)
+        assert symbols.symbol_offset(lib32[0], sym) == _reference_offset(lib32[0], full, True)
+
+
 def test_ld_so_cache_matches_ldconfig():
     rows = _ldconfig()
     every = symbols.ld_cache_entries(native=False)
@@ -506,3 +518,51 @@ def test_example_uprobe_latency(binaries):
     hist = _histogram(run.stdout)
     assert sum(hist.values()) == 50
     assert all(lo < 1 << 24 for lo, n in hist.items() if n)    # 3x+1 takes far less than 16 ms
+
+
+def _cache_bytes(entries, *, old_prefix=False):
+    """A glibc-ld.so.cache1.1 image (optionally after an old ld.so-1.7.0 table), string offsets
+    relative to the new header, as glibc's loader reads them."""
+    strings = bytearray()
+    rows = []
+    hdr_len = 48 + 24 * len(entries)
+    for name, flags, path in entries:
+        k = hdr_len + len(strings)
+        strings += name.encode() + b"\0"
+        v = hdr_len + len(strings)
+        strings += path.encode() + b"\0"
+        rows.append(struct.pack("<iIIIQ", flags, k, v, 0, 0))
+    new = (b"glibc-ld.so.cache1.1" + struct.pack("<II", len(entries), len(strings)) +
+           bytes(20) + b"".join(rows) + bytes(strings))
+    if not old_prefix:
+        return new
+    old = b"ld.so-1.7.0" + b"\0" + struct.pack("<I", 1) + struct.pack("<iII", 1, 0, 0)
+    return old + bytes(-len(old) % 8) + new
+
+
+def test_ld_so_cache_format_old_prefix_versions_and_malformed(tmp_path):
+    if os.uname().machine != "x86_64":
+        pytest.skip("flags written for x86_64")
+    libc, libm = _libc_path(), symbols.resolve_binary("m")
+    entries = [("libfake.so.1", 0x0303, libc), ("libfake.so.2", 0x0303, libm),
+               ("libfake.so.2", 0x0003, "/lib32/libfake.so.2"), ("libtxt.so", 0x0303, "/etc/hostname")]
+    for old in (False, True):
+        cache = tmp_path / f"cache{int(old)}"
+        cache.write_bytes(_cache_bytes(entries, old_prefix=old))
+        assert symbols.ld_cache_entries(str(cache), native=False) == entries
+        assert [e[0] for e in symbols.ld_cache_entries(str(cache))] == \
+            ["libfake.so.1", "libfake.so.2", "libtxt.so"]
+        # "fake" -> the highest version; a name that is not an ELF file is skipped
+        assert symbols.resolve_binary("fake", cache=str(cache)) == libm
+        assert symbols.resolve_binary("libfake.so.1", cache=str(cache)) == libc
+        with pytest.raises(bpfload.ElfError, match="libtxt"):
+            symbols.resolve_binary("libtxt.so", cache=str(cache))
+    data = _cache_bytes(entries)
+    for cut in (0, 10, 47, 60, len(data) - 5):
+        cache.write_bytes(data[:cut])
+        with pytest.raises(bpfload.ElfError):
+            symbols.ld_cache_entries(str(cache))
+    # a broken cache is not fatal for resolution: the library directories still answer
+    assert symbols.resolve_binary("libc.so.6", cache=str(cache)) == \
+        os.path.join(next(d for d in symbols.LIBRARY_DIRS
+                          if os.path.exists(os.path.join(d, "libc.so.6"))), "libc.so.6")

@@ -22,6 +22,7 @@ or ``IndexError``.  No syscalls besides reading files; no privileges.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import platform
 import shutil
@@ -151,6 +152,7 @@ def _is_native_elf(path: str) -> bool:
     return machine == _native_machine()
 
 
+@functools.lru_cache(maxsize=None)
 def _native_machine() -> int:
     try:
         with open("/proc/self/exe", "rb") as f:
