@@ -84,7 +84,8 @@ def attach_uprobe(prog: Any, binary, symbol: Optional[str] = None, *, offset: in
     *offset* alone when *symbol* is None.  *retprobe* makes it a
     uretprobe (runs when the function returns; ``PT_REGS_RC`` is the
     return value).  *pid* >= 0 limits the probe to that process (every
-    thread of it); -1 probes every process that runs the code.  *cookie*
+    thread of it; 0 is the calling process, as for perf_event_open); -1
+    probes every process that runs the code.  *cookie*
     is the BPF cookie (``bpf_get_attach_cookie()``, needs a perf link,
     5.15+); *ref_ctr_offset* the file offset of a USDT semaphore the kernel
     increments while the probe is attached (4.20+).
@@ -92,7 +93,8 @@ def attach_uprobe(prog: Any, binary, symbol: Optional[str] = None, *, offset: in
     Needs the uprobe PMU (Linux 4.17+; no tracefs fallback).  Raises
     :class:`bpfload.AttachError` naming the program and the hook: wrong
     program type, binary or symbol not found or malformed ELF (the
-    :class:`bpfload.ElfError` is chained), a negative offset, no uprobe PMU,
+    :class:`bpfload.ElfError` is chained), a negative offset, a pid below
+    -1, an offset, cookie or ref_ctr_offset too large, no uprobe PMU,
     or the kernel's refusal (ENOENT: no such file; ESRCH: no such process;
     EINVAL: offset not in the file ...).  No fd is left open on failure.
     """
@@ -108,6 +110,9 @@ def attach_uprobe(prog: Any, binary, symbol: Optional[str] = None, *, offset: in
                                  hook=hook)
     if offset < 0:
         raise errors.AttachError(f"negative offset {offset}", program=prog.name, hook=hook)
+    if not -1 <= pid < 1 << 31:
+        raise errors.AttachError(f"pid {pid} is not a process id (or -1 for every process)",
+                                 program=prog.name, hook=hook)
     try:
         path = resolve_binary(binary)
         if symbol:
@@ -122,6 +127,9 @@ def attach_uprobe(prog: Any, binary, symbol: Optional[str] = None, *, offset: in
     hook = f"{kind} {path}:{sym} (file offset {file_off:#x}" + \
         (f", pid {pid})" if pid >= 0 else ")")
 
+    if file_off >= 1 << 64 or not 0 <= cookie < 1 << 64:
+        raise errors.AttachError(f"offset {file_off:#x} or cookie {cookie:#x} does not fit in "
+                                 "64 bits", program=prog.name, hook=hook)
     pmu = _pmu_type(prog, hook)
     config = 0
     if retprobe:
