@@ -457,6 +457,8 @@ def test_attach_errors_name_program_binary_and_symbol(binaries, tmp_path):
         assert ei.value.command == "perf_event_open" and ei.value.errno == errno.EINVAL
         with pytest.raises(bpfload.AttachError, match="negative"):
             p.attach_uprobe(binary, "bl_target", offset=-1)
+        with pytest.raises(bpfload.AttachError, match="not a process id"):
+            p.attach_uprobe(binary, "bl_target", pid=-5)
         # a section without PATH:SYMBOL needs the binary
         with pytest.raises(bpfload.AttachError, match="binary"):
             p.attach()
