@@ -16,7 +16,6 @@ import errno
 import os
 import random
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import pytest
 import bpfload
 from bpfload.elf import symbols
 from bpfload.link import uprobe as uprobe_mod
-from conftest import REPO, bpf_object
+from conftest import REPO, bpf_object, need_tool, unavailable
 
 SOURCE = r"""
 #include <stdio.h>
@@ -86,8 +85,7 @@ def _cc(out, *flags):
 
 @pytest.fixture(scope="module")
 def binaries(tmp_path_factory):
-    if shutil.which("cc") is None:
-        pytest.skip("no C compiler (cc)")
+    need_tool("cc", "gcc")
     d = tmp_path_factory.mktemp("uprobe")
     return {"pie": _cc(d / "target_pie", "-fPIE", "-pie"),
             "nopie": _cc(d / "target_nopie", "-fno-PIE", "-no-pie")}
@@ -130,6 +128,7 @@ def _open(tgid=0):
 
 
 def _nm_address(binary, symbol, dynamic=False):
+    need_tool("nm", "binutils")
     out = subprocess.run(["nm", "--defined-only"] + (["-D"] if dynamic else []) + [binary],
                          check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
@@ -140,6 +139,7 @@ def _nm_address(binary, symbol, dynamic=False):
 
 
 def _readelf_loads(binary):
+    need_tool("readelf", "binutils")
     out = subprocess.run(["readelf", "-lW", binary], check=True, capture_output=True,
                          text=True).stdout
     loads = []
@@ -161,6 +161,7 @@ def _reference_offset(binary, symbol, dynamic=False):
 
 def _ldconfig():
     """ldconfig -p as [(name, description, path)]."""
+    need_tool("ldconfig", "libc-bin")
     out = subprocess.run(["ldconfig", "-p"], check=True, capture_output=True, text=True).stdout
     lines = out.splitlines()
     count = int(re.match(r"^(\d+) libs found", lines[0]).group(1))
@@ -178,11 +179,11 @@ def _ldconfig():
 def _libc_path():
     native = "x86-64" if os.uname().machine == "x86_64" else None
     if native is None:
-        pytest.skip("reference check written for x86_64")
+        unavailable("the reference check is written for x86_64")
     for name, desc, path in _ldconfig():
         if name == "libc.so.6" and native in desc:
             return path
-    pytest.skip("ldconfig -p lists no native libc.so.6")
+    unavailable("ldconfig -p lists no native libc.so.6")
 
 
 # ---------------------------------------------------------------------------
@@ -211,7 +212,7 @@ def test_symbol_offset_in_libc_matches_nm_dynamic():
     versions = re.findall(r"^[0-9a-f]+ [TtiW] (memcpy@@?GLIBC_[0-9.]+)$", nm, re.M)
     default = [v for v in versions if "@@" in v]
     if len(versions) < 2 or len(default) != 1:
-        pytest.skip("this libc has no multi-version memcpy")
+        unavailable("this libc has no multi-version memcpy")
     assert symbols.symbol_offset(libc, "memcpy") == _reference_offset(libc, default[0], True)
     for v in versions:     # memcpy@GLIBC_2.2.5 and memcpy@@GLIBC_2.14: each its own address
         assert symbols.symbol_offset(libc, v) == _reference_offset(libc, v, True)
@@ -221,7 +222,7 @@ def test_symbol_offset_in_a_32bit_library():
     """The 32-bit ELF layout (Elf32_Sym, Elf32_Phdr): the i386 libc of a multilib host."""
     lib32 = [p for n, d, p in _ldconfig() if n == "libc.so.6" and d == "libc6"]
     if not lib32:
-        pytest.skip("no 32-bit libc here")
+        unavailable("no 32-bit libc here (libc6-i386)")
     for sym in ("getpid", "malloc"):
         nm = subprocess.run(["nm", "-D", "--defined-only", lib32[0]], check=True,
                             capture_output=True, text=True).stdout
@@ -544,7 +545,7 @@ def _cache_bytes(entries, *, old_prefix=False):
 
 def test_ld_so_cache_format_old_prefix_versions_and_malformed(tmp_path):
     if os.uname().machine != "x86_64":
-        pytest.skip("flags written for x86_64")
+        unavailable("the cache flags are written for x86_64")
     libc, libm = _libc_path(), symbols.resolve_binary("m")
     entries = [("libfake.so.1", 0x0303, libc), ("libfake.so.2", 0x0303, libm),
                ("libfake.so.2", 0x0003, "/lib32/libfake.so.2"), ("libtxt.so", 0x0303, "/etc/hostname")]
