@@ -300,6 +300,9 @@ _ATTACH_HINTS = {
     ("tracepoint", _errno.ENOENT): "no such tracepoint (see /sys/kernel/tracing/events)",
     ("kprobe", _errno.ENOENT): "no such kernel function, or it cannot be probed",
     ("uprobe", _errno.ENOENT): "no such file or symbol",
+    ("uprobe", _errno.ESRCH): "no such process (the pid= given)",
+    ("uprobe", _errno.EINVAL): "the kernel refused the probe: the offset is beyond the file or "
+    "not in an executable mapping, or ref_ctr_offset is invalid",
     ("perf_event", _errno.ENOENT): "this PMU has no such event (check type and config)",
     ("perf_event", _errno.EINVAL): "the kernel refused the event attributes (type, config, or "
     "a sample_freq above kernel.perf_event_max_sample_rate)",
