@@ -472,7 +472,7 @@ def test_attach_errors_name_program_binary_and_symbol(binaries, tmp_path):
 
 @pytest.mark.kernel
 def test_missing_uprobe_pmu_is_a_clear_error(binaries, tmp_path, monkeypatch):
-    monkeypatch.setattr(uprobe_mod, "UPROBE_PMU", str(tmp_path / "no_uprobe_pmu"))
+    monkeypatch.setattr(uprobe_mod, "SYSFS", str(tmp_path / "no_sysfs"))
     with _open() as obj:
         with pytest.raises(bpfload.AttachError, match="uprobe PMU is missing") as ei:
             obj.programs["up_entry"].attach_uprobe(binaries["pie"], "bl_target")

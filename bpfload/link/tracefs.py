@@ -24,6 +24,7 @@ import itertools
 import logging
 import os
 import platform
+import re
 import tempfile
 import threading
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -32,7 +33,7 @@ from .. import errors
 from .._core import perf as _perf
 
 __all__ = ["tracefs", "find_tracefs", "tracepoint_id", "clear_cache", "ProbeEvent",
-           "pmu_type", "pmu_format_bit", "syscall_function"]
+           "pmu_type", "pmu_format_field", "pmu_format_bit", "syscall_function"]
 
 log = logging.getLogger("bpfload.link")
 
@@ -300,17 +301,32 @@ def pmu_type(pmu: str, *, sysfs: str = "/sys") -> Optional[int]:
         return None
 
 
-def pmu_format_bit(pmu: str, field: str, *, sysfs: str = "/sys") -> Optional[int]:
-    """The config bit of format *field* of *pmu* (``retprobe`` -> ``"config:0"`` -> 0), or None."""
+_FORMAT = re.compile(r"^config:(\d+)(?:-(\d+))?$")
+
+
+def pmu_format_field(pmu: str, field: str, *, sysfs: str = "/sys") -> Optional[Tuple[int, int]]:
+    """(first bit, width) of format *field* of *pmu* in ``config``, or None when the PMU
+    does not describe it (``retprobe`` -> ``"config:0"`` -> (0, 1); ``ref_ctr_offset`` ->
+    ``"config:32-63"`` -> (32, 32))."""
     try:
         with open(os.path.join(sysfs, "bus/event_source/devices", pmu, "format", field)) as f:
             text = f.read().strip()
     except OSError:
         return None
-    where, _, bit = text.partition(":")
-    if where != "config" or not bit.isdigit():
+    m = _FORMAT.match(text)
+    if not m:
         return None
-    return int(bit)
+    lo = int(m.group(1))
+    hi = int(m.group(2)) if m.group(2) else lo
+    if not 0 <= lo <= hi <= 63:
+        return None
+    return lo, hi - lo + 1
+
+
+def pmu_format_bit(pmu: str, field: str, *, sysfs: str = "/sys") -> Optional[int]:
+    """The config bit of one-bit format *field* of *pmu* (``retprobe`` -> 0), or None."""
+    f = pmu_format_field(pmu, field, sysfs=sysfs)
+    return f[0] if f is not None and f[1] == 1 else None
 
 
 # -- syscall wrappers ------------------------------------------------------------

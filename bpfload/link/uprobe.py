@@ -19,56 +19,41 @@ without the uprobe PMU (before 4.17); such kernels get an
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, Optional, Tuple
 
 from .. import errors
 from .._core import perf as _perf
 from ..constants import ProgType
 from ..elf.symbols import find_symbol, resolve_binary
+from . import tracefs as _tracefs
 from .link import Link
 from .perf import attach_perf_fd
 
-__all__ = ["attach_uprobe", "UPROBE_PMU"]
+__all__ = ["attach_uprobe"]
 
-UPROBE_PMU = "/sys/bus/event_source/devices/uprobe"
-
-_FORMAT = re.compile(r"^config:(\d+)(?:-(\d+))?$")
+#: the sysfs root the uprobe PMU is read from (tests point it elsewhere)
+SYSFS = "/sys"
 
 
 def _pmu_type(prog: Any, hook: str) -> int:
-    try:
-        with open(os.path.join(UPROBE_PMU, "type")) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError) as e:
+    pmu = _tracefs.pmu_type("uprobe", sysfs=SYSFS)
+    if pmu is None:
         raise errors.AttachError(
-            f"the uprobe PMU is missing ({UPROBE_PMU}/type: {getattr(e, 'strerror', None) or e})",
+            f"the uprobe PMU is missing ({SYSFS}/bus/event_source/devices/uprobe/type)",
             program=prog.name, hook=hook,
             hint="this kernel has no uprobe PMU (needs Linux 4.17+ with CONFIG_UPROBE_EVENTS); "
-                 "bpfload does not implement the tracefs uprobe_events fallback") from None
+                 "bpfload does not implement the tracefs uprobe_events fallback")
+    return pmu
 
 
 def _format_field(prog: Any, hook: str, field: str) -> Tuple[int, int]:
-    """(first bit, width) of *field* in ``config`` from ``format/<field>`` (``config:0``,
-    ``config:32-63``)."""
-    path = os.path.join(UPROBE_PMU, "format", field)
-    try:
-        with open(path) as f:
-            text = f.read().strip()
-    except OSError as e:
-        raise errors.AttachError(f"the uprobe PMU does not describe {field!r} ({path}: "
-                                 f"{e.strerror})", program=prog.name, hook=hook,
-                                 hint=f"this kernel's uprobe PMU does not support {field}") from None
-    m = _FORMAT.match(text)
-    if not m:
-        raise errors.AttachError(f"unexpected uprobe PMU format {text!r} in {path}",
-                                 program=prog.name, hook=hook)
-    lo = int(m.group(1))
-    hi = int(m.group(2)) if m.group(2) else lo
-    if not 0 <= lo <= hi <= 63:
-        raise errors.AttachError(f"unexpected uprobe PMU format {text!r} in {path}",
-                                 program=prog.name, hook=hook)
-    return lo, hi - lo + 1
+    """(first bit, width) of *field* in ``config``, or AttachError."""
+    f = _tracefs.pmu_format_field("uprobe", field, sysfs=SYSFS)
+    if f is None:
+        raise errors.AttachError(f"the uprobe PMU does not describe {field!r} (or not as "
+                                 "config:N[-M])", program=prog.name, hook=hook,
+                                 hint=f"this kernel's uprobe PMU does not support {field}")
+    return f
 
 
 def attach_uprobe(prog: Any, binary, symbol: Optional[str] = None, *, offset: int = 0,
