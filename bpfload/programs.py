@@ -280,7 +280,7 @@ class Program:
                 raise ValueError(f"program {self.name!r}: {self.type.name} programs run once "
                                  "and take only ctx (no data or repeat)")
             buf = bytearray(ctx or b"")
-            retval, dur, _, _ = _sys.prog_test_run(self.fd, None, buf if buf else None, repeat=0,
+            retval, dur, _, _ = _sys.prog_test_run(self._fd, None, buf if buf else None, repeat=0,
                                                    ctx_out_size=0, flags=flags, cpu=cpu,
                                                    target=self.name)
             if ctx is not None and isinstance(ctx, (bytearray, memoryview)) and \
@@ -288,7 +288,7 @@ class Program:
                 ctx[:] = buf
             return TestRunResult(retval=retval, data=None, duration_ns=dur, ctx=bytes(buf))
         retval, dur, out, cout = _sys.prog_test_run(
-            self.fd, d, ctx, repeat=repeat, flags=flags, cpu=cpu,
+            self._fd, d, ctx, repeat=repeat, flags=flags, cpu=cpu,
             data_out_size=-1 if data_out_size is None else data_out_size, target=self.name)
         return TestRunResult(retval=retval, data=out, duration_ns=dur, ctx=cout)
 
@@ -382,7 +382,7 @@ class Program:
         """Pin the program at *path* in a bpffs."""
         path = os.fspath(path)
         try:
-            _sys.obj_pin(self.fd, path, self.name)
+            _sys.obj_pin(self._fd, path, self.name)
         except errors.SyscallError as e:
             raise errors.PinError(f"cannot pin program {self.name!r} "
                                   f"({explain_pin_failure(path, e.errno, e.hint)})", path,

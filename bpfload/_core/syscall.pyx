@@ -271,14 +271,25 @@ cdef class FD:
     ``int(fd)`` and ``fd.fileno()`` give the number; after :meth:`close` they
     raise :class:`bpfload.MapClosedError` instead of handing out a number the
     process may have reused.  :meth:`detach` hands ownership to the caller.
+
+    Calls that use the number with the GIL released (a bpf(2) call in one
+    thread while another may call :meth:`close`) hold it with a use count
+    taken under the GIL (:meth:`hold` / ``_acquire``) and dropped after
+    (:meth:`release` / ``_release``).  :meth:`close` makes new uses fail at
+    once; the number itself is closed by the last user, so the kernel cannot
+    hand it to a new object while a call made for this one is in flight.
     """
-    cdef int _fd
+    cdef int _fd          # the number for new uses; -1 once closed or detached
+    cdef int _pending     # closed while in use: the last user closes this number
+    cdef int _users       # calls in flight with the GIL released
     cdef public object what
 
     def __cinit__(self, int fd, what=None):
         if fd < 0:
             raise ValueError(f"invalid fd {fd}")
         self._fd = fd
+        self._pending = -1
+        self._users = 0
         self.what = what
 
     @property
@@ -290,6 +301,39 @@ cdef class FD:
             raise _errors.MapClosedError(f"{self.what or 'fd'} is closed")
         return self._fd
 
+    cdef inline int _acquire(self) except -1:
+        """The number, held until _release (GIL held); MapClosedError once closed."""
+        if self._fd < 0:
+            raise _errors.MapClosedError(f"{self.what or 'fd'} is closed")
+        self._users += 1
+        return self._fd
+
+    cdef inline void _release(self) noexcept:
+        """Drop one use (GIL held); the last user of a closed FD closes the number."""
+        self._users -= 1
+        if self._users == 0 and self._pending >= 0:
+            close(self._pending)
+            self._pending = -1
+
+    def hold(self):
+        """Take a use of the number for a call made with the GIL released -> the number.
+
+        Pair with :meth:`release` (in a ``finally``).  Raises
+        :class:`bpfload.MapClosedError` once closed.
+        """
+        return self._acquire()
+
+    def release(self):
+        """Drop a use taken with :meth:`hold`."""
+        if self._users <= 0:
+            raise RuntimeError("FD.release() without hold()")
+        self._release()
+
+    @property
+    def users(self):
+        """Uses in flight (calls holding the number)."""
+        return self._users
+
     def __int__(self):
         return self.fileno()
 
@@ -300,11 +344,19 @@ cdef class FD:
         cdef int fd = self._fd
         if fd >= 0:
             self._fd = -1
-            close(fd)
+            if self._users > 0:
+                self._pending = fd   # the last user closes it
+            else:
+                close(fd)
 
     def detach(self):
-        """Give up ownership and return the raw fd; this object will not close it."""
+        """Give up ownership and return the raw fd; this object will not close it.
+
+        Raises :class:`bpfload.BpfError` while a call is using the number.
+        """
         cdef int fd = self.fileno()
+        if self._users > 0:
+            raise _errors.BpfError(f"{self.what or 'fd'} is in use by another thread")
         self._fd = -1
         return fd
 
@@ -318,6 +370,9 @@ cdef class FD:
         return f"<FD {self._fd if self._fd >= 0 else 'closed'} {self.what or ''}>".replace(" >", ">")
 
     def __dealloc__(self):
+        if self._pending >= 0:   # cannot happen while users hold a reference; be safe
+            close(self._pending)
+            self._pending = -1
         if self._fd >= 0:
             try:
                 # No source=self: a warnings recorder (pytest records every test)
@@ -327,6 +382,14 @@ cdef class FD:
                 pass
             close(self._fd)
             self._fd = -1
+
+
+cdef inline FD _holder(object fd):
+    """The FD owner behind *fd* when it is one (its use is then taken), else None."""
+    if type(fd) is FD:
+        (<FD>fd)._acquire()
+        return <FD>fd
+    return None
 
 
 cdef FD _new_fd(int ret, str command, object target, object what, bint is_map=False):
@@ -367,31 +430,49 @@ def map_create(uint32_t map_type, uint32_t key_size, uint32_t value_size, uint32
     return _new_fd(ret, "BPF_MAP_CREATE", name, f"map {name!r}" if name else "map", True)
 
 
-def map_freeze(int fd, target=None):
-    """BPF_MAP_FREEZE: no more writes from user space."""
+def map_freeze(fd, target=None):
+    """BPF_MAP_FREEZE: no more writes from user space.  *fd*: an int or an :class:`FD` (held)."""
     cdef int ret
-    with nogil:
-        ret = bl_map_freeze(fd)
+    cdef FD h = _holder(fd)
+    cdef int cfd = h._fd if h is not None else fd
+    try:
+        with nogil:
+            ret = bl_map_freeze(cfd)
+    finally:
+        if h is not None:
+            h._release()
     if ret < 0:
         _raise("BPF_MAP_FREEZE", ret, target, True)
 
 
-def obj_pin(int fd, path, target=None):
-    """BPF_OBJ_PIN *fd* at *path* (in a bpffs mount)."""
+def obj_pin(fd, path, target=None):
+    """BPF_OBJ_PIN *fd* (an int or an :class:`FD`, held) at *path* (in a bpffs mount)."""
     cdef bytes p = _os.fsencode(path)
     cdef const char *cp = p
     cdef int ret
-    with nogil:
-        ret = bl_obj_pin(fd, cp)
+    cdef FD h
+    cdef int cfd
+    if b"\0" in p:
+        raise ValueError("embedded null byte in pin path")
+    h = _holder(fd)
+    cfd = h._fd if h is not None else fd
+    try:
+        with nogil:
+            ret = bl_obj_pin(cfd, cp)
+    finally:
+        if h is not None:
+            h._release()
     if ret < 0:
         _raise("BPF_OBJ_PIN", ret, target, False, f"path {_os.fsdecode(p)}")
 
 
 def obj_get(path, uint32_t file_flags=0):
-    """BPF_OBJ_GET: open a pinned object -> :class:`FD`."""
+    """BPF_OBJ_GET: open a pinned object -> :class:`FD`.  ValueError for a NUL in *path*."""
     cdef bytes p = _os.fsencode(path)
     cdef const char *cp = p
     cdef int ret
+    if b"\0" in p:
+        raise ValueError("embedded null byte in pin path")
     with nogil:
         ret = bl_obj_get(cp, file_flags)
     return _new_fd(ret, "BPF_OBJ_GET", None, f"pin {_os.fsdecode(p)}", False) if ret >= 0 else \
@@ -416,19 +497,28 @@ def get_fd_by_id(str kind, uint32_t obj_id):
     return _new_fd(ret, name, f"{kind} id {obj_id}", f"{kind} id {obj_id}", kind == "map")
 
 
-def obj_get_info(int fd, uint32_t size, target=None, bytes prefill=None):
+def obj_get_info(fd, uint32_t size, target=None, bytes prefill=None):
     """BPF_OBJ_GET_INFO_BY_FD with an info buffer of *size* bytes -> bytes.
 
-    *prefill* seeds the buffer (prog/btf info take user pointers in it).
+    *fd*: an int or an :class:`FD` (held for the call).  *prefill* seeds the
+    buffer (prog/btf info take user pointers in it).
     """
     cdef bytearray buf = bytearray(size)
     cdef uint32_t n = size
     cdef char *p = PyByteArray_AS_STRING(buf)
     cdef int ret
+    cdef FD h
+    cdef int cfd
     if prefill:
         buf[:len(prefill)] = prefill
-    with nogil:
-        ret = bl_obj_get_info_by_fd(fd, p, &n)
+    h = _holder(fd)
+    cfd = h._fd if h is not None else fd
+    try:
+        with nogil:
+            ret = bl_obj_get_info_by_fd(cfd, p, &n)
+    finally:
+        if h is not None:
+            h._release()
     if ret < 0:
         _raise("BPF_OBJ_GET_INFO_BY_FD", ret, target)
     return bytes(buf[:n])
@@ -525,18 +615,23 @@ def btf_load(data, log_buf=None, uint32_t log_level=0):
     return ret
 
 
-def prog_test_run(int prog_fd, data=None, ctx=None, *, uint32_t repeat=1, uint32_t flags=0,
+def prog_test_run(prog_fd, data=None, ctx=None, *, uint32_t repeat=1, uint32_t flags=0,
                   uint32_t cpu=0, Py_ssize_t data_out_size=-1, Py_ssize_t ctx_out_size=-1,
                   target=None):
-    """BPF_PROG_TEST_RUN -> (retval, duration_ns, data_out bytes or None, ctx_out bytes or None)."""
+    """BPF_PROG_TEST_RUN -> (retval, duration_ns, data_out bytes or None, ctx_out bytes or None).
+
+    *prog_fd*: an int or an :class:`FD` (held for the call, so a concurrent
+    close cannot hand the number to another object mid-run).
+    """
     cdef bl_test_run_opts o
+    cdef FD h
     cdef _View vd = _View(data) if data is not None else None
     cdef _View vc = _View(ctx) if ctx is not None else None
     cdef bytearray dout = None
     cdef bytearray cout = None
     cdef int ret
     memset(&o, 0, sizeof(o))
-    o.prog_fd = prog_fd
+    o.prog_fd = -1 if type(prog_fd) is FD else prog_fd
     o.repeat = repeat
     o.flags = flags
     o.cpu = cpu
@@ -558,8 +653,15 @@ def prog_test_run(int prog_fd, data=None, ctx=None, *, uint32_t repeat=1, uint32
             cout = bytearray(ctx_out_size)
             o.ctx_out = PyByteArray_AS_STRING(cout)
             o.ctx_size_out = <uint32_t>ctx_out_size
-    with nogil:
-        ret = bl_prog_test_run(&o)
+    h = _holder(prog_fd)
+    if h is not None:
+        o.prog_fd = h._fd
+    try:
+        with nogil:
+            ret = bl_prog_test_run(&o)
+    finally:
+        if h is not None:
+            h._release()
     if ret < 0:
         _raise("BPF_PROG_TEST_RUN", ret, target)
     return (o.retval, o.duration,
@@ -838,8 +940,7 @@ cdef class MapCore:
     and program-array maps take an fd (or an object with ``fd``) on update
     and give the kernel object id on lookup.
     """
-    cdef int _fd
-    cdef public object _fdobj
+    cdef readonly FD _fdobj      # the fd owner; calls hold a use of it around bpf(2)
     cdef readonly unsigned int type
     cdef readonly unsigned int key_size
     cdef readonly unsigned int value_size
@@ -853,8 +954,8 @@ cdef class MapCore:
 
     def _init_core(self, FD fdobj, unsigned int map_type, unsigned int key_size,
                    unsigned int value_size, unsigned int max_entries, unsigned int flags, name):
+        fdobj.fileno()
         self._fdobj = fdobj
-        self._fd = fdobj.fileno()
         self.type = map_type
         self.key_size = key_size
         self.value_size = value_size
@@ -880,13 +981,12 @@ cdef class MapCore:
     @property
     def fd(self):
         """The map's fd number (raises :class:`bpfload.MapClosedError` once closed)."""
-        if self._fd < 0:
-            self._closed()
-        return self._fd
+        self._check()
+        return self._fdobj._fd
 
     @property
     def closed(self):
-        return self._fd < 0
+        return self._fdobj is None or self._fdobj._fd < 0
 
     @property
     def percpu(self):
@@ -904,8 +1004,12 @@ cdef class MapCore:
         return self._vsize
 
     def close(self):
-        """Close the fd (idempotent)."""
-        self._fd = -1
+        """Close the map (idempotent).
+
+        New calls raise :class:`bpfload.MapClosedError` at once; calls already
+        in flight in other threads finish on this map, and the last of them
+        releases the fd number (see :class:`FD`).
+        """
         if self._fdobj is not None:
             self._fdobj.close()
 
@@ -913,9 +1017,25 @@ cdef class MapCore:
         raise _errors.MapClosedError(f"map {self.name!r} is closed")
 
     cdef inline int _check(self) except -1:
-        if self._fd < 0:
+        if self._fdobj is None or self._fdobj._fd < 0:
             self._closed()
         return 0
+
+    cdef inline int _use(self) except -1:
+        """The fd number, held (use count) until :meth:`_done`; GIL held.
+
+        Taken after every conversion that could run Python code, right before
+        the GIL is released, so that a concurrent close() cannot free the
+        number (and the kernel hand it to another object) under the call.
+        """
+        cdef FD f = self._fdobj
+        if f is None or f._fd < 0:
+            self._closed()
+        f._users += 1
+        return f._fd
+
+    cdef inline void _done(self) noexcept:
+        self._fdobj._release()
 
     # -- packing ------------------------------------------------------------
     cdef const char *_buf(self, object obj, Py_ssize_t size, char *tmp, Py_buffer *view,
@@ -1017,11 +1137,10 @@ cdef class MapCore:
         cdef bint release = False
         cdef const char *k
         cdef int ret
-        cdef int fd = self._fd
+        cdef int fd
         cdef bytes out
         cdef char *v
-        if fd < 0:
-            self._closed()
+        self._check()
         if self._kind == KIND_KEYLESS:
             raise TypeError(f"map {self.name!r} has no keys: use peek()/pop()/push()")
         k = bl_fast_buf(key, self.key_size, tmp)
@@ -1031,8 +1150,15 @@ cdef class MapCore:
             k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
         out = PyBytes_FromStringAndSize(NULL, self._vsize)
         v = PyBytes_AS_STRING(out)
+        try:
+            fd = self._use()
+        except BaseException:
+            if release:
+                PyBuffer_Release(&view)
+            raise
         with nogil:  # the GIL is released around the syscall and nothing else
             ret = bl_map_lookup(fd, k, v, flags)
+        self._done()
         if release:
             PyBuffer_Release(&view)
         if ret < 0:
@@ -1052,9 +1178,8 @@ cdef class MapCore:
         cdef const char *k
         cdef const char *v
         cdef int ret
-        cdef int fd = self._fd
-        if fd < 0:
-            self._closed()
+        cdef int fd
+        self._check()
         if self._kind != KIND_PLAIN:
             if self._kind == KIND_KEYLESS:
                 raise TypeError(f"map {self.name!r} has no keys: use push()")
@@ -1067,8 +1192,17 @@ cdef class MapCore:
         v = bl_fast_buf(value, self._vsize, vtmp)
         if v == NULL:
             v = self._value_buf(value, vtmp, &vview, &vrel, &kview, krel)
+        try:
+            fd = self._use()
+        except BaseException:
+            if krel:
+                PyBuffer_Release(&kview)
+            if vrel:
+                PyBuffer_Release(&vview)
+            raise
         with nogil:  # the GIL is released around the syscall and nothing else
             ret = bl_map_update(fd, k, v, flags)
+        self._done()
         if krel:
             PyBuffer_Release(&kview)
         if vrel:
@@ -1086,9 +1220,8 @@ cdef class MapCore:
         cdef bint release = False
         cdef const char *k
         cdef int ret
-        cdef int fd = self._fd
-        if fd < 0:
-            self._closed()
+        cdef int fd
+        self._check()
         if self._kind == KIND_KEYLESS:
             raise TypeError(f"map {self.name!r} has no keys: use pop()")
         k = bl_fast_buf(key, self.key_size, tmp)
@@ -1096,8 +1229,15 @@ cdef class MapCore:
             k = self._buf(key, self.key_size, tmp, &view, &release, "key")
         if self.key_size == 0:
             k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
+        try:
+            fd = self._use()
+        except BaseException:
+            if release:
+                PyBuffer_Release(&view)
+            raise
         with nogil:  # the GIL is released around the syscall and nothing else
             ret = bl_map_delete(fd, k)
+        self._done()
         if release:
             PyBuffer_Release(&view)
         if ret < 0:
@@ -1115,6 +1255,7 @@ cdef class MapCore:
         cdef int ret
         cdef bytes out
         cdef char *v
+        cdef int fd
         self._check()
         if self._kind != KIND_KEYLESS:
             k = self._buf(key, self.key_size, tmp, &view, &release, "key")
@@ -1122,8 +1263,15 @@ cdef class MapCore:
                 k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
         out = PyBytes_FromStringAndSize(NULL, self._vsize)
         v = PyBytes_AS_STRING(out)
+        try:
+            fd = self._use()
+        except BaseException:
+            if release:
+                PyBuffer_Release(&view)
+            raise
         with nogil:
-            ret = bl_map_lookup_and_delete(self._fd, k, v, flags)
+            ret = bl_map_lookup_and_delete(fd, k, v, flags)
+        self._done()
         if release:
             PyBuffer_Release(&view)
         if ret < 0:
@@ -1139,6 +1287,7 @@ cdef class MapCore:
         cdef bint release = False
         cdef const char *cv
         cdef int ret
+        cdef int fd
         self._check()
         if self._kind != KIND_KEYLESS:
             raise TypeError(f"map {self.name!r} has keys: push()/pop()/peek() are for "
@@ -1152,8 +1301,10 @@ cdef class MapCore:
         if cmd == 0 and value is None:
             out = PyBytes_FromStringAndSize(NULL, self._vsize)
             v = PyBytes_AS_STRING(out)
+            fd = self._use()
             with nogil:
-                ret = bl_map_lookup(self._fd, NULL, v, flags)
+                ret = bl_map_lookup(fd, NULL, v, flags)
+            self._done()
             if ret == -ENOENT_:
                 return None
             if ret < 0:
@@ -1162,19 +1313,28 @@ cdef class MapCore:
         if cmd == 2:
             out = PyBytes_FromStringAndSize(NULL, self._vsize)
             v = PyBytes_AS_STRING(out)
+            fd = self._use()
             with nogil:
-                ret = bl_map_lookup_and_delete(self._fd, NULL, v, flags)
+                ret = bl_map_lookup_and_delete(fd, NULL, v, flags)
+            self._done()
             if ret == -ENOENT_:
                 return None
             if ret < 0:
                 _raise("BPF_MAP_LOOKUP_AND_DELETE_ELEM", ret, self.name, True)
             return out
         cv = self._buf(value, self._vsize, tmp, &view, &release, "value")
+        try:
+            fd = self._use()
+        except BaseException:
+            if release:
+                PyBuffer_Release(&view)
+            raise
         with nogil:
             if cmd == 0:  # bloom filter membership: value in the value field
-                ret = bl_map_lookup(self._fd, NULL, <void *>cv, flags)
+                ret = bl_map_lookup(fd, NULL, <void *>cv, flags)
             else:
-                ret = bl_map_update(self._fd, NULL, cv, flags)
+                ret = bl_map_update(fd, NULL, cv, flags)
+        self._done()
         if release:
             PyBuffer_Release(&view)
         if cmd == 0:
@@ -1195,6 +1355,7 @@ cdef class MapCore:
         cdef bytes out
         cdef int ret
         cdef char *nk
+        cdef int fd
         self._check()
         if key is not None:
             k = self._buf(key, self.key_size, tmp, &view, &release, "key")
@@ -1202,8 +1363,15 @@ cdef class MapCore:
                 k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
         out = PyBytes_FromStringAndSize(NULL, self.key_size)
         nk = PyBytes_AS_STRING(out)
+        try:
+            fd = self._use()
+        except BaseException:
+            if release:
+                PyBuffer_Release(&view)
+            raise
         with nogil:
-            ret = bl_map_get_next_key(self._fd, k, nk)
+            ret = bl_map_get_next_key(fd, k, nk)
+        self._done()
         if release:
             PyBuffer_Release(&view)
         if ret == -ENOENT_:
@@ -1227,6 +1395,7 @@ cdef class MapCore:
         cdef char *v
         cdef uint64_t acc
         cdef Py_ssize_t i, f, nf
+        cdef int fd
         self._check()
         k = self._buf(key, self.key_size, tmp, &view, &release, "key")
         if self.key_size == 0:
@@ -1237,8 +1406,15 @@ cdef class MapCore:
                 PyBuffer_Release(&view)
             raise MemoryError()
         try:
+            try:
+                fd = self._use()
+            except BaseException:
+                if release:
+                    PyBuffer_Release(&view)
+                raise
             with nogil:
-                ret = bl_map_lookup(self._fd, k, v, 0)
+                ret = bl_map_lookup(fd, k, v, 0)
+            self._done()
             if release:
                 PyBuffer_Release(&view)
             if ret == -ENOENT_:
@@ -1275,15 +1451,21 @@ cdef class MapCore:
         cdef uint32_t n
         cdef int ret
         cdef bint first = True
+        cdef int fd
         if tokens == NULL:
             raise MemoryError()
         total[0] = 0
+        try:
+            fd = self._use()
+        except BaseException:
+            free(tokens)
+            raise
         try:
             while total[0] < capacity:
                 n = <uint32_t>min(chunk, capacity - total[0])
                 out_tok = tokens + (tok_size if in_tok == tokens else 0)
                 with nogil:
-                    ret = bl_map_batch(cmd, self._fd, in_tok, out_tok,
+                    ret = bl_map_batch(cmd, fd, in_tok, out_tok,
                                        keys + total[0] * self.key_size,
                                        values + total[0] * self._vsize, &n, 0)
                 if ret < 0 and ret != -ENOENT_:
@@ -1300,6 +1482,7 @@ cdef class MapCore:
                 in_tok = out_tok
             return 0
         finally:
+            self._done()
             free(tokens)
 
     cdef int _dump_slow(self, bint delete, char *keys, char *values, Py_ssize_t capacity,
@@ -1309,7 +1492,7 @@ cdef class MapCore:
         cdef char *prev = NULL
         cdef char *cur
         cdef Py_ssize_t i = 0
-        cdef int fd = self._fd
+        cdef int fd = self._use()
         cdef Py_ssize_t ks = self.key_size, vs = self._vsize
         with nogil:
             while i < capacity:
@@ -1335,6 +1518,7 @@ cdef class MapCore:
                     break
                 prev = cur
                 i += 1
+        self._done()
         total[0] = i
         if ret < 0 and ret != -ENOENT_:
             _raise("BPF_MAP_LOOKUP_ELEM" if not delete else "BPF_MAP_LOOKUP_AND_DELETE_ELEM",
@@ -1403,7 +1587,7 @@ cdef class MapCore:
         cdef uint32_t n, done
         cdef Py_ssize_t count, i
         cdef int ret
-        cdef int fd = self._fd
+        cdef int fd
         cdef char *kp
         cdef char *vp
         self._check()
@@ -1422,6 +1606,24 @@ cdef class MapCore:
         kp = <char *>kv.view.buf
         vp = <char *>vv.view.buf
         ret = -EOPNOTSUPP_
+        fd = self._use()
+        try:
+            ret = self._update_batch(fd, kp, vp, count, &n, flags)
+        finally:
+            self._done()
+        if ret < 0 and n >= count:
+            n = 0  # refused before the first element: the kernel left count as it was
+        if ret < 0:
+            _raise("BPF_MAP_UPDATE_BATCH", ret, self.name, True,
+                   f"{n} of {count} elements were written before the failure")
+        return count
+
+    cdef int _update_batch(self, int fd, char *kp, char *vp, Py_ssize_t count, uint32_t *np,
+                           uint64_t flags) noexcept:
+        """update_batch's syscalls on a held *fd* -> ret (count written in *np)."""
+        cdef int ret = -EOPNOTSUPP_
+        cdef uint32_t n = np[0]
+        cdef Py_ssize_t i
         if not (flags & ~(<uint64_t>4)):
             # the kernel's batch update takes no elem_flags but BPF_F_LOCK (4),
             # although the UAPI documents BPF_NOEXIST/BPF_EXIST: those go
@@ -1437,12 +1639,8 @@ cdef class MapCore:
                         break
                     i += 1
             n = <uint32_t>i
-        if ret < 0 and n >= count:
-            n = 0  # refused before the first element: the kernel left count as it was
-        if ret < 0:
-            _raise("BPF_MAP_UPDATE_BATCH", ret, self.name, True,
-                   f"{n} of {count} elements were written before the failure")
-        return count
+        np[0] = n
+        return ret
 
     def delete_batch(self, keys):
         """BPF_MAP_DELETE_BATCH for n * ``key_size`` bytes of keys; returns n.
@@ -1454,7 +1652,7 @@ cdef class MapCore:
         cdef uint32_t n
         cdef Py_ssize_t count, i
         cdef int ret
-        cdef int fd = self._fd
+        cdef int fd
         cdef char *kp
         self._check()
         kv = _View(keys)
@@ -1466,17 +1664,18 @@ cdef class MapCore:
             return 0
         n = <uint32_t>count
         kp = <char *>kv.view.buf
+        fd = self._use()
         with nogil:
             ret = bl_map_batch(BPF_MAP_DELETE_BATCH, fd, NULL, NULL, kp, NULL, &n, 0)
-        if ret == -ENOTSUPP_ or ret == -EOPNOTSUPP_:
-            i = 0
-            with nogil:
+            if ret == -ENOTSUPP_ or ret == -EOPNOTSUPP_:
+                i = 0
                 while i < count:
                     ret = bl_map_delete(fd, kp + i * self.key_size)
                     if ret < 0:
                         break
                     i += 1
-            n = <uint32_t>i
+                n = <uint32_t>i
+        self._done()
         if ret < 0 and n >= count:
             n = 0  # refused before the first key: the kernel left count as it was
         if ret == -ENOENT_:  # documented above; errors.from_errno maps only *_ELEM to it
