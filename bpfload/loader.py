@@ -30,6 +30,7 @@ from ._core import insn as _insn
 from .constants import MAP_IN_MAP_TYPES, MapFlags, MapType, PinType, ProgType
 from .maps import Map, MapInfo, kernel_name, possible_cpus
 from .programs import Program, load_program
+from .pins import pin_path
 from .spec import MapSpec, ObjectSpec, RelocKind
 
 __all__ = ["LoadResult", "load_spec", "check_compatible", "validate_map_in_map",
@@ -189,7 +190,7 @@ class _Load:
         if ms.pinning != PinType.BY_NAME:
             raise errors.ElfError(f"map {ms.name!r}: unsupported pinning {int(ms.pinning)}",
                                   object=self.spec.name, section=ms.section)
-        return os.path.join(self.pin_root or DEFAULT_PIN_ROOT, ms.name)
+        return pin_path(self.pin_root or DEFAULT_PIN_ROOT, ms.name, object=self.spec.name)
 
     def create(self, ms: MapSpec, inner_fd: int = 0, name: Optional[str] = None) -> Map:
         kname = name or (self.kernel_map_name(self.spec.name, ms.name) if ms.form == "data"
@@ -380,6 +381,8 @@ def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: in
                 with contextlib.suppress(OSError):
                     os.unlink(path)
         stack.callback(_unpin)
+        for ms in spec.maps.values():
+            job.pin_path(ms)   # every pin name checked before anything is created
         job.plan_externs()
         job.load_btf()
         job.load_maps()

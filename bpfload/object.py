@@ -15,7 +15,7 @@ from typing import Dict, Optional, Union
 
 from . import errors
 from .loader import LoadResult, load_spec
-from .pins import pin_name
+from .pins import pin_name, pin_path
 from .spec import GlobalVar, ObjectSpec
 
 __all__ = ["BpfObject", "load", "GlobalData"]
@@ -227,7 +227,7 @@ class BpfObject:
         self._require_loaded()
         out = []
         for p in self.programs.values():
-            path = os.path.join(os.fspath(directory), pin_name(p.name))
+            path = pin_path(directory, pin_name(p.name), object=self.name, what="program")
             p.pin(path)
             out.append(path)
         return out
