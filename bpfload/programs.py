@@ -38,8 +38,11 @@ CTX_ONLY_TYPES = frozenset({
     ProgType.TRACING, ProgType.STRUCT_OPS,
 })
 
-#: errnos with which the verifier refuses a program: worth a retry with a log.
-_VERIFIER_ERRNOS = frozenset({_errno.EACCES, _errno.EINVAL, _errno.E2BIG, _errno.ERANGE,
+#: errnos with which the verifier refuses a program: worth a retry with a log.  Not E2BIG:
+#: "program too large/complex" (too many instructions, or the verifier's complexity limit
+#: after seconds of work): a second verification with a log costs as much again and the
+#: log would only end with the instruction count.
+_VERIFIER_ERRNOS = frozenset({_errno.EACCES, _errno.EINVAL, _errno.ERANGE,
                               _errno.EOPNOTSUPP, 524, _errno.ENOENT, _errno.EFAULT})
 
 #: Program types BPF_PROG_TEST_RUN runs exactly once, with a context only.
@@ -118,10 +121,13 @@ def load_program(prog_type: int, insns, *, name: str, license: str = "GPL",
     """BPF_PROG_LOAD with verifier-log handling -> an owned :class:`FD`.
 
     With ``log_level=0`` the first attempt runs without a log (fastest); if
-    the kernel refuses, the load is retried with ``log_level=1`` so the
-    error carries the verifier's reason.  With a log, a truncated log
-    (ENOSPC) grows the buffer (64 KiB up to 16 MiB) and retries.  Raises
-    :class:`bpfload.LoadError` with the program name, errno and full log.
+    the verifier refuses (not E2BIG: program too large/complex), the load is
+    retried once with ``log_level=1`` so the error carries the verifier's
+    reason.  A log that did not fit (ENOSPC) is retried once with a buffer of
+    exactly the size the kernel reports (``log_true_size``, Linux 6.4+; older
+    kernels: the buffer grows from 64 KiB up to 16 MiB).  A failure with a
+    complete log is never retried.  Raises :class:`bpfload.LoadError` with
+    the program name, errno and full log.
     """
     kw = dict(expected_attach_type=int(expected_attach_type or 0), prog_flags=prog_flags,
               kern_version=kern_version, prog_btf_fd=btf_fd, func_info=func_info,
@@ -133,11 +139,13 @@ def load_program(prog_type: int, insns, *, name: str, license: str = "GPL",
     size = _LOG_START
     log = None
     tried_plain = False
+    exact = False
     while True:
         if level:
             log = bytearray(size)
-        ret = _sys.prog_load(int(prog_type), insns, license, _kernel_prog_name(name),
-                             log_level=level, log_buf=log if level else None, **kw)
+        ret, true_size = _sys.prog_load(int(prog_type), insns, license, _kernel_prog_name(name),
+                                        log_level=level, log_buf=log if level else None,
+                                        with_log_true_size=True, **kw)
         if ret >= 0:
             fd = FD(ret, f"program {name!r}")
             return fd
@@ -146,8 +154,12 @@ def load_program(prog_type: int, insns, *, name: str, license: str = "GPL",
             tried_plain = True
             level = 1
             continue
-        if level and err == _errno.ENOSPC and size < _LOG_MAX:
-            size = min(size * 4, _LOG_MAX)
+        if level and err == _errno.ENOSPC and not exact and size < _LOG_MAX:
+            if true_size > size:      # the kernel said how much it needs: one exact retry
+                size = min(true_size, _LOG_MAX)
+                exact = True
+            else:                     # before Linux 6.4: grow
+                size = min(size * 4, _LOG_MAX)
             continue
         text = _decode_log(log) if log is not None else ""
         detail = None

@@ -80,6 +80,7 @@ cdef extern from "bpf_sys.h" nogil:
         uint32_t attach_btf_id, attach_btf_obj_fd, attach_prog_fd
         const int *fd_array
         uint32_t prog_ifindex
+        uint32_t log_true_size
 
     struct bl_test_run_opts:
         int prog_fd
@@ -107,7 +108,7 @@ cdef extern from "bpf_sys.h" nogil:
     int bl_obj_get(const char *path, uint32_t file_flags)
     int bl_get_fd_by_id(int cmd, uint32_t id)
     int bl_obj_get_info_by_fd(int fd, void *info, uint32_t *info_len)
-    int bl_prog_load(const bl_prog_load_opts *o)
+    int bl_prog_load(bl_prog_load_opts *o)
     int bl_prog_test_run(bl_test_run_opts *o)
     int bl_btf_load(const void *btf, uint32_t size, char *log_buf, uint32_t log_size, uint32_t log_level)
     struct bl_link_create_opts:
@@ -546,12 +547,15 @@ def prog_load(uint32_t prog_type, insns, license, name=None, *, uint32_t expecte
               uint32_t prog_flags=0, uint32_t kern_version=0, uint32_t log_level=0,
               log_buf=None, int prog_btf_fd=0, func_info=None, uint32_t func_info_rec_size=0,
               line_info=None, uint32_t line_info_rec_size=0, uint32_t attach_btf_id=0,
-              int attach_btf_obj_fd=0, int attach_prog_fd=0, fd_array=None, uint32_t prog_ifindex=0):
-    """BPF_PROG_LOAD -> (fd or -errno, log bytes written).
+              int attach_btf_obj_fd=0, int attach_prog_fd=0, fd_array=None, uint32_t prog_ifindex=0,
+              bint with_log_true_size=False):
+    """BPF_PROG_LOAD -> fd or -errno; ``(fd or -errno, log_true_size)`` with *with_log_true_size*.
 
     Returns the raw result so the caller (which knows the program name and
     owns log-buffer growth) builds the :class:`bpfload.LoadError`.
-    *log_buf* is a writable buffer (bytearray) or None.
+    *log_buf* is a writable buffer (bytearray) or None.  *log_true_size* is
+    what the kernel reports the whole log needs, NUL included (Linux 6.4+;
+    0 on older kernels or without a log).
     """
     cdef bl_prog_load_opts o
     cdef _View vi = _View(insns)
@@ -594,6 +598,8 @@ def prog_load(uint32_t prog_type, insns, license, name=None, *, uint32_t expecte
     o.prog_ifindex = prog_ifindex
     with nogil:
         ret = bl_prog_load(&o)
+    if with_log_true_size:
+        return ret, o.log_true_size
     return ret
 
 
