@@ -14,6 +14,7 @@ import sys
 from typing import Dict, Optional, Union
 
 from . import errors
+from ._core.syscall import index_int
 from .loader import LoadResult, load_spec
 from .pins import pin_name, pin_path
 from .spec import GlobalVar, ObjectSpec
@@ -59,7 +60,9 @@ class GlobalData:
         return name in self.keys()
 
     def _encode(self, v: GlobalVar, value) -> bytes:
-        if isinstance(value, int):
+        iv = index_int(value)   # ints and anything with __index__ (NumPy integers)
+        if iv is not None:
+            value = iv
             if v.size not in _PACKABLE:
                 raise ValueError(f"variable {v.name!r} is {v.size} bytes: pass bytes, not an int")
             signed = value < 0
@@ -67,7 +70,11 @@ class GlobalData:
                 return value.to_bytes(v.size, sys.byteorder, signed=signed)
             except OverflowError:
                 raise ValueError(f"{value} does not fit variable {v.name!r} ({v.size} bytes)") from None
-        b = bytes(value)
+        try:
+            b = bytes(memoryview(value))   # not bytes(value): that of an __index__ object is zeros
+        except TypeError:
+            raise TypeError(f"variable {v.name!r}: value must be bytes-like or int, "
+                            f"not {type(value).__name__}") from None
         if len(b) != v.size:
             raise ValueError(f"variable {v.name!r} is {v.size} bytes, got {len(b)}")
         return b

@@ -16,7 +16,9 @@ Three layers, thinnest first:
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_SetItem
 from cpython.long cimport PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE,
+                             PyObject_CheckBuffer)
+from cpython.number cimport PyIndex_Check
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.errno cimport errno
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
@@ -25,6 +27,8 @@ from libc.string cimport memcpy, memset
 
 from bpfload._core.common cimport load_uint
 
+import numbers as _numbers
+import operator as _operator
 import os as _os
 import sys as _sys
 import warnings as _warnings
@@ -904,6 +908,20 @@ cdef extern from *:
     const char *bl_fast_buf(object o, Py_ssize_t size, char *tmp)
 
 
+cpdef object index_int(object obj):
+    """*obj* as a Python int when it is an integer, else None.
+
+    An int, or anything with ``__index__`` that is not a byte buffer; NumPy
+    integer scalars, which are both, count as integers (``bytes(v)`` of
+    one would be v zero bytes, its buffer the wrong size for a smaller key).
+    """
+    if isinstance(obj, int):
+        return obj
+    if PyIndex_Check(obj) and (not PyObject_CheckBuffer(obj) or isinstance(obj, _numbers.Integral)):
+        return _operator.index(obj)
+    return None
+
+
 cdef inline int _pack_int(object value, Py_ssize_t size, char *out) except -1:
     """Pack a Python int into *size* bytes, native byte order, two's complement."""
     cdef uint64_t u
@@ -1052,10 +1070,11 @@ cdef class MapCore:
                 raise ValueError(f"map {self.name!r}: {what} is {PyBytes_GET_SIZE(obj)} bytes, "
                                  f"expected {size}")
             return PyBytes_AS_STRING(obj)
-        if isinstance(obj, int):
+        iv = index_int(obj)
+        if iv is not None:
             if size > TMP_KEY or size == 0:
                 raise ValueError(f"map {self.name!r}: {what} of {size} bytes cannot be an int")
-            _pack_int(obj, size, tmp)
+            _pack_int(iv, size, tmp)
             return tmp
         try:
             PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
@@ -1084,6 +1103,8 @@ cdef class MapCore:
         cdef bytearray out
         cdef Py_ssize_t i
         if self._kind == KIND_FDVALUE:
+            if index_int(value) is not None:
+                value = index_int(value)
             if not isinstance(value, int):
                 value = getattr(value, "fd", value)
             if not isinstance(value, int) and hasattr(value, "fileno"):
@@ -1109,12 +1130,17 @@ cdef class MapCore:
 
     cdef bytes _one_value(self, object v):
         cdef char tmp[TMP_KEY]
-        if isinstance(v, int):
+        iv = index_int(v)
+        if iv is not None:
             if self.value_size > TMP_KEY:
                 raise ValueError(f"map {self.name!r}: value of {self.value_size} bytes cannot be an int")
-            _pack_int(v, self.value_size, tmp)
+            _pack_int(iv, self.value_size, tmp)
             return PyBytes_FromStringAndSize(tmp, self.value_size)
-        b = bytes(v)
+        try:
+            b = bytes(memoryview(v))   # not bytes(v): an object with __index__ gives v zero bytes
+        except TypeError:
+            raise TypeError(f"map {self.name!r}: value must be bytes-like or int, "
+                            f"not {type(v).__name__}") from None
         if len(b) != self.value_size:
             raise ValueError(f"map {self.name!r}: value is {len(b)} bytes, expected {self.value_size}")
         return b
