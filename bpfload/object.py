@@ -145,9 +145,14 @@ class BpfObject:
              name: Optional[str] = None) -> "BpfObject":
         """Parse a BPF ELF object (a path or its bytes) without touching the kernel.
 
-        Raises :class:`bpfload.ElfError` for a malformed or unsupported object.
+        Raises :class:`bpfload.ElfError` for a malformed or unsupported object,
+        TypeError for anything but a path or bytes (an int is not a path:
+        it is never read as an fd).
         """
         from .elf import parse_object
+        if not isinstance(path_or_bytes, (str, os.PathLike, bytes, bytearray, memoryview)):
+            raise TypeError("BpfObject.open() takes a path (str or os.PathLike) or the object's "
+                            f"bytes, not {type(path_or_bytes).__name__}")
         path = None
         if isinstance(path_or_bytes, (str, os.PathLike)):
             path = os.fspath(path_or_bytes)

@@ -118,6 +118,11 @@ def parse_object(path_or_bytes: Union[str, "os.PathLike[str]", bytes, bytearray,
         data = bytes(path_or_bytes)
         obj_name = name if name is not None else "object"
     else:
+        if not isinstance(path_or_bytes, (str, os.PathLike)):
+            # An int would be read as an fd and closed by open(): a Map's fd given by
+            # mistake would lose its number to the next object created.
+            raise TypeError("expected a path (str or os.PathLike) or the object's bytes, "
+                            f"not {type(path_or_bytes).__name__}")
         with open(path_or_bytes, "rb") as f:
             data = f.read()
         if name is None:

@@ -1,0 +1,29 @@
+"""Regressions (issue 10, Medium 7, Low 9, 11, 13): inputs that must be refused, and
+resources a successful load must not leave to the garbage collector."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import bpfload
+from bpfload import MapType
+
+from conftest import bpf_object
+
+pytestmark = pytest.mark.kernel
+
+
+# -- Medium 7: BpfObject.open(<int>) -------------------------------------------------
+
+@pytest.mark.parametrize("opener", [bpfload.BpfObject.open, bpfload.load])
+def test_open_int_is_a_type_error_and_leaves_the_fd_alone(opener):
+    with bpfload.Map.create(MapType.ARRAY, 4, 4, 1, name="not_a_path") as m:
+        fd = m.fd
+        with pytest.raises(TypeError, match="path"):
+            opener(fd)
+        os.fstat(fd)            # still open: open() did not read and close it
+        m.update(0, 1)          # and still this map's
+        assert m.lookup(0) == (1).to_bytes(4, sys.byteorder)
