@@ -220,12 +220,22 @@ class Program:
 
     @classmethod
     def from_pin(cls, path, *, name: Optional[str] = None) -> "Program":
-        """Open the program pinned at *path* (BPF_OBJ_GET); :class:`bpfload.PinError` if absent."""
+        """Open the program pinned at *path* (BPF_OBJ_GET).
+
+        Raises :class:`bpfload.PinError` (a BpfError) when nothing is pinned
+        there or the pin is not a program (a map or link pin), ValueError for
+        a NUL in *path*.
+        """
+        from .maps import _fdinfo_kind
         path = os.fspath(path)
         try:
             fdobj = _sys.obj_get(path)
         except errors.SyscallError as e:
             raise errors.PinError(f"cannot open pinned program ({e.hint})", path, e.errno) from e
+        kind = _fdinfo_kind(fdobj.fileno())
+        if kind != "prog":
+            fdobj.close()
+            raise errors.PinError(f"pinned object is not a program (it is a {kind})", path)
         p = cls._from_owned(fdobj, name)
         p._pin_path = path
         return p

@@ -3,7 +3,6 @@ resources a successful load must not leave to the garbage collector."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import pytest
@@ -11,7 +10,6 @@ import pytest
 import bpfload
 from bpfload import MapType
 
-from conftest import bpf_object
 
 pytestmark = pytest.mark.kernel
 
@@ -27,3 +25,17 @@ def test_open_int_is_a_type_error_and_leaves_the_fd_alone(opener):
         os.fstat(fd)            # still open: open() did not read and close it
         m.update(0, 1)          # and still this map's
         assert m.lookup(0) == (1).to_bytes(4, sys.byteorder)
+
+
+# -- Low 9: Program.from_pin() of a map pin --------------------------------------------
+
+def test_program_from_pin_refuses_a_map_pin(bpffs):
+    path = os.path.join(bpffs, "a_map")
+    with bpfload.Map.create(MapType.ARRAY, 4, 4, 1, name="pinned_map") as m:
+        m.pin(path)
+        try:
+            with pytest.raises(bpfload.PinError, match="not a program") as ei:
+                bpfload.Program.from_pin(path)
+            assert isinstance(ei.value, bpfload.BpfError)
+        finally:
+            m.unpin()
