@@ -10,6 +10,8 @@ import pytest
 import bpfload
 from bpfload import MapType
 
+from conftest import bpf_object, pins
+
 
 pytestmark = pytest.mark.kernel
 
@@ -39,3 +41,25 @@ def test_program_from_pin_refuses_a_map_pin(bpffs):
             assert isinstance(ei.value, bpfload.BpfError)
         finally:
             m.unpin()
+
+
+# -- Low 11: a NUL inside a pin path ---------------------------------------------------
+
+def test_nul_in_pin_path_is_a_value_error(bpffs):
+    good = os.path.join(bpffs, "a")
+    bad = good + "\0x"
+    with bpfload.Map.create(MapType.ARRAY, 4, 4, 1, name="nul_pin") as m:
+        m.pin(good)
+        try:
+            with pytest.raises(ValueError, match="null"):
+                bpfload.Map.from_pin(bad)           # used to open "a"
+            with pytest.raises(ValueError, match="null"):
+                bpfload.Program.from_pin(bad)
+            with pytest.raises(ValueError, match="null"):
+                m.pin(os.path.join(bpffs, "b\0c"))  # used to pin at "b"
+            assert pins(bpffs) == ["a"]
+        finally:
+            m.unpin()
+    with pytest.raises(ValueError, match="null"):
+        bpfload.load(bpf_object("maps_btf"), pin_root=str(bpffs) + "\0x")
+    assert pins(bpffs) == []
