@@ -178,6 +178,9 @@ class _Load:
         self.to_pin: List[str] = []
         self.btf_fd = 0
         self.externs = None
+        #: owned only while loading (the object's BTF fd, anonymous map-in-map
+        #: templates): closed when the load succeeds, by the stack when it fails
+        self.temporary: list = []
 
     def own(self, thing):
         self.stack.callback(thing.close)
@@ -239,6 +242,7 @@ class _Load:
         # An anonymous template (BTF __array(values, ...)): create it only to
         # hand its fd to MAP_CREATE; the kernel keeps a copy of its metadata.
         t = self.create(tmpl, name=kernel_name(f"{ms.name}.inner"))
+        self.temporary.append(t)
         return t.fd
 
     def prepopulate(self, ms: MapSpec, outer: Map) -> None:
@@ -287,7 +291,9 @@ class _Load:
         if btf is None:
             return
         from .btf.kernel import load_object_btf
-        self.btf_fd = self.own(load_object_btf(btf, self.spec.name)).fileno()
+        b = self.own(load_object_btf(btf, self.spec.name))
+        self.temporary.append(b)   # the kernel keeps its own reference for maps and programs
+        self.btf_fd = b.fileno()
 
     # -- programs -------------------------------------------------------------
     def fd_of(self) -> Dict[str, int]:
@@ -389,6 +395,8 @@ def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: in
         job.pin_maps()
         job.load_programs()
         job.fill_prog_arrays()
+        for t in job.temporary:
+            t.close()   # nothing after the load needs them: close now, not in the collector
         stack.pop_all()
     return LoadResult(job.maps, job.programs, job.pins, job.reused, job.order)
 

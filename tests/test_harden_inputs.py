@@ -3,6 +3,7 @@ resources a successful load must not leave to the garbage collector."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -63,3 +64,31 @@ def test_nul_in_pin_path_is_a_value_error(bpffs):
     with pytest.raises(ValueError, match="null"):
         bpfload.load(bpf_object("maps_btf"), pin_root=str(bpffs) + "\0x")
     assert pins(bpffs) == []
+
+
+# -- Low 13: nothing left to the collector after a successful load ----------------------
+
+LOAD_AND_CLOSE = """
+import os, sys, bpfload
+for path in sys.argv[2:]:
+    obj = bpfload.load(path, pin_root=sys.argv[1])
+    btf_fds = [fd for fd in os.listdir("/proc/self/fd")
+               if os.path.exists(f"/proc/self/fd/{fd}")
+               and os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:btf"]
+    print(path, "btf fds held after load:", len(btf_fds))
+    obj.close()
+    for name in os.listdir(sys.argv[1]):
+        if name not in ("maps.debug", "progs.debug"):
+            os.unlink(os.path.join(sys.argv[1], name))
+"""
+
+
+def test_load_leaves_nothing_to_the_collector(bpffs):
+    """BTF fd and map-in-map templates are closed by the load, not by the collector."""
+    objs = [str(bpf_object(n)) for n in ("maps_btf", "globals", "mim_btf", "ringbuf")]
+    r = subprocess.run([sys.executable, "-X", "dev", "-W", "always::ResourceWarning", "-c",
+                        LOAD_AND_CLOSE, str(bpffs), *objs],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "ResourceWarning" not in r.stderr, r.stderr
+    assert r.stdout.count("btf fds held after load: 0") == len(objs), r.stdout
