@@ -265,7 +265,7 @@ class Program:
 
     def info(self) -> ProgramInfo:
         """Fresh ``bpf_prog_info`` from the kernel (run counts included)."""
-        self._info = ProgramInfo.from_fd(self.fd, self.name)
+        self._info = ProgramInfo.from_fd(self._fd, self.name)   # FD: held for the calls
         return self._info
 
     @property

@@ -127,3 +127,25 @@ def test_last_user_closes_the_number():
     assert fdobj.users == 0
     with pytest.raises(OSError):
         os.fstat(n)
+
+
+def test_program_calls_hold_the_fd():
+    """Program.test_run/info/pin use the FD owner: closed -> MapClosedError, never a stale number."""
+    import os
+
+    from conftest import bpf_object
+
+    with bpfload.load(bpf_object("globals")) as obj:
+        prog = next(iter(obj.programs.values()))
+        fdobj = prog._fd
+        n = fdobj.hold()
+        try:
+            prog.close()
+            for call in (prog.test_run, prog.info):
+                with pytest.raises(bpfload.MapClosedError, match="closed"):
+                    call()
+            os.fstat(n)
+        finally:
+            fdobj.release()
+        with pytest.raises(OSError):
+            os.fstat(n)

@@ -1979,20 +1979,31 @@ cdef class MapCore:
         return iter(self.keys())
 
 
-def prog_map_ids(int fd, uint32_t count):
-    """The ids of the maps a loaded program uses (bpf_prog_info.map_ids)."""
+def prog_map_ids(fd, uint32_t count):
+    """The ids of the maps a loaded program uses (bpf_prog_info.map_ids).
+
+    *fd*: an int or an :class:`FD` (held for the call).
+    """
     cdef uint32_t *ids = <uint32_t *>malloc(max(count, 1) * 4)
     cdef char info[232]
     cdef uint32_t n = 232
     cdef int ret
+    cdef FD h
+    cdef int cfd
     if ids == NULL:
         raise MemoryError()
     try:
         memset(info, 0, 232)
         (<uint32_t *>(info + 52))[0] = count
         (<uint64_t *>(info + 56))[0] = <uint64_t><size_t>ids
-        with nogil:
-            ret = bl_obj_get_info_by_fd(fd, info, &n)
+        h = _holder(fd)
+        cfd = h._fd if h is not None else fd
+        try:
+            with nogil:
+                ret = bl_obj_get_info_by_fd(cfd, info, &n)
+        finally:
+            if h is not None:
+                h._release()
         if ret < 0:
             _raise("BPF_OBJ_GET_INFO_BY_FD", ret, None)
         count = min(count, (<uint32_t *>(info + 52))[0])
