@@ -1,5 +1,10 @@
 """Relocation patching throughput: compiled core vs the pure-Python twin.
 
+A self-comparison (bpfload's Cython against bpfload's own Python twin, no C
+or libbpf reference): it guards the compiled path against regressions and
+shows what compiling it buys; it says nothing about bpfload against libbpf
+(bench_libbpf_load.py does).
+
 A synthetic 1,000,000-instruction program (one ld_imm64 + eight ALU
 instructions per 10 slots) with 100,000 map relocations, patched by
 ``patch_maps`` from one prebuilt int32 record buffer, exactly as the loader

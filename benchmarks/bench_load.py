@@ -10,6 +10,10 @@ shows where it is:
 * verifier: BPF_PROG_LOAD of the relocated programs (kernel time);
 * full: open + load + close.
 
+No reference here: the relocate group is a self-comparison (Cython vs the
+pure-Python twin) and the other groups are absolute times that move with
+host load.  Loading against libbpf, side by side, is bench_libbpf_load.py.
+
 Run: ``python3 -m pytest benchmarks/bench_load.py --benchmark-only``.
 """
 from __future__ import annotations

@@ -160,11 +160,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             f"{'ratio(min)':>11} {'target':>7}  verdict")
     tr.write_line(head)
     tr.write_line("-" * len(head))
+    missed = []
     for p in done:
         r = p.ratio()
+        verdict = "ok" if r <= p.target else f"MISSED by {r / p.target - 1:.0%}"
+        if r > p.target:
+            missed.append(p)
         tr.write_line(f"{p.group:<24} {p.what:<7} {p.ns(p.c):>8.1f} {p.ns(p.py):>11.1f} "
-                      f"{r:>7.3f} {p.ratio_min():>11.3f} {p.target:>7.2f}  "
-                      f"{'ok' if r <= p.target else 'MISSED'}")
+                      f"{r:>7.3f} {p.ratio_min():>11.3f} {p.target:>7.2f}  {verdict}")
     tr.write_line("ns: fastest round / operations per round.  ratio: median over rounds of "
                   "bpfload / the C round run just before it (the verdict).  ratio(min): fastest "
                   "bpfload round / fastest of those C rounds.")
@@ -174,3 +177,30 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                           f"alone takes {p.ns(p.floor):.1f} ns/{p.what}; C raw dump + that = "
                           f"{p.floor_ratio():.2f}x C, the floor for dict(m.items()) "
                           "(to_dict() builds the dict in C and skips it).")
+    if missed:
+        names = ", ".join(f"{p.group} {p.ratio():.3f} > {p.target:.2f}" for p in missed)
+        if config.getoption("strict_targets"):
+            tr.write_line(f"--strict-targets: {len(missed)} target(s) missed: {names}")
+            _MISSED_TARGETS.extend(missed)
+        else:
+            tr.write_line(f"{len(missed)} target(s) missed (informational; the machine is "
+                          f"noisy: --strict-targets makes this fail the run): {names}")
+
+
+_MISSED_TARGETS: list = []
+
+
+def pytest_addoption(parser):
+    parser.addoption("--strict-targets", action="store_true", default=False,
+                     dest="strict_targets",
+                     help="exit non-zero when a bpfload/C ratio misses its target "
+                          "(informational by default: ratios move with host load)")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    # the summary above runs after this hook on some pytest versions: decide from the pairs
+    if session.config.getoption("strict_targets"):
+        done = [p for p in _PAIRS.values() if p.py and p.c]
+        if any(p.ratio() > p.target for p in done) and session.exitstatus == 0:
+            session.exitstatus = 1

@@ -15,7 +15,7 @@ from .errors import (
     AttachError,
 )
 from .maps import Map, MapInfo, possible_cpus
-from .link import Link, LinkInfo
+from .link import IterLink, Link, LinkInfo
 from .object import BpfObject, GlobalData, load
 from .programs import Program, ProgramInfo, TestRunResult
 from .btf.typed import TypedMap, TypedTypeError, TypedValueError
@@ -29,7 +29,7 @@ __all__ = [
     "ProgramInfo", "TestRunResult", "RingBuffer", "RingStats", "PerfBuffer", "online_cpus",
     "MapPoller", "Snapshot", "SnapshotArrays", "Sample", "StaleSnapshotError",
     "TypedMap", "TypedValueError", "TypedTypeError",
-    "Link", "LinkInfo", "LinkType", "PerfEventType", "AttachError",
+    "Link", "LinkInfo", "IterLink", "LinkType", "PerfEventType", "AttachError",
     "MapType", "ProgType", "AttachType", "MapFlags", "PinType", "UpdateFlags",
     "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK",
     "BpfError", "SyscallError", "MapError", "MapKeyError", "MapFullError", "MapIndexError",

@@ -293,15 +293,43 @@ _ATTACH_HINTS = {
     "excludes this one (e.g. XDP in another mode, or a netlink-attached program)",
     ("*", _errno.E2BIG): "too many programs are attached to this hook",
     ("*", _errno.ENOMEM): "out of memory (or memlock limit)",
-    ("xdp", _errno.EEXIST): "another XDP program is attached to this interface; detach it first",
-    ("xdp", _errno.EBUSY): "an XDP program is attached to this interface without a link "
-    "(e.g. by ip link); remove it with 'ip link set dev IFACE xdp off'",
+    ("xdp", _errno.EEXIST): "another XDP program is attached to this interface in another mode "
+    "(native and generic XDP exclude each other); detach it first",
+    ("xdp", _errno.EBUSY): "another XDP program is attached to this interface: close its link, "
+    "or, if it was attached without a link (e.g. by ip link), remove it with "
+    "'ip link set dev IFACE xdp off'",
     ("xdp", _errno.EOPNOTSUPP): "the driver does not support this XDP mode (try mode='skb')",
     ("tracepoint", _errno.ENOENT): "no such tracepoint (see /sys/kernel/tracing/events)",
     ("kprobe", _errno.ENOENT): "no such kernel function, or it cannot be probed",
     ("uprobe", _errno.ENOENT): "no such file or symbol",
+    ("perf_event", _errno.ENOENT): "this PMU has no such event (check type and config)",
+    ("perf_event", _errno.EINVAL): "the kernel refused the event attributes (type, config, or "
+    "a sample_freq above kernel.perf_event_max_sample_rate)",
+    ("perf_event", _errno.EACCES): "perf_event_open needs CAP_PERFMON (or root), or a lower "
+    "kernel.perf_event_paranoid",
+    ("tracepoint", _errno.EACCES): "perf_event_open needs CAP_PERFMON (or root) for tracepoints",
     ("netfilter", _errno.EINVAL): "invalid pf/hooknum/priority (priority must not be "
     "NF_IP_PRI_FIRST or NF_IP_PRI_LAST), or the hook does not exist",
+    ("cgroup", _errno.EBADF): "the target is not a cgroup v2 directory (or the program fd is "
+    "closed)",
+    ("cgroup", _errno.EINVAL): "the program was not loaded for this cgroup attach type (its "
+    "section, e.g. cgroup_skb/egress, sets the expected attach type), or the flags are invalid",
+    ("cgroup", _errno.EPERM): "the cgroup already has a program attached without "
+    "BPF_F_ALLOW_MULTI, or privileges are missing",
+    ("iter", _errno.EACCES): "the program reads more of the map's key or value than the map "
+    "has (check key/value sizes)",
+    ("iter", _errno.EINVAL): "the program is not an iterator, or the iterator target needs "
+    "(or does not take) a map, cgroup or task argument",
+    ("iter", _errno.ENOLINK): "the iterator link is detached",
+    ("netfilter", _errno.ERANGE): "the priority must lie strictly between NF_IP_PRI_FIRST and "
+    "NF_IP_PRI_LAST (above NF_IP_PRI_CONNTRACK_DEFRAG with BPF_F_NETFILTER_IP_DEFRAG)",
+    ("netfilter", _errno.EPROTO): "hooknum must be NF_INET_PRE_ROUTING (0) .. "
+    "NF_INET_POST_ROUTING (4)",
+    ("netfilter", _errno.EAFNOSUPPORT): "pf must be NFPROTO_IPV4 (2) or NFPROTO_IPV6 (10)",
+    ("tc", _errno.EEXIST): "a tc filter already has this priority and handle; pass another "
+    "priority= (or remove that filter)",
+    ("tc", _errno.EINVAL): "the kernel refused the cls_bpf filter: the priority is taken by a "
+    "filter of another kind or protocol, or an 'ingress' qdisc stands where clsact should be",
     ("link", _errno.EINVAL): "this link kind does not support the operation, or the new "
     "program's type or attach type differs from the old one's",
     ("link", _errno.EOPNOTSUPP): "the kernel does not support this operation for this link kind",

@@ -368,9 +368,10 @@ class Program:
         from .link.net import attach_xdp
         return attach_xdp(self, iface, mode=mode, **kw)
 
-    def attach_tc(self, iface, *, direction: str = "ingress", **kw):
+    def attach_tc(self, iface, *, direction: Optional[str] = None, **kw):
         """Attach to tc ingress/egress of *iface* (tcx link; clsact + cls_bpf over netlink
-        on kernels without tcx)."""
+        on kernels without tcx).  *direction* defaults to the section's (``tcx/egress``:
+        egress; plain ``tc``: ingress)."""
         from .link.net import attach_tc
         return attach_tc(self, iface, direction=direction, **kw)
 

@@ -34,6 +34,8 @@ static long bl_fail_at = 0;
 static int bl_fail_cmd = -1;
 static int bl_fail_errno = 0;
 static unsigned long bl_calls = 0;
+#define BL_MAX_CMD 64
+static unsigned long bl_cmd_calls[BL_MAX_CMD];   /* per command, for tests */
 
 static inline int bl_sys_bpf(int cmd, union bpf_attr *attr, unsigned int size)
 {
@@ -41,6 +43,8 @@ static inline int bl_sys_bpf(int cmd, union bpf_attr *attr, unsigned int size)
     int again = 0;
 
     bl_calls++;
+    if (cmd >= 0 && cmd < BL_MAX_CMD)
+        bl_cmd_calls[cmd]++;
     if (bl_fail_at > 0 && (bl_fail_cmd < 0 || bl_fail_cmd == cmd)) {
         if (--bl_fail_at == 0)
             return -bl_fail_errno;

@@ -15,8 +15,10 @@ import contextlib
 import ctypes
 import errno
 import gc
+import importlib
 import os
 import pathlib
+import shutil
 import warnings
 
 import pytest
@@ -43,14 +45,37 @@ def _probe_kernel() -> str | None:
     return _kernel_state[0]
 
 
+def unavailable(why: str):
+    """Skip for a missing tool, file or kernel feature -- or fail under
+    BPFLOAD_REQUIRE_KERNEL=1 (CI), where everything the tests need is
+    installed and a skip could hide a regression.  The one way a test skips."""
+    if REQUIRE_KERNEL:
+        pytest.fail(f"BPFLOAD_REQUIRE_KERNEL=1 but {why}")
+    pytest.skip(why)
+
+
+def need_tool(name: str, package: str) -> str:
+    """The path of command *name*, or unavailable() naming the package that provides it."""
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"{name} is not installed ({package})")
+    return path
+
+
+def need_module(name: str, why: str = "it is in the [test] extra"):
+    """Import and return module *name*, or unavailable()."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        unavailable(f"cannot import {name!r} ({why}): {e}")
+
+
 @pytest.fixture
 def kernel():
     """Require a kernel that lets this process use bpf(2)."""
     why = _probe_kernel()
     if why:
-        if REQUIRE_KERNEL:
-            pytest.fail(f"BPFLOAD_REQUIRE_KERNEL=1 but {why}")
-        pytest.skip(why)
+        unavailable(why)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -77,20 +102,31 @@ def _open_fds() -> dict[int, str]:
 
 @pytest.fixture(autouse=True)
 def no_fd_leak(request):
-    """Fail a test that leaves an fd open that it did not have before."""
-    gc.collect()
+    """Fail a test that leaves an fd open that it did not have before.
+
+    The fd lists are compared first; only when a new fd shows up is the
+    garbage collector run (an unreferenced owner closes its fd then) and the
+    list read again.  A full collection costs ~60 ms once the kernel BTF is
+    cached, so doing it for every test dominated the suite's time.
+    """
     before = _open_fds()
     yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-    after = _open_fds()
-    leaked = {fd: t for fd, t in after.items() if fd not in before or before[fd] != t}
-    # /proc/self/fd itself shows up as the listing fd of the call above; ignore dir fds
-    leaked = {fd: t for fd, t in leaked.items() if not t.startswith("/proc/")}
+    leaked = _new_fds(before)
+    if leaked:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+        leaked = _new_fds(before)
     if leaked:
         pytest.fail(f"test leaked {len(leaked)} fd(s): " +
                     ", ".join(f"{fd} -> {t}" for fd, t in sorted(leaked.items())))
+
+
+def _new_fds(before: dict[int, str]) -> dict[int, str]:
+    after = _open_fds()
+    leaked = {fd: t for fd, t in after.items() if fd not in before or before[fd] != t}
+    # /proc/self/fd itself shows up as the listing fd of the call above; ignore dir fds
+    return {fd: t for fd, t in leaked.items() if not t.startswith("/proc/")}
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -117,9 +153,7 @@ def bpffs(tmp_path, kernel):
     try:
         mount_bpffs(str(root))
     except OSError as e:
-        if REQUIRE_KERNEL:
-            pytest.fail(f"cannot mount bpffs: {e}")
-        pytest.skip(f"cannot mount bpffs: {e}")
+        unavailable(f"cannot mount bpffs: {e}")
     try:
         yield root
     finally:
@@ -146,6 +180,17 @@ def bpf_mappings() -> int:
 def pins(root) -> list:
     """Entries of a bpffs mount, without the kernel's own maps.debug/progs.debug."""
     return sorted(p for p in os.listdir(root) if p not in ("maps.debug", "progs.debug"))
+
+
+def sysfs_cpus(which: str) -> list[int]:
+    """CPU ids from /sys/devices/system/cpu/{possible,online}, parsed here (the tests'
+    own reference, independent of bpfload.possible_cpus()/online_cpus())."""
+    text = pathlib.Path(f"/sys/devices/system/cpu/{which}").read_text().strip()
+    out: list[int] = []
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
 
 
 def bpf_object(name: str) -> pathlib.Path:

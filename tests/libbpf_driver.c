@@ -6,11 +6,12 @@
  *
  * Opens OBJECT with libbpf (maps pinned by name go under PIN_DIR instead
  * of /sys/fs/bpf), loads it, pins every loaded program at PIN_DIR/prog_NAME
- * so that the test can read its translated instructions after this
- * process exits, and prints one tab-separated line per map and program,
- * as the kernel reports them (BPF_OBJ_GET_INFO_BY_FD):
+ * and every map at PIN_DIR/map_NAME ('.' -> '_', which bpffs refuses) so
+ * that the test can read translated instructions and map contents after
+ * this process exits, and prints one tab-separated line per map and
+ * program, as the kernel reports them (BPF_OBJ_GET_INFO_BY_FD):
  *
- *   map  NAME  KERNEL_NAME  TYPE  KEY_SIZE  VALUE_SIZE  MAX_ENTRIES  FLAGS  BTF_KEY  BTF_VALUE
+ *   map  NAME  KERNEL_NAME  TYPE  KEY_SIZE  VALUE_SIZE  MAX_ENTRIES  FLAGS  BTF_KEY  BTF_VALUE  ID
  *   prog NAME  KERNEL_NAME  TYPE  TAG(hex)  XLATED_LEN  ID
  *
  * Exit status 0 on success; on failure libbpf's messages and ours go to
@@ -76,9 +77,18 @@ int main(int argc, char **argv)
 			bpf_object__close(obj);
 			return 1;
 		}
-		printf("map\t%s\t%s\t%u\t%u\t%u\t%u\t%u\t%u\t%u\n", bpf_map__name(map), info.name,
-		       info.type, info.key_size, info.value_size, info.max_entries, info.map_flags,
-		       info.btf_key_type_id, info.btf_value_type_id);
+		snprintf(path, sizeof(path), "%s/map_%s", argv[2], bpf_map__name(map));
+		for (char *c = path + strlen(argv[2]) + 1; *c; c++)
+			if (*c == '.')
+				*c = '_';
+		if (bpf_obj_pin(fd, path)) {
+			fprintf(stderr, "driver: pin %s: %s\n", path, strerror(errno));
+			bpf_object__close(obj);
+			return 1;
+		}
+		printf("map\t%s\t%s\t%u\t%u\t%u\t%u\t%u\t%u\t%u\t%u\n", bpf_map__name(map),
+		       info.name, info.type, info.key_size, info.value_size, info.max_entries,
+		       info.map_flags, info.btf_key_type_id, info.btf_value_type_id, info.id);
 	}
 
 	bpf_object__for_each_program(prog, obj) {

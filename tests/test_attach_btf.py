@@ -1,10 +1,11 @@
 """attach_btf_id for tracing/LSM/iter programs, from the section name and vmlinux BTF.
 
-On these machines the kernel refuses trampoline programs (fentry, fexit,
-lsm) with EPERM before verification, even from libbpf; tp_btf and iter
-load. So: attach-id resolution is checked for every kind, the ones the
-kernel accepts are loaded, and the refused kinds must fail with EPERM or
-load (never anything else).
+The expected ids come from bpftool's dump of the kernel's BTF (an independent
+parser), not from bpfload's.  On these machines the kernel refuses trampoline
+programs (fentry, fexit, lsm) with EPERM before verification, even from
+libbpf; tp_btf and iter load.  So: attach-id resolution is checked for every
+kind, the loaded programs' attach_btf_id is read back from the kernel, and
+the refused kinds skip with the kernel's reason (a kernel gap, not a pass).
 """
 from __future__ import annotations
 
@@ -15,8 +16,13 @@ import pytest
 import bpfload
 from bpfload import AttachType, ProgType
 from bpfload.btf import Kind
+from bpfload._core import syscall as _sys
 from bpfload.btf.kernel import resolve_attach_btf_id, vmlinux
-from conftest import bpf_object
+from conftest import bpf_object, need_tool
+
+import re
+import struct
+import subprocess
 
 CASES = {
     "p_tp_btf": ("btf_trace_sched_switch", Kind.TYPEDEF),
@@ -27,14 +33,28 @@ CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def bpftool_ids():
+    """(kind name, type name) -> id, from ``bpftool btf dump file vmlinux format raw``."""
+    tool = need_tool("bpftool", "the reference BTF parser: apt-get install bpftool")
+    out = subprocess.run([tool, "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "raw"],
+                         capture_output=True, text=True, check=True).stdout
+    ids = {}
+    for mo in re.finditer(r"^\[(\d+)\] (\w+) '([^']*)'", out, re.M):
+        ids.setdefault((mo.group(2), mo.group(3)), int(mo.group(1)))
+    assert len(ids) > 10000
+    return ids
+
+
 @pytest.mark.parametrize("prog", sorted(CASES))
-def test_attach_id_resolves_to_the_vmlinux_entity(prog):
+def test_attach_id_resolves_to_the_vmlinux_entity(prog, bpftool_ids):
     ps = bpfload.BpfObject.open(bpf_object("sections")).spec.programs[prog]
     name, kind = CASES[prog]
-    want = vmlinux().find(name, kind)
-    assert want is not None, f"{name} missing from this kernel's BTF"
+    want = bpftool_ids.get((kind.name, name))
+    assert want is not None, f"{kind.name} {name} missing from this kernel's BTF (bpftool)"
     assert resolve_attach_btf_id(ps.type, ps.expected_attach_type, ps.attach_target,
-                                 program=prog) == want.id
+                                 program=prog) == want
+    assert vmlinux().find(name, kind).id == want
 
 
 def test_unknown_target_names_the_program():
@@ -50,23 +70,34 @@ def _only(prog):
     return obj
 
 
+def _kernel_attach_btf_id(p) -> int:
+    raw = _sys.obj_get_info(p.fd, 232)
+    return struct.unpack_from("=I", raw, 224)[0]    # bpf_prog_info.attach_btf_id (6.18)
+
+
 @pytest.mark.kernel
 @pytest.mark.parametrize("prog", ["p_tp_btf", "p_iter_task"])
-def test_tp_btf_and_iter_load(prog):
+def test_tp_btf_and_iter_load(prog, bpftool_ids):
     with _only(prog).load() as obj:
         p = obj.programs[prog]
         assert p.type == ProgType.TRACING
         assert p.info().verified_insns > 0
+        name, kind = CASES[prog]
+        assert _kernel_attach_btf_id(p) == bpftool_ids[(kind.name, name)]
 
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("prog", ["p_fentry", "p_fexit", "p_lsm"])
-def test_trampoline_programs_load_or_are_refused_with_eperm(prog):
+def test_trampoline_programs_load_with_their_attach_id(prog, bpftool_ids):
     obj = _only(prog)
     try:
         obj.load()
     except bpfload.LoadError as e:
         assert e.errno == errno.EPERM and e.program == prog
         assert "kernel refused this program type" in str(e)
-    else:
-        obj.close()
+        # a documented kernel gap (trampolines refused here, libbpf too): a skip, not a pass
+        pytest.skip(f"this kernel refuses {prog} with EPERM (trampoline programs are not "
+                    "permitted here; libbpf is refused the same way)")
+    with obj:
+        name, kind = CASES[prog]
+        assert _kernel_attach_btf_id(obj.programs[prog]) == bpftool_ids[(kind.name, name)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import pathlib
 import random
-import shutil
 import struct
 import subprocess
 import time
@@ -23,16 +22,24 @@ from bpfload.btf import (
     Struct, Typedef, TypeTag, Union, Var, VarLinkage, VarSecinfo, Volatile, parse_map_def,
 )
 from bpfload.errors import BtfError, ElfError
+from conftest import need_tool, unavailable
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BPF_DIR = ROOT / "bpf"
 VMLINUX = pathlib.Path("/sys/kernel/btf/vmlinux")
 OBJECTS = sorted(BPF_DIR.glob("*.bpf.o"))
 
-needs_vmlinux = pytest.mark.skipif(not VMLINUX.exists(),
-                                   reason="no /sys/kernel/btf/vmlinux (kernel without "
-                                          "CONFIG_DEBUG_INFO_BTF, needs Linux >= 5.4)")
-needs_bpftool = pytest.mark.skipif(shutil.which("bpftool") is None, reason="bpftool not installed")
+
+@pytest.fixture
+def needs_vmlinux():
+    if not VMLINUX.exists():
+        unavailable("no /sys/kernel/btf/vmlinux (kernel without CONFIG_DEBUG_INFO_BTF, "
+                    "needs Linux >= 5.4)")
+
+
+@pytest.fixture
+def needs_bpftool():
+    need_tool("bpftool", "apt-get install bpftool")
 
 
 def elf_section(path: pathlib.Path, name: str):
@@ -63,7 +70,7 @@ def obj_btf(name: str) -> bytes:
 @pytest.fixture(scope="module")
 def vmlinux_raw():
     if not VMLINUX.exists():
-        pytest.skip("no /sys/kernel/btf/vmlinux (kernel without CONFIG_DEBUG_INFO_BTF)")
+        unavailable("no /sys/kernel/btf/vmlinux (kernel without CONFIG_DEBUG_INFO_BTF)")
     return VMLINUX.read_bytes()
 
 
@@ -76,7 +83,7 @@ def kinds_btf():
 # vmlinux: speed, round trip, lookups
 # ---------------------------------------------------------------------------
 
-@needs_vmlinux
+@pytest.mark.usefixtures("needs_vmlinux")
 def test_vmlinux_parse_is_fast(vmlinux_raw):
     best = min(_timed(lambda: Btf.parse(vmlinux_raw)) for _ in range(3))
     # measured ~25 ms on the development machine; the bound only catches a
@@ -90,7 +97,7 @@ def _timed(fn):
     return time.perf_counter() - t
 
 
-@needs_vmlinux
+@pytest.mark.usefixtures("needs_vmlinux")
 def test_vmlinux_round_trip_byte_identical(vmlinux_raw):
     btf = Btf.parse(vmlinux_raw)
     assert btf.to_bytes() == vmlinux_raw          # verbatim copy of undecoded types
@@ -100,7 +107,7 @@ def test_vmlinux_round_trip_byte_identical(vmlinux_raw):
     assert btf.to_bytes() == vmlinux_raw          # re-encoded from the objects
 
 
-@needs_vmlinux
+@pytest.mark.usefixtures("needs_vmlinux")
 def test_vmlinux_lookups(vmlinux_raw):
     btf = Btf.parse(vmlinux_raw)
     task = btf.find("task_struct", Kind.STRUCT)
@@ -198,17 +205,15 @@ def _compare_with_bpftool(btf: Btf, path) -> int:
     return len(ref)
 
 
-@needs_bpftool
+@pytest.mark.usefixtures("needs_bpftool")
 @pytest.mark.parametrize("obj", OBJECTS, ids=[p.name for p in OBJECTS])
 def test_objects_match_bpftool(obj):
     raw = elf_section(obj, ".BTF")
-    if raw is None:
-        pytest.skip("object without .BTF")
+    assert raw is not None, "every committed object is built with -g and has .BTF"
     assert _compare_with_bpftool(Btf.parse(raw), obj) > 0
 
 
-@needs_bpftool
-@needs_vmlinux
+@pytest.mark.usefixtures("needs_bpftool", "needs_vmlinux")
 def test_vmlinux_matches_bpftool(vmlinux_raw):
     n = _compare_with_bpftool(Btf.parse(vmlinux_raw), VMLINUX)
     assert n > 10000
@@ -221,8 +226,7 @@ def test_vmlinux_matches_bpftool(vmlinux_raw):
 @pytest.mark.parametrize("obj", OBJECTS, ids=[p.name for p in OBJECTS])
 def test_object_round_trip(obj):
     raw = elf_section(obj, ".BTF")
-    if raw is None:
-        pytest.skip("object without .BTF")
+    assert raw is not None, "every committed object is built with -g and has .BTF"
     btf = Btf.parse(raw)
     assert btf.to_bytes() == raw
     btf.validate()
@@ -581,8 +585,7 @@ def test_btf_ext_records(kinds_btf):
 @pytest.mark.parametrize("obj", OBJECTS, ids=[p.name for p in OBJECTS])
 def test_btf_ext_func_info_names_every_function(obj):
     raw, ext_raw = elf_section(obj, ".BTF"), elf_section(obj, ".BTF.ext")
-    if raw is None or ext_raw is None:
-        pytest.skip("no BTF")
+    assert raw is not None and ext_raw is not None, "every committed object has .BTF/.BTF.ext"
     btf = Btf.parse(raw)
     ext = BtfExt.parse(ext_raw, btf)
     for sec, recs in ext.func_info.items():

@@ -20,14 +20,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import struct
 import subprocess
 import threading
 
 import pytest
 
-from conftest import REQUIRE_KERNEL, bpf_object
+from conftest import bpf_object, need_tool
 
 import bpfload
 from bpfload.btf import core, targets
@@ -1029,11 +1028,7 @@ def test_same_bytecode_as_libbpf(bpffs):
     sizes, the narrowed load, existence checks, enum values, the poisoned
     guarded read -- came out exactly as libbpf's.
     """
-    bpftool = shutil.which("bpftool")
-    if bpftool is None:
-        if REQUIRE_KERNEL:
-            pytest.fail("bpftool (the libbpf reference loader) is not installed")
-        pytest.skip("bpftool (the libbpf reference loader) is not installed")
+    bpftool = need_tool("bpftool", "the libbpf reference loader: apt-get install bpftool")
     pin = bpffs / "core_task"
     proc = subprocess.run([bpftool, "prog", "loadall", str(bpf_object("core_task")), str(pin)],
                           capture_output=True, text=True)

@@ -701,3 +701,35 @@ def test_malformed_regressions(path):
     """Inputs that once crashed the parser with something other than ElfError."""
     with pytest.raises(ElfError):
         parse_object(path.read_bytes(), name=path.name)
+
+
+@pytest.mark.parametrize("obj", OBJECTS, ids=[p.name for p in OBJECTS])
+def test_reloc_indexes_match_the_elf_relocation_entries(obj):
+    """Every relocation entry pyelftools reads from .rel<section> lands on the instruction
+    index bpfload reports, in the function that holds it; relocations bpfload has beyond
+    those are calls clang resolved itself (a pseudo call with no entry)."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.relocation import RelocationSection
+    spec = parse_object(obj)
+    entries = {}          # executable section name -> sorted entry offsets
+    with open(obj, "rb") as f:
+        elf = ELFFile(f)
+        for sec in elf.iter_sections():
+            if isinstance(sec, RelocationSection) and sec.name.startswith(".rel"):
+                target = elf.get_section(sec["sh_info"])
+                if target["sh_flags"] & 0x4:          # SHF_EXECINSTR
+                    entries[target.name] = sorted(r["r_offset"] for r in sec.iter_relocations())
+    checked = 0
+    for fn in spec.functions.values():
+        lo, hi = fn.offset, fn.offset + len(fn.insns)
+        from_elf = {(off - lo) // 8 for off in entries.get(fn.section, ()) if lo <= off < hi}
+        ours = {r.insn for r in fn.relocs}
+        assert from_elf <= ours, f"{fn.name}: entries at {sorted(from_elf - ours)} not reported"
+        for idx in ours - from_elf:
+            r = next(r for r in fn.relocs if r.insn == idx)
+            code, src = fn.insns[idx * 8], fn.insns[idx * 8 + 1] >> 4
+            assert r.kind == RelocKind.CALL and code == 0x85 and src == 1, \
+                f"{fn.name}: relocation at {idx} has no ELF entry and is not a pseudo call"
+        checked += len(from_elf)
+    # every entry of an executable section belongs to exactly one function
+    assert checked == sum(len(offs) for offs in entries.values())

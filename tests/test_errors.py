@@ -10,11 +10,12 @@ import pytest
 import bpfload
 from bpfload import BPF_EXIST, BPF_NOEXIST, Map, MapType
 from bpfload._core import syscall as _sys
+from conftest import sysfs_cpus
 
 pytestmark = pytest.mark.kernel
 
 NATIVE = sys.byteorder
-NCPU = len(bpfload.possible_cpus())
+NCPU = len(sysfs_cpus("possible"))
 ENOTSUPP = 524
 
 

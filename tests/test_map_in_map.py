@@ -95,15 +95,49 @@ def test_invalid_spec_fails_before_any_syscall():
     assert core.syscall_count() == before
 
 
+BPF_MAP_UPDATE_ELEM, BPF_MAP_UPDATE_BATCH = 2, 26
+
+
 @pytest.mark.kernel
-def test_outer_map_slots_filled_with_one_batch_update():
-    """Prepopulation is one BPF_MAP_UPDATE_BATCH per outer map (one RCU grace period)."""
+@pytest.mark.parametrize("name", ["mim_btf", "maps_custom", "demo"])
+def test_outer_map_slots_filled_with_one_batch_update(name):
+    """Prepopulation is one BPF_MAP_UPDATE_BATCH per outer map with slots (one RCU
+    grace period), never element by element: counted per command during the load."""
+    from bpfload._core import syscall as core
+    outer = [ms for ms in bpfload.BpfObject.open(bpf_object(name)).spec.maps.values()
+             if ms.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)]
+    with_slots = [ms for ms in outer if ms.slots]
+    assert with_slots, f"{name} has no prepopulated outer map"
+    b0, e0 = core.syscall_count(BPF_MAP_UPDATE_BATCH), core.syscall_count(BPF_MAP_UPDATE_ELEM)
+    with bpfload.load(bpf_object(name)) as obj:
+        batches = core.syscall_count(BPF_MAP_UPDATE_BATCH) - b0
+        elems = core.syscall_count(BPF_MAP_UPDATE_ELEM) - e0
+        # the slots are really there, as inner map ids
+        for ms in with_slots:
+            m = obj.maps[ms.name]
+            for key, inner in ms.slots.items():
+                assert m.lookup(key) == obj.maps[inner].id
+    assert batches == len(with_slots)
+    # element updates are for what is not an outer map: data images, program arrays
+    data = sum(1 for ms in obj.spec.maps.values() if ms.form == "data" and ms.data
+               and any(ms.data))
+    prog_slots = sum(len(ms.slots) for ms in obj.spec.maps.values()
+                     if ms.type == MapType.PROG_ARRAY)
+    assert elems == data + prog_slots
+
+
+@pytest.mark.kernel
+def test_a_failed_batch_update_rolls_back():
+    """The batch is the only way slots are written: failing it fails the load, cleanly."""
     from bpfload._core import syscall as core
     import errno
-    # fail the first UPDATE_BATCH: if slots were written one by one, no batch would be issued
-    core.inject_fault(1, errno.EIO, command=26)       # BPF_MAP_UPDATE_BATCH
+    import os
+    fds = sorted(os.listdir("/proc/self/fd"))
+    core.inject_fault(1, errno.EIO, command=BPF_MAP_UPDATE_BATCH)
     try:
         with pytest.raises(bpfload.MapError, match="BPF_MAP_UPDATE_BATCH"):
             bpfload.load(bpf_object("maps_custom"))
+        assert not core.fault_pending()
     finally:
         core.inject_fault(0, 0)
+    assert sorted(os.listdir("/proc/self/fd")) == fds

@@ -18,11 +18,12 @@ import pytest
 import bpfload
 from bpfload import BPF_EXIST, AttachType, Map, MapFlags, MapType, ProgType
 from bpfload._core import syscall as _sys
+from conftest import sysfs_cpus, unavailable
 
 pytestmark = pytest.mark.kernel
 
 NATIVE = sys.byteorder
-NCPU = len(bpfload.possible_cpus())
+NCPU = len(sysfs_cpus("possible"))
 RET0 = b"\xb7\x00\x00\x00\x00\x00\x00\x00" + b"\x95\x00\x00\x00\x00\x00\x00\x00"  # r0 = 0; exit
 ENOTSUPP = 524
 SO_COOKIE = 57
@@ -73,7 +74,7 @@ PERF_FLAG_FD_CLOEXEC = 8
 def perf_event_bpf_output(cpu: int = 0) -> int:
     """A PERF_COUNT_SW_BPF_OUTPUT event on *cpu*: what a PERF_EVENT_ARRAY slot holds."""
     if _NR_PERF_EVENT_OPEN is None:
-        pytest.skip(f"perf_event_open syscall number unknown for {os.uname().machine}")
+        unavailable(f"perf_event_open syscall number unknown for {os.uname().machine}")
     attr = _PerfEventAttr(type=PERF_TYPE_SOFTWARE, size=ctypes.sizeof(_PerfEventAttr),
                           config=PERF_COUNT_SW_BPF_OUTPUT, sample_period=1,
                           sample_type=PERF_SAMPLE_RAW, wakeup_events=1)
@@ -97,7 +98,7 @@ def cgroup_dir() -> str:
     for fstype in ("cgroup2", "cgroup"):
         if mounts.get(fstype):
             return mounts[fstype][0]
-    pytest.skip("no cgroup filesystem mounted")
+    unavailable("no cgroup filesystem mounted")
 
 
 # -- arrays ----------------------------------------------------------------------------
@@ -466,7 +467,7 @@ def test_devmap_with_program():
 
 
 def test_cpumap():
-    last = bpfload.possible_cpus()[-1]  # CPUMAP keys are CPU ids
+    last = sysfs_cpus("possible")[-1]  # CPUMAP keys are CPU ids
     with Map.create(MapType.CPUMAP, 4, 8, last + 1, name="cpus") as m, \
             load_prog(ProgType.XDP, "cpumap_prog",
                       expected_attach_type=AttachType.XDP_CPUMAP) as p:

@@ -9,7 +9,7 @@ import pytest
 
 import bpfload
 from bpfload import MapType, ProgType
-from conftest import bpf_object
+from conftest import bpf_object, sysfs_cpus
 
 pytestmark = pytest.mark.kernel
 
@@ -259,7 +259,7 @@ def test_libbpf_map_defaults_applied_on_a_copy():
     normalize_maps(spec)
     normalize_maps(pspec)
     assert spec.maps["rb"].max_entries == 8192          # two pages
-    assert pspec.maps["events"].max_entries == len(bpfload.possible_cpus())
+    assert pspec.maps["events"].max_entries == len(sysfs_cpus("possible"))
     assert obj.spec.maps["rb"].max_entries == 16384     # the object's spec is untouched
     obj.maps["rb"].max_entries = 5000
     with obj.load():

@@ -20,9 +20,9 @@ import pytest
 import bpfload
 from bpfload import MapType
 from bpfload.events.perf import (
-    EventConfigError, MapTypeError, PerfBuffer, ReaderBusyError, ReaderClosedError, online_cpus,
+    EventConfigError, MapTypeError, PerfBuffer, ReaderBusyError, ReaderClosedError,
 )
-from conftest import bpf_mappings, bpf_object, on_cpu
+from conftest import bpf_mappings, bpf_object, on_cpu, sysfs_cpus
 
 pytestmark = pytest.mark.kernel
 
@@ -46,7 +46,7 @@ def signed(v: int) -> int:
 
 
 def cpus():
-    return sorted(os.sched_getaffinity(0) & set(online_cpus()))
+    return sorted(os.sched_getaffinity(0) & set(sysfs_cpus("online")))
 
 
 
@@ -80,7 +80,7 @@ def test_every_sample_once_in_order_per_cpu(obj):
     prog = obj.programs["pe_output"]
     expected = {}
     with PerfBuffer(obj.maps["events"], c.sample, c.on_lost) as pb:
-        assert pb.cpus == online_cpus()
+        assert pb.cpus == sysfs_cpus("online")
         seq = 0
         for rnd in range(3):
             for cpu in cpus():
@@ -306,7 +306,7 @@ def test_no_mapping_left_and_closed_map_is_fine(obj):
     before = bpf_mappings()
     m = bpfload.Map.from_fd(obj.maps["events"].fd)
     pb = PerfBuffer(m, lambda c, d: None, page_count=2)
-    assert bpf_mappings() == before + len(online_cpus())
+    assert bpf_mappings() == before + len(sysfs_cpus("online"))
     m.close()                               # the reader keeps its own dup
     pb.close()
     assert bpf_mappings() == before

@@ -15,16 +15,17 @@ import time
 import pytest
 
 import bpfload
-from bpfload import MapType, possible_cpus
+from bpfload import MapType
 from bpfload._core import syscall as _sys
 from bpfload.events.poll import (
     EventConfigError, MapPoller, MapTypeError, ReaderClosedError, Sample, Snapshot,
     StaleSnapshotError,
 )
+from conftest import need_module, sysfs_cpus
 
 pytestmark = pytest.mark.kernel
 
-NCPU = len(possible_cpus())
+NCPU = len(sysfs_cpus("possible"))
 BPF_MAP_LOOKUP_BATCH = 24
 ENOTSUPP = 524
 BPF_F_NO_PREALLOC = 1
@@ -221,7 +222,7 @@ def test_empty_and_full_maps():
 # views, NumPy, staleness, timing
 
 def test_views_numpy_copy_and_staleness():
-    np = pytest.importorskip("numpy")
+    np = need_module("numpy")
     with bpfload.Map.create(MapType.PERCPU_HASH, 4, 16, 8, name="pn") as m:
         for k in range(5):
             m[k] = [struct.pack("=QQ", k, 2 * k)] * NCPU

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import struct
-import sys
 
 import pytest
 
@@ -20,9 +19,9 @@ from bpfload.btf import (Btf, Enum, EnumValue, Float, Int, IntEncoding, Member, 
                          Struct, TypeTag, Typedef, Union)
 from bpfload.btf.typed import Codec, codec_for, fetch_btf
 
-from conftest import bpf_object
+from conftest import bpf_object, sysfs_cpus
 
-NCPU = len(bpfload.possible_cpus())
+NCPU = len(sysfs_cpus("possible"))
 
 # What bpf/typed_values.bpf.c's typed_fill writes and typed_check expects
 # (count aside: addr + port / 0x1122334455667788).
@@ -448,9 +447,15 @@ class TestHandBuiltBtf:
         assert c.encode({"color": col}) == c.encode({"color": "GREEN"})
 
 
-def test_codec_is_little_endian_only():
-    # BTF blobs are parsed little endian only; the typed view packs the same way.
-    assert sys.byteorder == "little"
+def test_codec_packs_little_endian():
+    """Values are packed little endian (as the BTF they come from), compared with
+    struct's explicit '<' formats rather than with the machine's byte order."""
+    b = Btf()
+    u32 = b.add(Int(name="u32", size=4, bits=32))
+    u64 = b.add(Int(name="u64", size=8, bits=64))
+    assert codec_for(b, u32).encode(0x01020304) == struct.pack("<I", 0x01020304)
+    assert codec_for(b, u32).decode(struct.pack("<I", 0xA0B0C0D0)) == 0xA0B0C0D0
+    assert codec_for(b, u64).encode(0x0102030405060708) == struct.pack("<Q", 0x0102030405060708)
 
 
 @pytest.mark.kernel

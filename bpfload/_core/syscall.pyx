@@ -60,6 +60,7 @@ cdef extern from "bpf_sys.h" nogil:
     int bl_fail_cmd
     int bl_fail_errno
     unsigned long bl_calls
+    unsigned long bl_cmd_calls[64]
 
     struct bl_map_create_opts:
         uint32_t map_type, key_size, value_size, max_entries, map_flags
@@ -222,9 +223,17 @@ def fault_pending():
     return bl_fail_at > 0
 
 
-def syscall_count():
-    """How many bpf(2) calls this process made through bpfload (a counter for tests)."""
-    return bl_calls
+def syscall_count(command=None):
+    """How many bpf(2) calls this process made through bpfload (a counter for tests).
+
+    With *command* (an int ``enum bpf_cmd`` value), the calls of that command
+    only.  Injected faults count as calls.
+    """
+    if command is None:
+        return bl_calls
+    if not 0 <= command < 64:
+        raise ValueError(f"bpf command {command} out of range")
+    return bl_cmd_calls[<int>command]
 
 
 # --------------------------------------------------------------------------

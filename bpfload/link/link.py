@@ -205,6 +205,9 @@ class Link:
         self._pin_path: Optional[str] = None
         self._id = 0
 
+    #: link type -> the subclass that opens such links (IterLink registers for ITER)
+    _by_type: Dict[int, type] = {}
+
     # -- opening existing links ------------------------------------------------
     @classmethod
     def _from_fd(cls, fdobj: FD, program: Optional[str]) -> "Link":
@@ -214,6 +217,9 @@ class Link:
         except BaseException:
             fdobj.close()
             raise
+        sub = Link._by_type.get(info.type)
+        if sub is not None and issubclass(sub, cls):
+            cls = sub       # Link.from_pin() of an iterator gives an IterLink
         link = cls(fdobj, program=name, type=info.type, hook=_describe(info))
         link._id = info.id
         return link
