@@ -100,8 +100,8 @@ def _race(op: str) -> tuple[int, int, int]:
 def test_close_never_redirects_inflight_writes(op):
     stray, made, errors = _race(op)
     assert made > 50, f"the closer made only {made} maps: the race did not run"
-    assert not errors, f"racing calls failed with other than MapClosedError: {errors}"
     assert stray == 0, f"{stray} of {made} maps nobody wrote to received writes meant for a closed map"
+    assert not errors, f"racing calls failed with other than MapClosedError: {errors}"
 
 
 def test_last_user_closes_the_number():
