@@ -80,6 +80,8 @@ _CMD_HINTS = {
     ("BPF_MAP_UPDATE_ELEM", _errno.E2BIG): "the map is full (max_entries reached), or the "
     "index is beyond max_entries of an array",
     ("BPF_PROG_LOAD", _errno.EACCES): "the verifier refused the program (see the log)",
+    ("BPF_PROG_LOAD", _errno.E2BIG): "program too large/complex: too many instructions, or the "
+    "verifier's complexity limit (1M processed instructions) was reached",
     ("BPF_PROG_LOAD", _errno.EINVAL): "the verifier or the kernel refused the program "
     "(see the log: a bad instruction, helper or attach type)",
     ("BPF_MAP_UPDATE_BATCH", _errno.EINVAL): "the kernel refused the batch (this map type or "

@@ -30,6 +30,7 @@ from ._core import insn as _insn
 from .constants import MAP_IN_MAP_TYPES, MapFlags, MapType, PinType, ProgType
 from .maps import Map, MapInfo, kernel_name, possible_cpus
 from .programs import Program, load_program
+from .pins import pin_path
 from .spec import MapSpec, ObjectSpec, RelocKind
 
 __all__ = ["LoadResult", "load_spec", "check_compatible", "validate_map_in_map",
@@ -177,6 +178,9 @@ class _Load:
         self.to_pin: List[str] = []
         self.btf_fd = 0
         self.externs = None
+        #: owned only while loading (the object's BTF fd, anonymous map-in-map
+        #: templates): closed when the load succeeds, by the stack when it fails
+        self.temporary: list = []
 
     def own(self, thing):
         self.stack.callback(thing.close)
@@ -189,7 +193,7 @@ class _Load:
         if ms.pinning != PinType.BY_NAME:
             raise errors.ElfError(f"map {ms.name!r}: unsupported pinning {int(ms.pinning)}",
                                   object=self.spec.name, section=ms.section)
-        return os.path.join(self.pin_root or DEFAULT_PIN_ROOT, ms.name)
+        return pin_path(self.pin_root or DEFAULT_PIN_ROOT, ms.name, object=self.spec.name)
 
     def create(self, ms: MapSpec, inner_fd: int = 0, name: Optional[str] = None) -> Map:
         kname = name or (self.kernel_map_name(self.spec.name, ms.name) if ms.form == "data"
@@ -238,6 +242,7 @@ class _Load:
         # An anonymous template (BTF __array(values, ...)): create it only to
         # hand its fd to MAP_CREATE; the kernel keeps a copy of its metadata.
         t = self.create(tmpl, name=kernel_name(f"{ms.name}.inner"))
+        self.temporary.append(t)
         return t.fd
 
     def prepopulate(self, ms: MapSpec, outer: Map) -> None:
@@ -286,7 +291,9 @@ class _Load:
         if btf is None:
             return
         from .btf.kernel import load_object_btf
-        self.btf_fd = self.own(load_object_btf(btf, self.spec.name)).fileno()
+        b = self.own(load_object_btf(btf, self.spec.name))
+        self.temporary.append(b)   # the kernel keeps its own reference for maps and programs
+        self.btf_fd = b.fileno()
 
     # -- programs -------------------------------------------------------------
     def fd_of(self) -> Dict[str, int]:
@@ -380,12 +387,16 @@ def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: in
                 with contextlib.suppress(OSError):
                     os.unlink(path)
         stack.callback(_unpin)
+        for ms in spec.maps.values():
+            job.pin_path(ms)   # every pin name checked before anything is created
         job.plan_externs()
         job.load_btf()
         job.load_maps()
         job.pin_maps()
         job.load_programs()
         job.fill_prog_arrays()
+        for t in job.temporary:
+            t.close()   # nothing after the load needs them: close now, not in the collector
         stack.pop_all()
     return LoadResult(job.maps, job.programs, job.pins, job.reused, job.order)
 

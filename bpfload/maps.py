@@ -229,7 +229,7 @@ class Map(MapCore):
 
     def info(self) -> MapInfo:
         """Fresh ``struct bpf_map_info`` from the kernel."""
-        return MapInfo.from_fd(self.fd, self.name)
+        return MapInfo.from_fd(self._fdobj, self.name)
 
     def fileno(self) -> int:
         return self.fd
@@ -253,7 +253,7 @@ class Map(MapCore):
         """Pin the map at *path* (inside a bpffs mount); :class:`bpfload.PinError` on failure."""
         path = os.fspath(path)
         try:
-            _sys.obj_pin(self.fd, path, self.name)
+            _sys.obj_pin(self._fdobj, path, self.name)
         except errors.SyscallError as e:
             raise errors.PinError(f"cannot pin map {self.name!r} "
                                   f"({explain_pin_failure(path, e.errno, e.hint)})", path, e.errno) from e
@@ -272,7 +272,7 @@ class Map(MapCore):
 
     def freeze(self) -> None:
         """Make the map read-only for user space (BPF_MAP_FREEZE); programs may still write."""
-        _sys.map_freeze(self.fd, self.name)
+        _sys.map_freeze(self._fdobj, self.name)
 
     # -- queue / stack / bloom filter -----------------------------------------
     def push(self, value, flags: int = 0) -> None:

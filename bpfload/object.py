@@ -14,8 +14,9 @@ import sys
 from typing import Dict, Optional, Union
 
 from . import errors
+from ._core.syscall import index_int
 from .loader import LoadResult, load_spec
-from .pins import pin_name
+from .pins import pin_name, pin_path
 from .spec import GlobalVar, ObjectSpec
 
 __all__ = ["BpfObject", "load", "GlobalData"]
@@ -59,7 +60,9 @@ class GlobalData:
         return name in self.keys()
 
     def _encode(self, v: GlobalVar, value) -> bytes:
-        if isinstance(value, int):
+        iv = index_int(value)   # ints and anything with __index__ (NumPy integers)
+        if iv is not None:
+            value = iv
             if v.size not in _PACKABLE:
                 raise ValueError(f"variable {v.name!r} is {v.size} bytes: pass bytes, not an int")
             signed = value < 0
@@ -67,7 +70,11 @@ class GlobalData:
                 return value.to_bytes(v.size, sys.byteorder, signed=signed)
             except OverflowError:
                 raise ValueError(f"{value} does not fit variable {v.name!r} ({v.size} bytes)") from None
-        b = bytes(value)
+        try:
+            b = bytes(memoryview(value))   # not bytes(value): that of an __index__ object is zeros
+        except TypeError:
+            raise TypeError(f"variable {v.name!r}: value must be bytes-like or int, "
+                            f"not {type(value).__name__}") from None
         if len(b) != v.size:
             raise ValueError(f"variable {v.name!r} is {v.size} bytes, got {len(b)}")
         return b
@@ -138,9 +145,14 @@ class BpfObject:
              name: Optional[str] = None) -> "BpfObject":
         """Parse a BPF ELF object (a path or its bytes) without touching the kernel.
 
-        Raises :class:`bpfload.ElfError` for a malformed or unsupported object.
+        Raises :class:`bpfload.ElfError` for a malformed or unsupported object,
+        TypeError for anything but a path or bytes (an int is not a path:
+        it is never read as an fd).
         """
         from .elf import parse_object
+        if not isinstance(path_or_bytes, (str, os.PathLike, bytes, bytearray, memoryview)):
+            raise TypeError("BpfObject.open() takes a path (str or os.PathLike) or the object's "
+                            f"bytes, not {type(path_or_bytes).__name__}")
         path = None
         if isinstance(path_or_bytes, (str, os.PathLike)):
             path = os.fspath(path_or_bytes)
@@ -227,7 +239,7 @@ class BpfObject:
         self._require_loaded()
         out = []
         for p in self.programs.values():
-            path = os.path.join(os.fspath(directory), pin_name(p.name))
+            path = pin_path(directory, pin_name(p.name), object=self.name, what="program")
             p.pin(path)
             out.append(path)
         return out

@@ -4,7 +4,35 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-__all__ = ["bpffs_mount_of", "is_bpffs", "explain_pin_failure", "pin_name"]
+from . import errors
+from .spec import pin_name_problem
+
+__all__ = ["bpffs_mount_of", "is_bpffs", "explain_pin_failure", "pin_name", "pin_path"]
+
+
+def pin_path(root, name: str, *, object: Optional[str] = None, what: str = "map") -> str:
+    """The path of the pin *name* under the bpffs directory *root*: the one place pin paths are made.
+
+    *name* must be a single path component (no ``/``, NUL, ``.``, ``..``, not
+    empty): else :class:`bpfload.ElfError` naming *object* and the map.
+    *root* is resolved first (a symlinked root gives the real directory), and
+    the final path, symlinks included, must stay directly under it: else
+    :class:`bpfload.PinError`.  ValueError for a NUL in *root*.
+    """
+    problem = pin_name_problem(name)
+    if problem is not None:
+        raise errors.ElfError(f"{what} {name!r}: its pin name {problem}; a pin name must be a "
+                              "single bpffs path component", object=object, symbol=name)
+    root = os.fspath(root)
+    if "\0" in root:
+        raise ValueError("embedded null byte in pin_root")
+    real_root = os.path.realpath(root)
+    path = os.path.join(real_root, name)
+    final = os.path.realpath(path)
+    if os.path.dirname(path) != real_root or os.path.dirname(final) != real_root:
+        raise errors.PinError(f"{what} {name!r}: the pin path leaves pin_root {root!r} "
+                              f"(resolves to {final})", path)
+    return path
 
 
 def pin_name(name: str) -> str:

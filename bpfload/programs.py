@@ -38,8 +38,11 @@ CTX_ONLY_TYPES = frozenset({
     ProgType.TRACING, ProgType.STRUCT_OPS,
 })
 
-#: errnos with which the verifier refuses a program: worth a retry with a log.
-_VERIFIER_ERRNOS = frozenset({_errno.EACCES, _errno.EINVAL, _errno.E2BIG, _errno.ERANGE,
+#: errnos with which the verifier refuses a program: worth a retry with a log.  Not E2BIG:
+#: "program too large/complex" (too many instructions, or the verifier's complexity limit
+#: after seconds of work): a second verification with a log costs as much again and the
+#: log would only end with the instruction count.
+_VERIFIER_ERRNOS = frozenset({_errno.EACCES, _errno.EINVAL, _errno.ERANGE,
                               _errno.EOPNOTSUPP, 524, _errno.ENOENT, _errno.EFAULT})
 
 #: Program types BPF_PROG_TEST_RUN runs exactly once, with a context only.
@@ -118,10 +121,13 @@ def load_program(prog_type: int, insns, *, name: str, license: str = "GPL",
     """BPF_PROG_LOAD with verifier-log handling -> an owned :class:`FD`.
 
     With ``log_level=0`` the first attempt runs without a log (fastest); if
-    the kernel refuses, the load is retried with ``log_level=1`` so the
-    error carries the verifier's reason.  With a log, a truncated log
-    (ENOSPC) grows the buffer (64 KiB up to 16 MiB) and retries.  Raises
-    :class:`bpfload.LoadError` with the program name, errno and full log.
+    the verifier refuses (not E2BIG: program too large/complex), the load is
+    retried once with ``log_level=1`` so the error carries the verifier's
+    reason.  A log that did not fit (ENOSPC) is retried once with a buffer of
+    exactly the size the kernel reports (``log_true_size``, Linux 6.4+; older
+    kernels: the buffer grows from 64 KiB up to 16 MiB).  A failure with a
+    complete log is never retried.  Raises :class:`bpfload.LoadError` with
+    the program name, errno and full log.
     """
     kw = dict(expected_attach_type=int(expected_attach_type or 0), prog_flags=prog_flags,
               kern_version=kern_version, prog_btf_fd=btf_fd, func_info=func_info,
@@ -133,11 +139,13 @@ def load_program(prog_type: int, insns, *, name: str, license: str = "GPL",
     size = _LOG_START
     log = None
     tried_plain = False
+    exact = False
     while True:
         if level:
             log = bytearray(size)
-        ret = _sys.prog_load(int(prog_type), insns, license, _kernel_prog_name(name),
-                             log_level=level, log_buf=log if level else None, **kw)
+        ret, true_size = _sys.prog_load(int(prog_type), insns, license, _kernel_prog_name(name),
+                                        log_level=level, log_buf=log if level else None,
+                                        with_log_true_size=True, **kw)
         if ret >= 0:
             fd = FD(ret, f"program {name!r}")
             return fd
@@ -146,8 +154,12 @@ def load_program(prog_type: int, insns, *, name: str, license: str = "GPL",
             tried_plain = True
             level = 1
             continue
-        if level and err == _errno.ENOSPC and size < _LOG_MAX:
-            size = min(size * 4, _LOG_MAX)
+        if level and err == _errno.ENOSPC and not exact and size < _LOG_MAX:
+            if true_size > size:      # the kernel said how much it needs: one exact retry
+                size = min(true_size, _LOG_MAX)
+                exact = True
+            else:                     # before Linux 6.4: grow
+                size = min(size * 4, _LOG_MAX)
             continue
         text = _decode_log(log) if log is not None else ""
         detail = None
@@ -208,12 +220,22 @@ class Program:
 
     @classmethod
     def from_pin(cls, path, *, name: Optional[str] = None) -> "Program":
-        """Open the program pinned at *path* (BPF_OBJ_GET); :class:`bpfload.PinError` if absent."""
+        """Open the program pinned at *path* (BPF_OBJ_GET).
+
+        Raises :class:`bpfload.PinError` (a BpfError) when nothing is pinned
+        there or the pin is not a program (a map or link pin), ValueError for
+        a NUL in *path*.
+        """
+        from .maps import _fdinfo_kind
         path = os.fspath(path)
         try:
             fdobj = _sys.obj_get(path)
         except errors.SyscallError as e:
             raise errors.PinError(f"cannot open pinned program ({e.hint})", path, e.errno) from e
+        kind = _fdinfo_kind(fdobj.fileno())
+        if kind != "prog":
+            fdobj.close()
+            raise errors.PinError(f"pinned object is not a program (it is a {kind})", path)
         p = cls._from_owned(fdobj, name)
         p._pin_path = path
         return p
@@ -243,7 +265,7 @@ class Program:
 
     def info(self) -> ProgramInfo:
         """Fresh ``bpf_prog_info`` from the kernel (run counts included)."""
-        self._info = ProgramInfo.from_fd(self.fd, self.name)
+        self._info = ProgramInfo.from_fd(self._fd, self.name)   # FD: held for the calls
         return self._info
 
     @property
@@ -280,7 +302,7 @@ class Program:
                 raise ValueError(f"program {self.name!r}: {self.type.name} programs run once "
                                  "and take only ctx (no data or repeat)")
             buf = bytearray(ctx or b"")
-            retval, dur, _, _ = _sys.prog_test_run(self.fd, None, buf if buf else None, repeat=0,
+            retval, dur, _, _ = _sys.prog_test_run(self._fd, None, buf if buf else None, repeat=0,
                                                    ctx_out_size=0, flags=flags, cpu=cpu,
                                                    target=self.name)
             if ctx is not None and isinstance(ctx, (bytearray, memoryview)) and \
@@ -288,7 +310,7 @@ class Program:
                 ctx[:] = buf
             return TestRunResult(retval=retval, data=None, duration_ns=dur, ctx=bytes(buf))
         retval, dur, out, cout = _sys.prog_test_run(
-            self.fd, d, ctx, repeat=repeat, flags=flags, cpu=cpu,
+            self._fd, d, ctx, repeat=repeat, flags=flags, cpu=cpu,
             data_out_size=-1 if data_out_size is None else data_out_size, target=self.name)
         return TestRunResult(retval=retval, data=out, duration_ns=dur, ctx=cout)
 
@@ -383,7 +405,7 @@ class Program:
         """Pin the program at *path* in a bpffs."""
         path = os.fspath(path)
         try:
-            _sys.obj_pin(self.fd, path, self.name)
+            _sys.obj_pin(self._fd, path, self.name)
         except errors.SyscallError as e:
             raise errors.PinError(f"cannot pin program {self.name!r} "
                                   f"({explain_pin_failure(path, e.errno, e.hint)})", path,

@@ -31,6 +31,29 @@ from typing import Dict, List, Optional
 from .constants import AttachType, MapType, PinType, ProgType
 
 
+def pin_name_problem(name) -> Optional[str]:
+    """Why *name* cannot be one bpffs path component (a pin name), or None when it can.
+
+    A pin path is ``pin_root/<name>``: a name with ``/``, a NUL, ``.`` or
+    ``..``, or an empty one would put the pin (or the map reused from it)
+    somewhere else.  Shared by the ELF reader (at parse time) and
+    :func:`bpfload.pins.pin_path` (where every pin path is made).
+    """
+    if not isinstance(name, str):
+        return f"is a {type(name).__name__}, not a str"
+    if not name:
+        return "is empty"
+    if "\0" in name:
+        return "contains a NUL byte"
+    if "/" in name:
+        return "contains '/'"
+    if name in (".", ".."):
+        return f"is {name!r}"
+    if len(name.encode(errors="surrogateescape")) > 255:
+        return "is longer than 255 bytes"
+    return None
+
+
 class RelocKind(enum.IntEnum):
     MAP = 1        #: ld_imm64 of a map: src_reg=BPF_PSEUDO_MAP_FD, imm=fd
     DATA = 2       #: ld_imm64 into a global-data map: BPF_PSEUDO_MAP_VALUE, imm=fd, imm2=addend

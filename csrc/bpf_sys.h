@@ -223,11 +223,19 @@ struct bl_prog_load_opts {
     __u32 attach_btf_id, attach_btf_obj_fd, attach_prog_fd;
     const int *fd_array;
     __u32 prog_ifindex;
+    __u32 log_true_size;    /* out (Linux 6.4+): log bytes the verifier needed, NUL included; 0 before */
 };
 
-static inline int bl_prog_load(const struct bl_prog_load_opts *o)
+/* log_true_size follows core_relo_rec_size in the kernel's prog-load attr (Linux 6.4);
+ * older UAPI headers do not name it. */
+#define BL_LOG_TRUE_SIZE_OFF (offsetof(union bpf_attr, core_relo_rec_size) + sizeof(__u32))
+_Static_assert(BL_LOG_TRUE_SIZE_OFF + sizeof(__u32) <= sizeof(union bpf_attr),
+               "union bpf_attr too small for log_true_size");
+
+static inline int bl_prog_load(struct bl_prog_load_opts *o)
 {
     union bpf_attr a;
+    int ret;
     memset(&a, 0, sizeof(a));
     a.prog_type = o->prog_type;
     a.expected_attach_type = o->expected_attach_type;
@@ -255,7 +263,9 @@ static inline int bl_prog_load(const struct bl_prog_load_opts *o)
         a.attach_btf_obj_fd = o->attach_btf_obj_fd;
     a.fd_array = BL_PTR(o->fd_array);
     a.prog_ifindex = o->prog_ifindex;
-    return bl_sys_bpf_fd(BPF_PROG_LOAD, &a, sizeof(a));
+    ret = bl_sys_bpf_fd(BPF_PROG_LOAD, &a, sizeof(a));
+    memcpy(&o->log_true_size, (const char *)&a + BL_LOG_TRUE_SIZE_OFF, sizeof(__u32));
+    return ret;
 }
 
 struct bl_test_run_opts {

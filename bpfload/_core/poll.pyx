@@ -95,6 +95,8 @@ cdef class PollerCore:
     cdef readonly Py_ssize_t removed_keys
     cdef readonly Py_ssize_t reordered     # keys matched through the hash index
     cdef bint _closed
+    cdef bint _busy                        # a snapshot is running (its buffers are in use)
+    cdef bint _free_pending                # close() came during it: the snapshot frees them
 
     def __cinit__(self, *args, **kwargs):
         self._cur = -1
@@ -127,6 +129,9 @@ cdef class PollerCore:
 
     def _buffers(self):
         """(keys, values) bytearrays of the newest snapshot."""
+        if self._closed:
+            from bpfload._core.events import ReaderClosedError
+            raise ReaderClosedError("map poller is closed")
         return self._keys[self._cur], self._vals[self._cur]
 
     @property
@@ -150,17 +155,39 @@ cdef class PollerCore:
     def _take(self):
         """Read the whole map now and compute counters, deltas and rates.
 
-        Returns the generation number of the new snapshot.
+        Returns ``(generation, keys, values, deltas, rates)``: the number of the
+        new snapshot and its buffers, read together.  Raises
+        ``ReaderClosedError`` when closed, also when :meth:`_close` ran in
+        another thread while this snapshot was being taken (the buffers are
+        then freed here, once nothing uses them); ``ReaderBusyError`` when
+        another thread is taking a snapshot of this poller.
         """
+        from bpfload._core.events import ReaderBusyError, ReaderClosedError
+        cdef tuple out
+        if self._closed:
+            raise ReaderClosedError("map poller is closed")
+        if self._busy:
+            raise ReaderBusyError("map poller: another thread is taking a snapshot")
+        self._busy = True
+        try:
+            gen = self._take_locked()
+            out = (gen, self._keys[self._cur], self._vals[self._cur], self.deltas_buf,
+                   self.rates_buf)
+        finally:
+            self._busy = False
+            if self._free_pending:
+                self._free()
+        if self._closed:
+            raise ReaderClosedError("map poller was closed during the snapshot")
+        return out
+
+    cdef object _take_locked(self):
         cdef int nxt = 0 if self._cur < 0 else 1 - self._cur
         cdef int prv = self._cur
         cdef bytearray kb = self._keys[nxt]
         cdef bytearray vb = self._vals[nxt]
         cdef int64_t t0
         cdef Py_ssize_t n
-        if self._closed:
-            from bpfload._core.events import ReaderClosedError
-            raise ReaderClosedError("map poller is closed")
         t0 = now_ns()
         _, _, n = self._map.lookup_batch(kb, self._scratch)
         self._convert(n, <uint64_t *>PyByteArray_AS_STRING(vb))
@@ -302,8 +329,20 @@ cdef class PollerCore:
         return 0
 
     def _close(self):
-        """Drop the buffers (idempotent)."""
+        """Drop the buffers (idempotent).
+
+        While a snapshot runs in another thread (the GIL released in its
+        lookup), the buffers are kept until it ends: it then frees them and
+        raises ``ReaderClosedError``.
+        """
         self._closed = True
+        if self._busy:
+            self._free_pending = True
+            return
+        self._free()
+
+    cdef void _free(self) noexcept:
+        self._free_pending = False
         self._map = None
         self._keys = self._vals = None
         self._scratch = self.deltas_buf = self.rates_buf = None

@@ -16,7 +16,9 @@ Three layers, thinnest first:
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_SetItem
 from cpython.long cimport PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE,
+                             PyObject_CheckBuffer)
+from cpython.number cimport PyIndex_Check
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.errno cimport errno
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
@@ -25,6 +27,8 @@ from libc.string cimport memcpy, memset
 
 from bpfload._core.common cimport load_uint
 
+import numbers as _numbers
+import operator as _operator
 import os as _os
 import sys as _sys
 import warnings as _warnings
@@ -81,6 +85,7 @@ cdef extern from "bpf_sys.h" nogil:
         uint32_t attach_btf_id, attach_btf_obj_fd, attach_prog_fd
         const int *fd_array
         uint32_t prog_ifindex
+        uint32_t log_true_size
 
     struct bl_test_run_opts:
         int prog_fd
@@ -108,7 +113,7 @@ cdef extern from "bpf_sys.h" nogil:
     int bl_obj_get(const char *path, uint32_t file_flags)
     int bl_get_fd_by_id(int cmd, uint32_t id)
     int bl_obj_get_info_by_fd(int fd, void *info, uint32_t *info_len)
-    int bl_prog_load(const bl_prog_load_opts *o)
+    int bl_prog_load(bl_prog_load_opts *o)
     int bl_prog_test_run(bl_test_run_opts *o)
     int bl_btf_load(const void *btf, uint32_t size, char *log_buf, uint32_t log_size, uint32_t log_level)
     struct bl_link_create_opts:
@@ -280,14 +285,25 @@ cdef class FD:
     ``int(fd)`` and ``fd.fileno()`` give the number; after :meth:`close` they
     raise :class:`bpfload.MapClosedError` instead of handing out a number the
     process may have reused.  :meth:`detach` hands ownership to the caller.
+
+    Calls that use the number with the GIL released (a bpf(2) call in one
+    thread while another may call :meth:`close`) hold it with a use count
+    taken under the GIL (:meth:`hold` / ``_acquire``) and dropped after
+    (:meth:`release` / ``_release``).  :meth:`close` makes new uses fail at
+    once; the number itself is closed by the last user, so the kernel cannot
+    hand it to a new object while a call made for this one is in flight.
     """
-    cdef int _fd
+    cdef int _fd          # the number for new uses; -1 once closed or detached
+    cdef int _pending     # closed while in use: the last user closes this number
+    cdef int _users       # calls in flight with the GIL released
     cdef public object what
 
     def __cinit__(self, int fd, what=None):
         if fd < 0:
             raise ValueError(f"invalid fd {fd}")
         self._fd = fd
+        self._pending = -1
+        self._users = 0
         self.what = what
 
     @property
@@ -299,6 +315,39 @@ cdef class FD:
             raise _errors.MapClosedError(f"{self.what or 'fd'} is closed")
         return self._fd
 
+    cdef inline int _acquire(self) except -1:
+        """The number, held until _release (GIL held); MapClosedError once closed."""
+        if self._fd < 0:
+            raise _errors.MapClosedError(f"{self.what or 'fd'} is closed")
+        self._users += 1
+        return self._fd
+
+    cdef inline void _release(self) noexcept:
+        """Drop one use (GIL held); the last user of a closed FD closes the number."""
+        self._users -= 1
+        if self._users == 0 and self._pending >= 0:
+            close(self._pending)
+            self._pending = -1
+
+    def hold(self):
+        """Take a use of the number for a call made with the GIL released -> the number.
+
+        Pair with :meth:`release` (in a ``finally``).  Raises
+        :class:`bpfload.MapClosedError` once closed.
+        """
+        return self._acquire()
+
+    def release(self):
+        """Drop a use taken with :meth:`hold`."""
+        if self._users <= 0:
+            raise RuntimeError("FD.release() without hold()")
+        self._release()
+
+    @property
+    def users(self):
+        """Uses in flight (calls holding the number)."""
+        return self._users
+
     def __int__(self):
         return self.fileno()
 
@@ -309,11 +358,19 @@ cdef class FD:
         cdef int fd = self._fd
         if fd >= 0:
             self._fd = -1
-            close(fd)
+            if self._users > 0:
+                self._pending = fd   # the last user closes it
+            else:
+                close(fd)
 
     def detach(self):
-        """Give up ownership and return the raw fd; this object will not close it."""
+        """Give up ownership and return the raw fd; this object will not close it.
+
+        Raises :class:`bpfload.BpfError` while a call is using the number.
+        """
         cdef int fd = self.fileno()
+        if self._users > 0:
+            raise _errors.BpfError(f"{self.what or 'fd'} is in use by another thread")
         self._fd = -1
         return fd
 
@@ -327,6 +384,9 @@ cdef class FD:
         return f"<FD {self._fd if self._fd >= 0 else 'closed'} {self.what or ''}>".replace(" >", ">")
 
     def __dealloc__(self):
+        if self._pending >= 0:   # cannot happen while users hold a reference; be safe
+            close(self._pending)
+            self._pending = -1
         if self._fd >= 0:
             try:
                 # No source=self: a warnings recorder (pytest records every test)
@@ -336,6 +396,14 @@ cdef class FD:
                 pass
             close(self._fd)
             self._fd = -1
+
+
+cdef inline FD _holder(object fd):
+    """The FD owner behind *fd* when it is one (its use is then taken), else None."""
+    if type(fd) is FD:
+        (<FD>fd)._acquire()
+        return <FD>fd
+    return None
 
 
 cdef FD _new_fd(int ret, str command, object target, object what, bint is_map=False):
@@ -376,31 +444,49 @@ def map_create(uint32_t map_type, uint32_t key_size, uint32_t value_size, uint32
     return _new_fd(ret, "BPF_MAP_CREATE", name, f"map {name!r}" if name else "map", True)
 
 
-def map_freeze(int fd, target=None):
-    """BPF_MAP_FREEZE: no more writes from user space."""
+def map_freeze(fd, target=None):
+    """BPF_MAP_FREEZE: no more writes from user space.  *fd*: an int or an :class:`FD` (held)."""
     cdef int ret
-    with nogil:
-        ret = bl_map_freeze(fd)
+    cdef FD h = _holder(fd)
+    cdef int cfd = h._fd if h is not None else fd
+    try:
+        with nogil:
+            ret = bl_map_freeze(cfd)
+    finally:
+        if h is not None:
+            h._release()
     if ret < 0:
         _raise("BPF_MAP_FREEZE", ret, target, True)
 
 
-def obj_pin(int fd, path, target=None):
-    """BPF_OBJ_PIN *fd* at *path* (in a bpffs mount)."""
+def obj_pin(fd, path, target=None):
+    """BPF_OBJ_PIN *fd* (an int or an :class:`FD`, held) at *path* (in a bpffs mount)."""
     cdef bytes p = _os.fsencode(path)
     cdef const char *cp = p
     cdef int ret
-    with nogil:
-        ret = bl_obj_pin(fd, cp)
+    cdef FD h
+    cdef int cfd
+    if b"\0" in p:
+        raise ValueError("embedded null byte in pin path")
+    h = _holder(fd)
+    cfd = h._fd if h is not None else fd
+    try:
+        with nogil:
+            ret = bl_obj_pin(cfd, cp)
+    finally:
+        if h is not None:
+            h._release()
     if ret < 0:
         _raise("BPF_OBJ_PIN", ret, target, False, f"path {_os.fsdecode(p)}")
 
 
 def obj_get(path, uint32_t file_flags=0):
-    """BPF_OBJ_GET: open a pinned object -> :class:`FD`."""
+    """BPF_OBJ_GET: open a pinned object -> :class:`FD`.  ValueError for a NUL in *path*."""
     cdef bytes p = _os.fsencode(path)
     cdef const char *cp = p
     cdef int ret
+    if b"\0" in p:
+        raise ValueError("embedded null byte in pin path")
     with nogil:
         ret = bl_obj_get(cp, file_flags)
     return _new_fd(ret, "BPF_OBJ_GET", None, f"pin {_os.fsdecode(p)}", False) if ret >= 0 else \
@@ -425,19 +511,28 @@ def get_fd_by_id(str kind, uint32_t obj_id):
     return _new_fd(ret, name, f"{kind} id {obj_id}", f"{kind} id {obj_id}", kind == "map")
 
 
-def obj_get_info(int fd, uint32_t size, target=None, bytes prefill=None):
+def obj_get_info(fd, uint32_t size, target=None, bytes prefill=None):
     """BPF_OBJ_GET_INFO_BY_FD with an info buffer of *size* bytes -> bytes.
 
-    *prefill* seeds the buffer (prog/btf info take user pointers in it).
+    *fd*: an int or an :class:`FD` (held for the call).  *prefill* seeds the
+    buffer (prog/btf info take user pointers in it).
     """
     cdef bytearray buf = bytearray(size)
     cdef uint32_t n = size
     cdef char *p = PyByteArray_AS_STRING(buf)
     cdef int ret
+    cdef FD h
+    cdef int cfd
     if prefill:
         buf[:len(prefill)] = prefill
-    with nogil:
-        ret = bl_obj_get_info_by_fd(fd, p, &n)
+    h = _holder(fd)
+    cfd = h._fd if h is not None else fd
+    try:
+        with nogil:
+            ret = bl_obj_get_info_by_fd(cfd, p, &n)
+    finally:
+        if h is not None:
+            h._release()
     if ret < 0:
         _raise("BPF_OBJ_GET_INFO_BY_FD", ret, target)
     return bytes(buf[:n])
@@ -465,12 +560,15 @@ def prog_load(uint32_t prog_type, insns, license, name=None, *, uint32_t expecte
               uint32_t prog_flags=0, uint32_t kern_version=0, uint32_t log_level=0,
               log_buf=None, int prog_btf_fd=0, func_info=None, uint32_t func_info_rec_size=0,
               line_info=None, uint32_t line_info_rec_size=0, uint32_t attach_btf_id=0,
-              int attach_btf_obj_fd=0, int attach_prog_fd=0, fd_array=None, uint32_t prog_ifindex=0):
-    """BPF_PROG_LOAD -> (fd or -errno, log bytes written).
+              int attach_btf_obj_fd=0, int attach_prog_fd=0, fd_array=None, uint32_t prog_ifindex=0,
+              bint with_log_true_size=False):
+    """BPF_PROG_LOAD -> fd or -errno; ``(fd or -errno, log_true_size)`` with *with_log_true_size*.
 
     Returns the raw result so the caller (which knows the program name and
     owns log-buffer growth) builds the :class:`bpfload.LoadError`.
-    *log_buf* is a writable buffer (bytearray) or None.
+    *log_buf* is a writable buffer (bytearray) or None.  *log_true_size* is
+    what the kernel reports the whole log needs, NUL included (Linux 6.4+;
+    0 on older kernels or without a log).
     """
     cdef bl_prog_load_opts o
     cdef _View vi = _View(insns)
@@ -513,6 +611,8 @@ def prog_load(uint32_t prog_type, insns, license, name=None, *, uint32_t expecte
     o.prog_ifindex = prog_ifindex
     with nogil:
         ret = bl_prog_load(&o)
+    if with_log_true_size:
+        return ret, o.log_true_size
     return ret
 
 
@@ -534,18 +634,23 @@ def btf_load(data, log_buf=None, uint32_t log_level=0):
     return ret
 
 
-def prog_test_run(int prog_fd, data=None, ctx=None, *, uint32_t repeat=1, uint32_t flags=0,
+def prog_test_run(prog_fd, data=None, ctx=None, *, uint32_t repeat=1, uint32_t flags=0,
                   uint32_t cpu=0, Py_ssize_t data_out_size=-1, Py_ssize_t ctx_out_size=-1,
                   target=None):
-    """BPF_PROG_TEST_RUN -> (retval, duration_ns, data_out bytes or None, ctx_out bytes or None)."""
+    """BPF_PROG_TEST_RUN -> (retval, duration_ns, data_out bytes or None, ctx_out bytes or None).
+
+    *prog_fd*: an int or an :class:`FD` (held for the call, so a concurrent
+    close cannot hand the number to another object mid-run).
+    """
     cdef bl_test_run_opts o
+    cdef FD h
     cdef _View vd = _View(data) if data is not None else None
     cdef _View vc = _View(ctx) if ctx is not None else None
     cdef bytearray dout = None
     cdef bytearray cout = None
     cdef int ret
     memset(&o, 0, sizeof(o))
-    o.prog_fd = prog_fd
+    o.prog_fd = -1 if type(prog_fd) is FD else prog_fd
     o.repeat = repeat
     o.flags = flags
     o.cpu = cpu
@@ -567,8 +672,15 @@ def prog_test_run(int prog_fd, data=None, ctx=None, *, uint32_t repeat=1, uint32
             cout = bytearray(ctx_out_size)
             o.ctx_out = PyByteArray_AS_STRING(cout)
             o.ctx_size_out = <uint32_t>ctx_out_size
-    with nogil:
-        ret = bl_prog_test_run(&o)
+    h = _holder(prog_fd)
+    if h is not None:
+        o.prog_fd = h._fd
+    try:
+        with nogil:
+            ret = bl_prog_test_run(&o)
+    finally:
+        if h is not None:
+            h._release()
     if ret < 0:
         _raise("BPF_PROG_TEST_RUN", ret, target)
     return (o.retval, o.duration,
@@ -805,6 +917,20 @@ cdef extern from *:
     const char *bl_fast_buf(object o, Py_ssize_t size, char *tmp)
 
 
+cpdef object index_int(object obj):
+    """*obj* as a Python int when it is an integer, else None.
+
+    An int, or anything with ``__index__`` that is not a byte buffer; NumPy
+    integer scalars, which are both, count as integers (``bytes(v)`` of
+    one would be v zero bytes, its buffer the wrong size for a smaller key).
+    """
+    if isinstance(obj, int):
+        return obj
+    if PyIndex_Check(obj) and (not PyObject_CheckBuffer(obj) or isinstance(obj, _numbers.Integral)):
+        return _operator.index(obj)
+    return None
+
+
 cdef inline int _pack_int(object value, Py_ssize_t size, char *out) except -1:
     """Pack a Python int into *size* bytes, native byte order, two's complement."""
     cdef uint64_t u
@@ -847,8 +973,7 @@ cdef class MapCore:
     and program-array maps take an fd (or an object with ``fd``) on update
     and give the kernel object id on lookup.
     """
-    cdef int _fd
-    cdef public object _fdobj
+    cdef readonly FD _fdobj      # the fd owner; calls hold a use of it around bpf(2)
     cdef readonly unsigned int type
     cdef readonly unsigned int key_size
     cdef readonly unsigned int value_size
@@ -862,8 +987,8 @@ cdef class MapCore:
 
     def _init_core(self, FD fdobj, unsigned int map_type, unsigned int key_size,
                    unsigned int value_size, unsigned int max_entries, unsigned int flags, name):
+        fdobj.fileno()
         self._fdobj = fdobj
-        self._fd = fdobj.fileno()
         self.type = map_type
         self.key_size = key_size
         self.value_size = value_size
@@ -889,13 +1014,12 @@ cdef class MapCore:
     @property
     def fd(self):
         """The map's fd number (raises :class:`bpfload.MapClosedError` once closed)."""
-        if self._fd < 0:
-            self._closed()
-        return self._fd
+        self._check()
+        return self._fdobj._fd
 
     @property
     def closed(self):
-        return self._fd < 0
+        return self._fdobj is None or self._fdobj._fd < 0
 
     @property
     def percpu(self):
@@ -913,8 +1037,12 @@ cdef class MapCore:
         return self._vsize
 
     def close(self):
-        """Close the fd (idempotent)."""
-        self._fd = -1
+        """Close the map (idempotent).
+
+        New calls raise :class:`bpfload.MapClosedError` at once; calls already
+        in flight in other threads finish on this map, and the last of them
+        releases the fd number (see :class:`FD`).
+        """
         if self._fdobj is not None:
             self._fdobj.close()
 
@@ -922,9 +1050,25 @@ cdef class MapCore:
         raise _errors.MapClosedError(f"map {self.name!r} is closed")
 
     cdef inline int _check(self) except -1:
-        if self._fd < 0:
+        if self._fdobj is None or self._fdobj._fd < 0:
             self._closed()
         return 0
+
+    cdef inline int _use(self) except -1:
+        """The fd number, held (use count) until :meth:`_done`; GIL held.
+
+        Taken after every conversion that could run Python code, right before
+        the GIL is released, so that a concurrent close() cannot free the
+        number (and the kernel hand it to another object) under the call.
+        """
+        cdef FD f = self._fdobj
+        if f is None or f._fd < 0:
+            self._closed()
+        f._users += 1
+        return f._fd
+
+    cdef inline void _done(self) noexcept:
+        self._fdobj._release()
 
     # -- packing ------------------------------------------------------------
     cdef const char *_buf(self, object obj, Py_ssize_t size, char *tmp, Py_buffer *view,
@@ -935,10 +1079,11 @@ cdef class MapCore:
                 raise ValueError(f"map {self.name!r}: {what} is {PyBytes_GET_SIZE(obj)} bytes, "
                                  f"expected {size}")
             return PyBytes_AS_STRING(obj)
-        if isinstance(obj, int):
+        iv = index_int(obj)
+        if iv is not None:
             if size > TMP_KEY or size == 0:
                 raise ValueError(f"map {self.name!r}: {what} of {size} bytes cannot be an int")
-            _pack_int(obj, size, tmp)
+            _pack_int(iv, size, tmp)
             return tmp
         try:
             PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
@@ -967,6 +1112,8 @@ cdef class MapCore:
         cdef bytearray out
         cdef Py_ssize_t i
         if self._kind == KIND_FDVALUE:
+            if index_int(value) is not None:
+                value = index_int(value)
             if not isinstance(value, int):
                 value = getattr(value, "fd", value)
             if not isinstance(value, int) and hasattr(value, "fileno"):
@@ -992,12 +1139,17 @@ cdef class MapCore:
 
     cdef bytes _one_value(self, object v):
         cdef char tmp[TMP_KEY]
-        if isinstance(v, int):
+        iv = index_int(v)
+        if iv is not None:
             if self.value_size > TMP_KEY:
                 raise ValueError(f"map {self.name!r}: value of {self.value_size} bytes cannot be an int")
-            _pack_int(v, self.value_size, tmp)
+            _pack_int(iv, self.value_size, tmp)
             return PyBytes_FromStringAndSize(tmp, self.value_size)
-        b = bytes(v)
+        try:
+            b = bytes(memoryview(v))   # not bytes(v): an object with __index__ gives v zero bytes
+        except TypeError:
+            raise TypeError(f"map {self.name!r}: value must be bytes-like or int, "
+                            f"not {type(v).__name__}") from None
         if len(b) != self.value_size:
             raise ValueError(f"map {self.name!r}: value is {len(b)} bytes, expected {self.value_size}")
         return b
@@ -1026,11 +1178,10 @@ cdef class MapCore:
         cdef bint release = False
         cdef const char *k
         cdef int ret
-        cdef int fd = self._fd
+        cdef int fd
         cdef bytes out
         cdef char *v
-        if fd < 0:
-            self._closed()
+        self._check()
         if self._kind == KIND_KEYLESS:
             raise TypeError(f"map {self.name!r} has no keys: use peek()/pop()/push()")
         k = bl_fast_buf(key, self.key_size, tmp)
@@ -1040,8 +1191,15 @@ cdef class MapCore:
             k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
         out = PyBytes_FromStringAndSize(NULL, self._vsize)
         v = PyBytes_AS_STRING(out)
+        try:
+            fd = self._use()
+        except BaseException:
+            if release:
+                PyBuffer_Release(&view)
+            raise
         with nogil:  # the GIL is released around the syscall and nothing else
             ret = bl_map_lookup(fd, k, v, flags)
+        self._done()
         if release:
             PyBuffer_Release(&view)
         if ret < 0:
@@ -1061,9 +1219,8 @@ cdef class MapCore:
         cdef const char *k
         cdef const char *v
         cdef int ret
-        cdef int fd = self._fd
-        if fd < 0:
-            self._closed()
+        cdef int fd
+        self._check()
         if self._kind != KIND_PLAIN:
             if self._kind == KIND_KEYLESS:
                 raise TypeError(f"map {self.name!r} has no keys: use push()")
@@ -1076,8 +1233,17 @@ cdef class MapCore:
         v = bl_fast_buf(value, self._vsize, vtmp)
         if v == NULL:
             v = self._value_buf(value, vtmp, &vview, &vrel, &kview, krel)
+        try:
+            fd = self._use()
+        except BaseException:
+            if krel:
+                PyBuffer_Release(&kview)
+            if vrel:
+                PyBuffer_Release(&vview)
+            raise
         with nogil:  # the GIL is released around the syscall and nothing else
             ret = bl_map_update(fd, k, v, flags)
+        self._done()
         if krel:
             PyBuffer_Release(&kview)
         if vrel:
@@ -1095,9 +1261,8 @@ cdef class MapCore:
         cdef bint release = False
         cdef const char *k
         cdef int ret
-        cdef int fd = self._fd
-        if fd < 0:
-            self._closed()
+        cdef int fd
+        self._check()
         if self._kind == KIND_KEYLESS:
             raise TypeError(f"map {self.name!r} has no keys: use pop()")
         k = bl_fast_buf(key, self.key_size, tmp)
@@ -1105,8 +1270,15 @@ cdef class MapCore:
             k = self._buf(key, self.key_size, tmp, &view, &release, "key")
         if self.key_size == 0:
             k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
+        try:
+            fd = self._use()
+        except BaseException:
+            if release:
+                PyBuffer_Release(&view)
+            raise
         with nogil:  # the GIL is released around the syscall and nothing else
             ret = bl_map_delete(fd, k)
+        self._done()
         if release:
             PyBuffer_Release(&view)
         if ret < 0:
@@ -1124,6 +1296,7 @@ cdef class MapCore:
         cdef int ret
         cdef bytes out
         cdef char *v
+        cdef int fd
         self._check()
         if self._kind != KIND_KEYLESS:
             k = self._buf(key, self.key_size, tmp, &view, &release, "key")
@@ -1131,8 +1304,15 @@ cdef class MapCore:
                 k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
         out = PyBytes_FromStringAndSize(NULL, self._vsize)
         v = PyBytes_AS_STRING(out)
+        try:
+            fd = self._use()
+        except BaseException:
+            if release:
+                PyBuffer_Release(&view)
+            raise
         with nogil:
-            ret = bl_map_lookup_and_delete(self._fd, k, v, flags)
+            ret = bl_map_lookup_and_delete(fd, k, v, flags)
+        self._done()
         if release:
             PyBuffer_Release(&view)
         if ret < 0:
@@ -1148,6 +1328,7 @@ cdef class MapCore:
         cdef bint release = False
         cdef const char *cv
         cdef int ret
+        cdef int fd
         self._check()
         if self._kind != KIND_KEYLESS:
             raise TypeError(f"map {self.name!r} has keys: push()/pop()/peek() are for "
@@ -1161,8 +1342,10 @@ cdef class MapCore:
         if cmd == 0 and value is None:
             out = PyBytes_FromStringAndSize(NULL, self._vsize)
             v = PyBytes_AS_STRING(out)
+            fd = self._use()
             with nogil:
-                ret = bl_map_lookup(self._fd, NULL, v, flags)
+                ret = bl_map_lookup(fd, NULL, v, flags)
+            self._done()
             if ret == -ENOENT_:
                 return None
             if ret < 0:
@@ -1171,19 +1354,28 @@ cdef class MapCore:
         if cmd == 2:
             out = PyBytes_FromStringAndSize(NULL, self._vsize)
             v = PyBytes_AS_STRING(out)
+            fd = self._use()
             with nogil:
-                ret = bl_map_lookup_and_delete(self._fd, NULL, v, flags)
+                ret = bl_map_lookup_and_delete(fd, NULL, v, flags)
+            self._done()
             if ret == -ENOENT_:
                 return None
             if ret < 0:
                 _raise("BPF_MAP_LOOKUP_AND_DELETE_ELEM", ret, self.name, True)
             return out
         cv = self._buf(value, self._vsize, tmp, &view, &release, "value")
+        try:
+            fd = self._use()
+        except BaseException:
+            if release:
+                PyBuffer_Release(&view)
+            raise
         with nogil:
             if cmd == 0:  # bloom filter membership: value in the value field
-                ret = bl_map_lookup(self._fd, NULL, <void *>cv, flags)
+                ret = bl_map_lookup(fd, NULL, <void *>cv, flags)
             else:
-                ret = bl_map_update(self._fd, NULL, cv, flags)
+                ret = bl_map_update(fd, NULL, cv, flags)
+        self._done()
         if release:
             PyBuffer_Release(&view)
         if cmd == 0:
@@ -1204,6 +1396,7 @@ cdef class MapCore:
         cdef bytes out
         cdef int ret
         cdef char *nk
+        cdef int fd
         self._check()
         if key is not None:
             k = self._buf(key, self.key_size, tmp, &view, &release, "key")
@@ -1211,8 +1404,15 @@ cdef class MapCore:
                 k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
         out = PyBytes_FromStringAndSize(NULL, self.key_size)
         nk = PyBytes_AS_STRING(out)
+        try:
+            fd = self._use()
+        except BaseException:
+            if release:
+                PyBuffer_Release(&view)
+            raise
         with nogil:
-            ret = bl_map_get_next_key(self._fd, k, nk)
+            ret = bl_map_get_next_key(fd, k, nk)
+        self._done()
         if release:
             PyBuffer_Release(&view)
         if ret == -ENOENT_:
@@ -1236,6 +1436,7 @@ cdef class MapCore:
         cdef char *v
         cdef uint64_t acc
         cdef Py_ssize_t i, f, nf
+        cdef int fd
         self._check()
         k = self._buf(key, self.key_size, tmp, &view, &release, "key")
         if self.key_size == 0:
@@ -1246,8 +1447,15 @@ cdef class MapCore:
                 PyBuffer_Release(&view)
             raise MemoryError()
         try:
+            try:
+                fd = self._use()
+            except BaseException:
+                if release:
+                    PyBuffer_Release(&view)
+                raise
             with nogil:
-                ret = bl_map_lookup(self._fd, k, v, 0)
+                ret = bl_map_lookup(fd, k, v, 0)
+            self._done()
             if release:
                 PyBuffer_Release(&view)
             if ret == -ENOENT_:
@@ -1284,15 +1492,21 @@ cdef class MapCore:
         cdef uint32_t n
         cdef int ret
         cdef bint first = True
+        cdef int fd
         if tokens == NULL:
             raise MemoryError()
         total[0] = 0
+        try:
+            fd = self._use()
+        except BaseException:
+            free(tokens)
+            raise
         try:
             while total[0] < capacity:
                 n = <uint32_t>min(chunk, capacity - total[0])
                 out_tok = tokens + (tok_size if in_tok == tokens else 0)
                 with nogil:
-                    ret = bl_map_batch(cmd, self._fd, in_tok, out_tok,
+                    ret = bl_map_batch(cmd, fd, in_tok, out_tok,
                                        keys + total[0] * self.key_size,
                                        values + total[0] * self._vsize, &n, 0)
                 if ret < 0 and ret != -ENOENT_:
@@ -1309,6 +1523,7 @@ cdef class MapCore:
                 in_tok = out_tok
             return 0
         finally:
+            self._done()
             free(tokens)
 
     cdef int _dump_slow(self, bint delete, char *keys, char *values, Py_ssize_t capacity,
@@ -1318,7 +1533,7 @@ cdef class MapCore:
         cdef char *prev = NULL
         cdef char *cur
         cdef Py_ssize_t i = 0
-        cdef int fd = self._fd
+        cdef int fd = self._use()
         cdef Py_ssize_t ks = self.key_size, vs = self._vsize
         with nogil:
             while i < capacity:
@@ -1344,6 +1559,7 @@ cdef class MapCore:
                     break
                 prev = cur
                 i += 1
+        self._done()
         total[0] = i
         if ret < 0 and ret != -ENOENT_:
             _raise("BPF_MAP_LOOKUP_ELEM" if not delete else "BPF_MAP_LOOKUP_AND_DELETE_ELEM",
@@ -1412,7 +1628,7 @@ cdef class MapCore:
         cdef uint32_t n, done
         cdef Py_ssize_t count, i
         cdef int ret
-        cdef int fd = self._fd
+        cdef int fd
         cdef char *kp
         cdef char *vp
         self._check()
@@ -1431,6 +1647,24 @@ cdef class MapCore:
         kp = <char *>kv.view.buf
         vp = <char *>vv.view.buf
         ret = -EOPNOTSUPP_
+        fd = self._use()
+        try:
+            ret = self._update_batch(fd, kp, vp, count, &n, flags)
+        finally:
+            self._done()
+        if ret < 0 and n >= count:
+            n = 0  # refused before the first element: the kernel left count as it was
+        if ret < 0:
+            _raise("BPF_MAP_UPDATE_BATCH", ret, self.name, True,
+                   f"{n} of {count} elements were written before the failure")
+        return count
+
+    cdef int _update_batch(self, int fd, char *kp, char *vp, Py_ssize_t count, uint32_t *np,
+                           uint64_t flags) noexcept:
+        """update_batch's syscalls on a held *fd* -> ret (count written in *np)."""
+        cdef int ret = -EOPNOTSUPP_
+        cdef uint32_t n = np[0]
+        cdef Py_ssize_t i
         if not (flags & ~(<uint64_t>4)):
             # the kernel's batch update takes no elem_flags but BPF_F_LOCK (4),
             # although the UAPI documents BPF_NOEXIST/BPF_EXIST: those go
@@ -1446,12 +1680,8 @@ cdef class MapCore:
                         break
                     i += 1
             n = <uint32_t>i
-        if ret < 0 and n >= count:
-            n = 0  # refused before the first element: the kernel left count as it was
-        if ret < 0:
-            _raise("BPF_MAP_UPDATE_BATCH", ret, self.name, True,
-                   f"{n} of {count} elements were written before the failure")
-        return count
+        np[0] = n
+        return ret
 
     def delete_batch(self, keys):
         """BPF_MAP_DELETE_BATCH for n * ``key_size`` bytes of keys; returns n.
@@ -1463,7 +1693,7 @@ cdef class MapCore:
         cdef uint32_t n
         cdef Py_ssize_t count, i
         cdef int ret
-        cdef int fd = self._fd
+        cdef int fd
         cdef char *kp
         self._check()
         kv = _View(keys)
@@ -1475,17 +1705,18 @@ cdef class MapCore:
             return 0
         n = <uint32_t>count
         kp = <char *>kv.view.buf
+        fd = self._use()
         with nogil:
             ret = bl_map_batch(BPF_MAP_DELETE_BATCH, fd, NULL, NULL, kp, NULL, &n, 0)
-        if ret == -ENOTSUPP_ or ret == -EOPNOTSUPP_:
-            i = 0
-            with nogil:
+            if ret == -ENOTSUPP_ or ret == -EOPNOTSUPP_:
+                i = 0
                 while i < count:
                     ret = bl_map_delete(fd, kp + i * self.key_size)
                     if ret < 0:
                         break
                     i += 1
-            n = <uint32_t>i
+                n = <uint32_t>i
+        self._done()
         if ret < 0 and n >= count:
             n = 0  # refused before the first key: the kernel left count as it was
         if ret == -ENOENT_:  # documented above; errors.from_errno maps only *_ELEM to it
@@ -1757,20 +1988,31 @@ cdef class MapCore:
         return iter(self.keys())
 
 
-def prog_map_ids(int fd, uint32_t count):
-    """The ids of the maps a loaded program uses (bpf_prog_info.map_ids)."""
+def prog_map_ids(fd, uint32_t count):
+    """The ids of the maps a loaded program uses (bpf_prog_info.map_ids).
+
+    *fd*: an int or an :class:`FD` (held for the call).
+    """
     cdef uint32_t *ids = <uint32_t *>malloc(max(count, 1) * 4)
     cdef char info[232]
     cdef uint32_t n = 232
     cdef int ret
+    cdef FD h
+    cdef int cfd
     if ids == NULL:
         raise MemoryError()
     try:
         memset(info, 0, 232)
         (<uint32_t *>(info + 52))[0] = count
         (<uint64_t *>(info + 56))[0] = <uint64_t><size_t>ids
-        with nogil:
-            ret = bl_obj_get_info_by_fd(fd, info, &n)
+        h = _holder(fd)
+        cfd = h._fd if h is not None else fd
+        try:
+            with nogil:
+                ret = bl_obj_get_info_by_fd(cfd, info, &n)
+        finally:
+            if h is not None:
+                h._release()
         if ret < 0:
             _raise("BPF_OBJ_GET_INFO_BY_FD", ret, None)
         count = min(count, (<uint32_t *>(info + 52))[0])

@@ -45,7 +45,8 @@ from . import sections as _sections
 from ..btf import Btf, BtfExt, Datasec, Kind, Var, VarLinkage, annotate_error, parse_map_def
 from ..constants import MapFlags, MapType, PinType
 from ..errors import BtfError, ElfError
-from ..spec import FunctionSpec, GlobalVar, MapSpec, ObjectSpec, ProgramSpec, Reloc, RelocKind
+from ..spec import (FunctionSpec, GlobalVar, MapSpec, ObjectSpec, ProgramSpec, Reloc, RelocKind,
+                    pin_name_problem)
 
 __all__ = ["parse_object", "kernel_map_name", "BPF_OBJ_NAME_LEN"]
 
@@ -117,6 +118,11 @@ def parse_object(path_or_bytes: Union[str, "os.PathLike[str]", bytes, bytearray,
         data = bytes(path_or_bytes)
         obj_name = name if name is not None else "object"
     else:
+        if not isinstance(path_or_bytes, (str, os.PathLike)):
+            # An int would be read as an fd and closed by open(): a Map's fd given by
+            # mistake would lose its number to the next object created.
+            raise TypeError("expected a path (str or os.PathLike) or the object's bytes, "
+                            f"not {type(path_or_bytes).__name__}")
         with open(path_or_bytes, "rb") as f:
             data = f.read()
         if name is None:
@@ -490,10 +496,17 @@ class _Parser:
 
     def _pin_type(self, value: int, name: str, section: str) -> PinType:
         try:
-            return PinType(value)
+            pin = PinType(value)
         except ValueError:
             raise self.err(f"invalid pinning value {value} (0 = none, 1 = by name)",
                            section=section, symbol=name) from None
+        if pin == PinType.BY_NAME:
+            problem = pin_name_problem(name)
+            if problem is not None:
+                raise self.err(f"map {name!r} is pinned by name but its name {problem}: a pinned "
+                               "map's name must be a single bpffs path component",
+                               section=section, symbol=name)
+        return pin
 
     def _read_btf_maps(self) -> None:
         sec = self.section_by_name(_BTF_MAPS_SEC)

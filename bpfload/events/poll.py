@@ -249,10 +249,9 @@ class MapPoller(PollerCore):
         self._take()
         self._deadline = self.timestamp_ns + self._interval_ns
 
-    def _snap(self) -> Snapshot:
-        gen = self.generation
-        keys, vals = self._buffers()
-        return Snapshot(self, (keys, vals, self.deltas_buf, self.rates_buf), gen, self.count,
+    def _snap(self, taken) -> Snapshot:
+        gen, keys, vals, deltas, rates = taken
+        return Snapshot(self, (keys, vals, deltas, rates), gen, self.count,
                         self.timestamp_ns, self.elapsed_ns / 1e9, self.new_keys,
                         self.removed_keys, self.key_size, self.fields)
 
@@ -265,8 +264,7 @@ class MapPoller(PollerCore):
         """
         if self.closed:
             raise ReaderClosedError("map poller is closed")
-        self._take()
-        return self._snap()
+        return self._snap(self._take())
 
     def poll(self) -> Snapshot:
         """Wait for the next tick, then take and return a snapshot (see :meth:`snapshot`).
