@@ -283,3 +283,31 @@ def test_attach_error_carries_what_a_user_needs():
     assert "another XDP program" in e.hint and "EEXIST" in str(e)
     generic = bpfload.errors.attach_error("BPF_LINK_CREATE", errno.EPERM, program="p")
     assert "CAP_BPF" in generic.hint
+
+
+def test_link_calls_hold_the_fd_while_closed_elsewhere(core_task):
+    """close() while another call holds the link fd: the number stays the link's until the
+    last user releases it, and new calls on the closed Link fail (they never reach a
+    reused number)."""
+    prog = core_task.programs["core_raw_tp"]
+    link = prog.attach()
+    owner = link._fd
+    n = owner.hold()                   # what a call in flight on another thread does
+    try:
+        link.close()
+        assert owner.closed
+        for op in (link.info, link.detach, lambda: link.update(prog),
+                   lambda: link.pin("/sys/fs/bpf/x")):
+            with pytest.raises(AttachError, match="closed"):
+                op()
+        os.fstat(n)                    # still the link's: no new object can take the number
+        _reset(core_task)
+        os.getppid()
+        assert _seen(core_task, 0) == 1      # and the link is still attached
+    finally:
+        owner.release()
+    with pytest.raises(OSError):
+        os.fstat(n)
+    _reset(core_task)
+    os.getppid()
+    assert _seen(core_task, 0) == 0          # the last user closed it: detached

@@ -735,20 +735,44 @@ def link_create(int prog_fd, int target_fd, uint32_t attach_type, uint32_t flags
     return _new_fd(ret, "BPF_LINK_CREATE", target, f"link {target or ''}".strip())
 
 
-def link_update(int link_fd, int new_prog_fd, uint32_t flags=0, int old_prog_fd=0, target=None):
-    """BPF_LINK_UPDATE: swap the link's program for *new_prog_fd*."""
+def link_update(link_fd, new_prog_fd, uint32_t flags=0, old_prog_fd=0, target=None):
+    """BPF_LINK_UPDATE: swap the link's program for *new_prog_fd*.
+
+    Each fd is an int or an :class:`FD` (held for the call: a concurrent
+    close cannot hand its number to another object mid-call).
+    """
     cdef int ret
-    with nogil:
-        ret = bl_link_update(link_fd, new_prog_fd, flags, old_prog_fd)
+    cdef FD hl = _holder(link_fd), hn = None, ho = None
+    cdef int cl, cn, co
+    try:
+        hn = _holder(new_prog_fd)
+        ho = _holder(old_prog_fd)
+        cl = hl._fd if hl is not None else link_fd
+        cn = hn._fd if hn is not None else new_prog_fd
+        co = ho._fd if ho is not None else old_prog_fd
+        with nogil:
+            ret = bl_link_update(cl, cn, flags, co)
+    finally:
+        for h in (hl, hn, ho):
+            if h is not None:
+                (<FD>h)._release()
     if ret < 0:
         _raise("BPF_LINK_UPDATE", ret, target)
 
 
-def link_detach(int link_fd, target=None):
-    """BPF_LINK_DETACH: release the program from its hook; the link fd stays valid."""
+def link_detach(link_fd, target=None):
+    """BPF_LINK_DETACH: release the program from its hook; the link fd stays valid.
+
+    *link_fd*: an int or an :class:`FD` (held for the call)."""
     cdef int ret
-    with nogil:
-        ret = bl_link_detach(link_fd)
+    cdef FD h = _holder(link_fd)
+    cdef int cfd = h._fd if h is not None else link_fd
+    try:
+        with nogil:
+            ret = bl_link_detach(cfd)
+    finally:
+        if h is not None:
+            h._release()
     if ret < 0:
         _raise("BPF_LINK_DETACH", ret, target)
 
@@ -786,11 +810,19 @@ def prog_query(int target_fd, uint32_t attach_type, uint32_t query_flags=0, uint
     return aflags, [p[i] for i in range(min(cnt, max_progs))]
 
 
-def iter_create(int link_fd, uint32_t flags=0, target=None):
-    """BPF_ITER_CREATE -> :class:`FD` to read one pass of an iterator link's output."""
+def iter_create(link_fd, uint32_t flags=0, target=None):
+    """BPF_ITER_CREATE -> :class:`FD` to read one pass of an iterator link's output.
+
+    *link_fd*: an int or an :class:`FD` (held for the call)."""
     cdef int ret
-    with nogil:
-        ret = bl_iter_create(link_fd, flags)
+    cdef FD h = _holder(link_fd)
+    cdef int cfd = h._fd if h is not None else link_fd
+    try:
+        with nogil:
+            ret = bl_iter_create(cfd, flags)
+    finally:
+        if h is not None:
+            h._release()
     return _new_fd(ret, "BPF_ITER_CREATE", target, f"iterator {target or ''}".strip())
 
 
@@ -817,13 +849,14 @@ def get_next_id(str kind, uint32_t start_id=0):
     return nxt
 
 
-def obj_get_info_names(int fd, uint32_t size, list name_slots, target=None):
+def obj_get_info_names(fd, uint32_t size, list name_slots, target=None):
     """BPF_OBJ_GET_INFO_BY_FD for info structs that point at name buffers (link info).
 
     A first call learns the kind; then for each ``(ptr_offset, len_offset,
     capacity)`` in *name_slots* a buffer is provided and the call repeated.
     Returns ``(info bytes, [names as bytes])``; the lengths in the info are
     what the kernel wrote.  Pass an empty *name_slots* for one plain call.
+    *fd*: an int or an :class:`FD` (held for the call).
     """
     cdef bytearray buf = bytearray(size)
     cdef uint32_t n = size
@@ -831,14 +864,22 @@ def obj_get_info_names(int fd, uint32_t size, list name_slots, target=None):
     cdef list names = []
     cdef int ret
     cdef bytearray nb
+    cdef FD h
+    cdef int cfd
     if name_slots:
         for ptr_off, len_off, cap in name_slots:
             nb = bytearray(cap)
             names.append(nb)
             (<uint64_t *>(p + <Py_ssize_t>ptr_off))[0] = <uint64_t><uintptr_t>PyByteArray_AS_STRING(nb)
             (<uint32_t *>(p + <Py_ssize_t>len_off))[0] = cap
-    with nogil:
-        ret = bl_obj_get_info_by_fd(fd, p, &n)
+    h = _holder(fd)
+    cfd = h._fd if h is not None else fd
+    try:
+        with nogil:
+            ret = bl_obj_get_info_by_fd(cfd, p, &n)
+    finally:
+        if h is not None:
+            h._release()
     if ret < 0:
         _raise("BPF_OBJ_GET_INFO_BY_FD", ret, target)
     return bytes(buf[:n]), [bytes(x) for x in names]

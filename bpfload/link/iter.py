@@ -81,7 +81,8 @@ class IterLink(Link):
         kernel refuses ``BPF_ITER_CREATE`` (closed or detached link).
         """
         try:
-            fd = _sys.iter_create(self.fd, 0, target=self.program)
+            self._check_open()
+            fd = _sys.iter_create(self._fd, 0, target=self.program)
         except errors.SyscallError as e:
             raise errors.attach_error(e.command, e.errno, program=self.program, hook=self.hook,
                                       family="iter", op="read",

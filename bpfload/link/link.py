@@ -141,7 +141,7 @@ def _cstr(b: bytes) -> str:
     return b.split(b"\0", 1)[0].decode(errors="replace")
 
 
-def link_info(fd: int, target: Optional[str] = None) -> LinkInfo:
+def link_info(fd: Union[int, FD], target: Optional[str] = None) -> LinkInfo:
     """Read the ``bpf_link_info`` of link *fd*, names included (two calls when it has one).
 
     Raises :class:`bpfload.SyscallError` when *fd* is not a link.
@@ -299,7 +299,8 @@ class Link:
             raise errors.AttachError(f"a {self._kind()} attachment is not a BPF link and has no "
                                      "link info", program=self.program, hook=self.hook,
                                      op="read")
-        info = link_info(self.fd, self.program)
+        self._check_open()
+        info = link_info(self._fd, self.program)
         self._id = info.id
         return info
 
@@ -317,8 +318,9 @@ class Link:
         path = os.fspath(path)
         if "\0" in path:
             raise ValueError("embedded null byte in pin path")
+        self._check_open()
         try:
-            _sys.obj_pin(self.fd, path, self.program)
+            _sys.obj_pin(self._fd, path, self.program)
         except errors.SyscallError as e:
             from ..pins import explain_pin_failure
             raise errors.PinError(f"cannot pin link of program {self.program!r} "
@@ -349,11 +351,12 @@ class Link:
             raise errors.AttachError(f"the kernel cannot swap the program of a {self._kind()} "
                                      "link; close it and attach the new program instead",
                                      program=self.program, hook=self.hook, op="update")
-        new_fd = program.fd if hasattr(program, "fd") else int(program)
-        old_fd = 0 if old_program is None else (old_program.fd if hasattr(old_program, "fd")
-                                                else int(old_program))
+        new_fd = _fd_arg(program)
+        old_fd = 0 if old_program is None else _fd_arg(old_program)
+        replace = 4 if old_program is not None else 0           # BPF_F_REPLACE
+        self._check_open()
         try:
-            _sys.link_update(self.fd, new_fd, 4 if old_fd else 0, old_fd, self.program)
+            _sys.link_update(self._fd, new_fd, replace, old_fd, self.program)
         except errors.SyscallError as e:
             raise errors.attach_error(e.command, e.errno, program=self.program, hook=self.hook,
                                       family="link", op="update",
@@ -377,8 +380,9 @@ class Link:
                                      "(tracepoints, kprobes, uprobes, perf events); close the "
                                      "link instead", program=self.program, hook=self.hook,
                                      op="detach")
+        self._check_open()
         try:
-            _sys.link_detach(self.fd, self.program)
+            _sys.link_detach(self._fd, self.program)
         except errors.SyscallError as e:
             raise errors.attach_error(e.command, e.errno, program=self.program, hook=self.hook,
                                       family="link", op="detach",
@@ -446,6 +450,14 @@ class Link:
             state = f"fd={self._fd.fileno()}"
         pin = f" pinned={self._pin_path!r}" if self._pin_path else ""
         return f"<Link {t} {self.program!r} -> {self.hook} {state}{pin}>"
+
+
+def _fd_arg(program: Any) -> Union[int, FD]:
+    """A program's fd owner (held by the syscall wrapper for the call), or its fd number."""
+    owner = getattr(program, "_fd", None)
+    if isinstance(owner, FD):
+        return owner
+    return program.fd if hasattr(program, "fd") else int(program)
 
 
 def _program_name(prog_id: int) -> str:
