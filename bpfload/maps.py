@@ -174,7 +174,11 @@ class Map(MapCore):
         m = cls._wrap(fdobj, map_type, key_size, value_size, max_entries, info.flags, name,
                       info.id)
         if inner_fd:
-            m.inner_map_id = MapInfo.from_fd(inner_fd).id
+            try:
+                m.inner_map_id = MapInfo.from_fd(inner_fd).id
+            except BaseException:
+                m.close()          # the new outer map: never left to the collector
+                raise
         return m
 
     @classmethod

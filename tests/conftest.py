@@ -102,24 +102,40 @@ def _open_fds() -> dict[int, str]:
 
 @pytest.fixture(autouse=True)
 def no_fd_leak(request):
-    """Fail a test that leaves an fd open that it did not have before.
+    """Fail a test that leaves an fd open that it did not have before, or that leaves an
+    object to be closed by the collector (a ResourceWarning).
 
     The fd lists are compared first; only when a new fd shows up is the
     garbage collector run (an unreferenced owner closes its fd then) and the
     list read again.  A full collection costs ~60 ms once the kernel BTF is
     cached, so doing it for every test dominated the suite's time.
+
+    ResourceWarnings are recorded around the whole test (a warning raised in
+    a destructor is swallowed as "Exception ignored" by -W error, so it is
+    recorded instead) and fail the test that caused them.  Other warnings are
+    passed on to pytest unchanged.  A test that checks a ResourceWarning
+    itself records it in its own ``warnings.catch_warnings`` block.
     """
-    before = _open_fds()
-    yield
-    leaked = _new_fds(before)
-    if leaked:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        before = _open_fds()
+        yield
         leaked = _new_fds(before)
+        if leaked:
+            gc.collect()
+            leaked = _new_fds(before)
+    unclosed = []
+    for w in caught:
+        if issubclass(w.category, ResourceWarning):
+            unclosed.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     if leaked:
         pytest.fail(f"test leaked {len(leaked)} fd(s): " +
                     ", ".join(f"{fd} -> {t}" for fd, t in sorted(leaked.items())))
+    if unclosed:
+        pytest.fail(f"test left {len(unclosed)} object(s) for the collector to close "
+                    f"(ResourceWarning): " + "; ".join(unclosed[:5]))
 
 
 def _new_fds(before: dict[int, str]) -> dict[int, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pathlib
 import random
 import re
 import struct
@@ -268,7 +269,7 @@ def test_missing_symbol_names_binary_symbol_and_close_names(binaries):
 
 
 def test_malformed_binaries_raise_elf_error(binaries, tmp_path):
-    data = open(binaries["pie"], "rb").read()
+    data = pathlib.Path(binaries["pie"]).read_bytes()
     bad = tmp_path / "bad"
     good = symbols.symbol_offset(binaries["pie"], "bl_target")
     cuts = [0, 3, 16, 40, 63, 64, 100, len(data) // 4, len(data) // 2, len(data) - 100, len(data) - 1]
@@ -445,11 +446,11 @@ def test_attach_errors_name_program_binary_and_symbol(binaries, tmp_path):
         with pytest.raises(bpfload.AttachError, match="no_such_lib_xyz"):
             p.attach_uprobe("no_such_lib_xyz", "f")
         trunc = tmp_path / "trunc"
-        trunc.write_bytes(open(binary, "rb").read()[:200])
+        trunc.write_bytes(pathlib.Path(binary).read_bytes()[:200])
         with pytest.raises(bpfload.AttachError, match="trunc"):
             p.attach_uprobe(str(trunc), "bl_target")
         # the kernel's refusals: no such process, offset beyond the file
-        pid_max = int(open("/proc/sys/kernel/pid_max").read())
+        pid_max = int(pathlib.Path("/proc/sys/kernel/pid_max").read_text())
         with pytest.raises(bpfload.AttachError) as ei:
             p.attach_uprobe(binary, "bl_target", pid=pid_max + 1)
         assert ei.value.errno == errno.ESRCH and "no such process" in str(ei.value)

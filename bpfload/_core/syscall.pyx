@@ -20,6 +20,7 @@ from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE,
                              PyObject_CheckBuffer)
 from cpython.number cimport PyIndex_Check
 from cpython.bytearray cimport PyByteArray_AS_STRING
+cimport cython
 from libc.errno cimport errno
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc
@@ -279,6 +280,9 @@ cdef int _ncpus() except -1:
 # --------------------------------------------------------------------------
 # fd owner
 
+# The collector must not clear `what` before __dealloc__ uses it in the ResourceWarning
+# of a leaked fd held in a reference cycle.
+@cython.no_gc_clear
 cdef class FD:
     """Owns one file descriptor: closes it once, warns if it is leaked.
 
