@@ -2,7 +2,7 @@
 /*
  * attach_run.bpf.c - feeds `bpfload run` and the system-introspection tests.
  *
- *   on_sys_enter (tp_btf/sys_enter): fires on every syscall entry.  When
+ *   on_sys_enter (tracepoint/raw_syscalls/sys_enter): fires on every syscall entry.  When
  *       target_tgid is 0 every process counts; else only the process (thread
  *       group) whose tgid it is.  For each counted syscall it
  *         - adds 1 to syscalls[syscall_nr] (HASH __u32 -> __u64, for --poll),
@@ -45,11 +45,11 @@ const volatile __u32 target_tgid = 0;
 const volatile char comm_filter[16] = "";
 __u64 dropped = 0;
 
-SEC("tp_btf/sys_enter")
-int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
+SEC("tracepoint/raw_syscalls/sys_enter")
+int on_sys_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u32 nr = (__u32)id;
+	__u32 nr = (__u32)ctx->id;
 	__u64 one = 1, *cnt;
 	struct event *e;
 	char comm[16];

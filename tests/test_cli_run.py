@@ -142,7 +142,7 @@ def test_prog_map_link_list_json_match_the_kernel(bpffs):
         obj.maps["syscalls"].pin(bpffs / "syscalls")
         progs = {p["id"]: p for p in json.loads(cli("prog", "list", "--json").stdout)}
         p = progs[prog.id]
-        assert (p["name"], p["type"], p["tag"]) == ("on_sys_enter", "TRACING", prog.tag)
+        assert (p["name"], p["type"], p["tag"]) == ("on_sys_enter", "TRACEPOINT", prog.tag)
         assert sorted(p["map_ids"]) == sorted(m.id for m in obj.maps.values())
         assert p["load_time"] > 0 and p["loaded_at"] and p["pinned"] == []
         maps = {m["id"]: m for m in json.loads(cli("map", "list", "--json", "--pin-root",
@@ -155,7 +155,7 @@ def test_prog_map_link_list_json_match_the_kernel(bpffs):
         links = {ln["id"]: ln for ln in json.loads(cli("link", "list", "--json").stdout)}
         ln = links[link.id]
         assert (ln["prog_id"], ln["prog_name"], ln["type"]) == \
-            (prog.id, "on_sys_enter", "RAW_TRACEPOINT")
+            (prog.id, "on_sys_enter", "PERF_EVENT")
         assert ln["tp_name"] == "sys_enter" and ln["target"] == "sys_enter"
         show = json.loads(cli("prog", "show", prog.id, "--json").stdout)
         assert show["id"] == prog.id and show["tag"] == prog.tag and show["name"] == "on_sys_enter"
@@ -172,7 +172,7 @@ def test_list_text_is_aligned_columns():
         assert head.split() == ["ID", "TYPE", "NAME", "TAG", "MAPS", "LOADED", "UID"]
         row = next(ln for ln in lines[1:] if ln.split()[0] == str(prog.id))
         # every column starts where its header does
-        for col, value in (("TYPE", "tracing"), ("NAME", "on_sys_enter"), ("TAG", prog.tag)):
+        for col, value in (("TYPE", "tracepoint"), ("NAME", "on_sys_enter"), ("TAG", prog.tag)):
             assert row.index(value) == head.index(col), (head, row)
         maps = cli("map", "list").stdout.splitlines()
         assert maps[0].split()[:4] == ["ID", "TYPE", "NAME", "KEY"]
@@ -264,7 +264,7 @@ def test_run_sets_char_array_and_zero_tgid_means_any_process():
     with helper(comm) as (hpid, syscalls), run_cli(
             bpf_object("attach_run"), "--set", "target_tgid=0", "--set", f"comm_filter={comm}",
             "--events", "events", "--event-type", "struct event", "--duration", "2") as p:
-        assert p.readline().startswith("attached on_sys_enter -> tp_btf sys_enter")
+        assert p.readline().startswith("attached on_sys_enter -> tracepoint raw_syscalls/sys_enter")
         syscalls(n)
         out, err = p.finish()
         assert p.p.returncode == 0, err

@@ -1,6 +1,6 @@
 """System introspection: bpfload.programs(), maps(), links(), btfs() against what the kernel holds.
 
-Each test loads bpf/attach_run.bpf.o (a tp_btf/sys_enter program filtered on
+Each test loads bpf/attach_run.bpf.o (a raw_syscalls/sys_enter tracepoint program filtered on
 one tgid, counting syscalls per number in the ``syscalls`` hash) and checks
 that the system-wide listings report exactly the ids, names, tags and map
 ids of the objects it made, that links come and go with their owner, and
@@ -69,7 +69,7 @@ def test_programs_lists_the_loaded_program_with_kernel_fields():
         assert len(recs) == 1
         r = recs[0]
         assert isinstance(r, bpfload.ProgramInfo)
-        assert r.name == "on_sys_enter" and r.type == ProgType.TRACING
+        assert r.name == "on_sys_enter" and r.type == ProgType.TRACEPOINT
         assert r.tag == prog.tag and len(r.tag) == 16
         assert set(r.map_ids) == want_maps and len(want_maps) == 4
         assert r.created_by_uid == os.getuid() and r.load_time > 0 and r.btf_id > 0
@@ -112,7 +112,7 @@ def test_links_lists_a_live_link_and_forgets_it_after_close():
         try:
             recs = [ln for ln in bpfload.links() if ln.id == link.id]
             assert len(recs) == 1
-            assert recs[0].prog_id == prog.id and recs[0].type == LinkType.RAW_TRACEPOINT
+            assert recs[0].prog_id == prog.id and recs[0].type == LinkType.PERF_EVENT
             assert isinstance(recs[0], bpfload.LinkInfo)
             # the listed link is really attached: syscalls of this process are counted
             base = _count(obj)
