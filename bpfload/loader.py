@@ -339,16 +339,18 @@ class _Load:
                 attach_btf_id = resolve_attach_btf_id(ps.type, ps.expected_attach_type,
                                                       ps.attach_target, program=ps.name,
                                                       obj_name=self.spec.name)
+            log: list = []
             fdobj = load_program(ps.type, linked.insns, name=ps.name,
                                  license=ps.license or self.spec.license,
                                  expected_attach_type=ps.expected_attach_type,
                                  log_level=self.log_level,
                                  kern_version=ps.kern_version or self.spec.kern_version,
                                  prog_flags=ps.flags, section=ps.section,
-                                 attach_btf_id=attach_btf_id, **extra)
+                                 attach_btf_id=attach_btf_id, log_out=log, **extra)
             p = Program(fdobj, ps.name, ps.type, section=ps.section,
                         expected_attach_type=ps.expected_attach_type,
-                        attach_target=ps.attach_target)
+                        attach_target=ps.attach_target,
+                        verifier_log=log[0] if log else None)
             self.programs[ps.name] = self.own(p)
 
     def fill_prog_arrays(self) -> None:

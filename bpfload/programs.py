@@ -117,7 +117,7 @@ def load_program(prog_type: int, insns, *, name: str, license: str = "GPL",
                  func_info=None, func_info_rec_size: int = 0, line_info=None,
                  line_info_rec_size: int = 0, attach_btf_id: int = 0,
                  attach_btf_obj_fd: int = 0, attach_prog_fd: int = 0, fd_array=None,
-                 section: Optional[str] = None) -> FD:
+                 section: Optional[str] = None, log_out: Optional[list] = None) -> FD:
     """BPF_PROG_LOAD with verifier-log handling -> an owned :class:`FD`.
 
     With ``log_level=0`` the first attempt runs without a log (fastest); if
@@ -126,8 +126,10 @@ def load_program(prog_type: int, insns, *, name: str, license: str = "GPL",
     reason.  A log that did not fit (ENOSPC) is retried once with a buffer of
     exactly the size the kernel reports (``log_true_size``, Linux 6.4+; older
     kernels: the buffer grows from 64 KiB up to 16 MiB).  A failure with a
-    complete log is never retried.  Raises :class:`bpfload.LoadError` with
-    the program name, errno and full log.
+    complete log is never retried.  With *log_out* (a list) and
+    ``log_level > 0``, the verifier's log of the successful load is appended
+    to it.  Raises :class:`bpfload.LoadError` with the program name, errno
+    and full log.
     """
     kw = dict(expected_attach_type=int(expected_attach_type or 0), prog_flags=prog_flags,
               kern_version=kern_version, prog_btf_fd=btf_fd, func_info=func_info,
@@ -148,6 +150,8 @@ def load_program(prog_type: int, insns, *, name: str, license: str = "GPL",
                                         with_log_true_size=True, **kw)
         if ret >= 0:
             fd = FD(ret, f"program {name!r}")
+            if log_out is not None and level and log is not None:
+                log_out.append(_decode_log(log))
             return fd
         err = -ret
         if level == 0 and not tried_plain and err in _VERIFIER_ERRNOS:
@@ -186,8 +190,12 @@ class Program:
     """
 
     def __init__(self, fdobj: FD, name: str, prog_type, *, section: Optional[str] = None,
-                 expected_attach_type=None, attach_target: Optional[str] = None):
+                 expected_attach_type=None, attach_target: Optional[str] = None,
+                 verifier_log: Optional[str] = None):
         self._fd = fdobj
+        #: the verifier's log of this program's load when it was loaded with log_level > 0
+        #: (``obj.load(log_level=1)``), else None
+        self.verifier_log = verifier_log
         #: what the section names after its prefix (``tracepoint/a/b`` -> ``a/b``)
         self.attach_target = attach_target
         self.name = name

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import struct
 
+import re
+
 import pytest
 
 import bpfload
@@ -219,7 +221,33 @@ def test_log_level_gives_a_log_on_success():
     obj = bpfload.BpfObject.open(bpf_object("verifier_reject"))
     obj.programs["bad_deref"].autoload = False
     with obj.load(log_level=2):
-        assert obj.programs["good_prog"].tag
+        prog = obj.programs["good_prog"]
+        assert prog.tag
+        log = prog.verifier_log
+        m = re.search(r"processed (\d+) insns", log or "")
+        assert m, log
+        # the verifier counted what the kernel reports as verified
+        assert int(m.group(1)) == prog.info().verified_insns
+    with bpfload.load(bpf_object("verifier_reject").parent / "subprog.bpf.o") as quiet:
+        assert all(p.verifier_log is None for p in quiet.programs.values())   # log_level 0
+
+
+def test_verifier_log_larger_than_the_first_buffer():
+    """log_level=2 on the large object writes more than the first 64 KiB buffer: the load
+    still succeeds (one exact-size retry) and the whole log is kept."""
+    from bpfload._core import syscall as _sys
+    obj = bpfload.BpfObject.open(bpf_object("large"))
+    names = list(obj.programs)
+    for n in names[1:]:
+        obj.programs[n].autoload = False
+    before = _sys.syscall_count(5)                    # BPF_PROG_LOAD
+    with obj.load(log_level=2):
+        log = obj.programs[names[0]].verifier_log
+        calls = _sys.syscall_count(5) - before
+    assert len(log) > 64 * 1024, len(log)
+    assert calls == 2                                   # the first try, then one exact retry
+    assert log.rstrip().splitlines()[-1].startswith(("processed", "verification time")) or \
+        "processed" in log[-2000:]
 
 
 # --------------------------------------------------------------------------
