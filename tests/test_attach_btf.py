@@ -10,6 +10,9 @@ the refused kinds skip with the kernel's reason (a kernel gap, not a pass).
 from __future__ import annotations
 
 import errno
+import re
+import struct
+import subprocess
 
 import pytest
 
@@ -19,10 +22,6 @@ from bpfload.btf import Kind
 from bpfload._core import syscall as _sys
 from bpfload.btf.kernel import resolve_attach_btf_id, vmlinux
 from conftest import bpf_object, need_tool
-
-import re
-import struct
-import subprocess
 
 CASES = {
     "p_tp_btf": ("btf_trace_sched_switch", Kind.TYPEDEF),

@@ -3,9 +3,8 @@ and its maps read back, so the test sees the program used the right maps."""
 from __future__ import annotations
 
 import errno
-import struct
-
 import re
+import struct
 
 import pytest
 
