@@ -2,12 +2,15 @@
 buffers, on the kernel's batch commands and on the per-element fallback.
 
 Every bulk result is compared with a slow reference read element by element
-(get_next_key + lookup), and the syscall counter tells which path ran.
+(BPF_MAP_GET_NEXT_KEY + BPF_MAP_LOOKUP_ELEM issued by the test itself through
+ctypes, not through bpfload), and the syscall counter tells which path ran.
 """
 from __future__ import annotations
 
 import array
+import ctypes
 import errno
+import os
 import socket
 import struct
 import sys
@@ -18,6 +21,7 @@ import pytest
 import bpfload
 from bpfload import Map, MapFlags, MapType
 from bpfload._core import syscall as _sys
+from conftest import sysfs_cpus
 
 pytestmark = pytest.mark.kernel
 
@@ -28,16 +32,51 @@ BPF_MAP_LOOKUP_BATCH, BPF_MAP_LOOKUP_AND_DELETE_BATCH = 24, 25
 BPF_MAP_UPDATE_BATCH, BPF_MAP_DELETE_BATCH = 26, 27
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_NR_BPF = {"x86_64": 321, "aarch64": 280}[os.uname().machine]
+_GET_NEXT_KEY, _LOOKUP_ELEM = 4, 1
+_PERCPU_TYPES = {5, 6, 10, 21}         # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, ...STORAGE
+
+
+class _ElemAttr(ctypes.Structure):     # the BPF_MAP_*_ELEM / GET_NEXT_KEY part of union bpf_attr
+    _fields_ = [("map_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("key", ctypes.c_uint64),
+                ("value", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
+
+
+def _bpf(cmd: int, attr: _ElemAttr) -> int:
+    ret = _libc.syscall(_NR_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr))
+    return 0 if ret == 0 else ctypes.get_errno()
+
+
 def reference(m) -> dict:
-    """The map's content read one element at a time (the slow reference)."""
-    out = {}
-    k = m.next_key()
-    while k is not None:
-        v = m.lookup(k)
-        if v is not None:
-            out[k] = v
-        k = m.next_key(k)
-    return out
+    """The map's content read one element at a time by raw bpf(2) calls of the test's
+    own (the slow, independent reference): key bytes -> value bytes (per-CPU maps: a
+    list of one value per possible CPU)."""
+    fd, ks, vs = m.fd, m.key_size, m.value_size
+    percpu = int(m.type) in _PERCPU_TYPES
+    ncpu = len(sysfs_cpus("possible"))
+    stride = (vs + 7) // 8 * 8
+    key, nxt = ctypes.create_string_buffer(ks), ctypes.create_string_buffer(ks)
+    val = ctypes.create_string_buffer(stride * ncpu if percpu else vs)
+    out: dict = {}
+    first = True
+    while True:
+        a = _ElemAttr(map_fd=fd, key=0 if first else ctypes.addressof(key),
+                      value=ctypes.addressof(nxt))
+        err = _bpf(_GET_NEXT_KEY, a)
+        if err == errno.ENOENT:
+            return out
+        assert err == 0, os.strerror(err)
+        first = False
+        ctypes.memmove(key, nxt, ks)
+        err = _bpf(_LOOKUP_ELEM, _ElemAttr(map_fd=fd, key=ctypes.addressof(key),
+                                          value=ctypes.addressof(val)))
+        if err == errno.ENOENT:            # deleted meanwhile
+            continue
+        assert err == 0, os.strerror(err)
+        raw = val.raw
+        out[key.raw] = [raw[i * stride:i * stride + vs] for i in range(ncpu)] if percpu \
+            else raw[:vs]
 
 
 def split(m, keys, values, n) -> dict:

@@ -3,6 +3,7 @@ and the order maps are created in."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 
 import pytest
 
@@ -45,7 +46,29 @@ def test_array_max_entries_may_differ_with_inner_map_flag():
     for n in ("aom_inner0", "aom_inner1"):
         s.maps[n].flags = int(MapFlags.INNER_MAP)
     s.maps["aom_inner1"].max_entries = 64
-    validate_map_in_map(s)
+    validate_map_in_map(s)          # accepted before any syscall ...
+    s.maps["aom_inner1"].flags = 0
+    with pytest.raises(bpfload.ElfError, match="aom_inner1"):
+        validate_map_in_map(s)      # ... and refused without the flag
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("flag", [True, False])
+def test_the_kernel_agrees_on_the_inner_map_flag(flag):
+    """What validate_map_in_map accepts is what the kernel accepts: with BPF_F_INNER_MAP an
+    array of another max_entries fits the slot; without it the kernel refuses it."""
+    f = int(MapFlags.INNER_MAP) if flag else 0
+    with bpfload.Map.create(MapType.ARRAY, 4, 8, 4, flags=f, name="tmpl") as tmpl, \
+            bpfload.Map.create(MapType.ARRAY_OF_MAPS, 4, 4, 2, inner_map=tmpl, name="outer") as outer, \
+            bpfload.Map.create(MapType.ARRAY, 4, 8, 64, flags=f, name="big") as big:
+        if flag:
+            outer[0] = big
+            assert outer[0] == big.id
+        else:
+            with pytest.raises(bpfload.MapError) as ei:
+                outer[0] = big
+            assert ei.value.errno == errno.EINVAL
+            assert outer.lookup(0) is None
 
 
 def test_inner_map_may_not_be_map_in_map():
