@@ -164,6 +164,22 @@ def _pins(pin_root) -> Optional[Dict[Tuple[str, int], Tuple[str, ...]]]:
     return None if pin_root is None else pinned_objects(pin_root)
 
 
+def _records(kind: str, read, cls, pin_root) -> Iterator:
+    """Walk the kernel's *kind* ids: open each, read its info with *read*, close it, and
+    yield it as *cls* with its pins; objects that vanish meanwhile are skipped."""
+    pins = _pins(pin_root)
+    for _id, fd in _walk(kind):
+        try:
+            info = read(fd.fileno())
+        except errors.SyscallError as e:
+            if _gone(e):
+                continue
+            raise
+        finally:
+            fd.close()
+        yield _extend(cls, info, pins, kind)
+
+
 def _extend(cls, info, pins, kind: str):
     fields = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
     fields["pinned"] = pins.get((kind, info.id), ()) if pins else ()
@@ -179,17 +195,7 @@ def programs(*, pin_root: Optional[Union[str, os.PathLike]] = None) -> Iterator[
     Raises :class:`bpfload.PermissionDeniedError` without CAP_SYS_ADMIN and
     :class:`bpfload.PinError` when *pin_root* is not a directory.  Linux 4.13+.
     """
-    pins = _pins(pin_root)
-    for pid, fd in _walk("prog"):
-        try:
-            info = ProgramInfo.from_fd(fd.fileno())
-        except errors.SyscallError as e:
-            if _gone(e):
-                continue
-            raise
-        finally:
-            fd.close()
-        yield _extend(ProgramRecord, info, pins, "prog")
+    return _records("prog", ProgramInfo.from_fd, ProgramRecord, pin_root)
 
 
 def maps(*, pin_root: Optional[Union[str, os.PathLike]] = None) -> Iterator[MapRecord]:
@@ -199,17 +205,7 @@ def maps(*, pin_root: Optional[Union[str, os.PathLike]] = None) -> Iterator[MapR
     ``value_size``, ``max_entries``, ``flags``, ``btf_id`` ... and
     ``pinned``).  Raises as :func:`programs`.  Linux 4.13+.
     """
-    pins = _pins(pin_root)
-    for mid, fd in _walk("map"):
-        try:
-            info = MapInfo.from_fd(fd.fileno())
-        except errors.SyscallError as e:
-            if _gone(e):
-                continue
-            raise
-        finally:
-            fd.close()
-        yield _extend(MapRecord, info, pins, "map")
+    return _records("map", MapInfo.from_fd, MapRecord, pin_root)
 
 
 def links(*, pin_root: Optional[Union[str, os.PathLike]] = None) -> Iterator[LinkRecord]:
@@ -220,17 +216,7 @@ def links(*, pin_root: Optional[Union[str, os.PathLike]] = None) -> Iterator[Lin
     ``attach_type``, ``ifindex``, ``cgroup_id`` ... and ``pinned``).  Raises
     as :func:`programs`.  Linux 5.8+ (link ids and BPF_LINK_GET_NEXT_ID).
     """
-    pins = _pins(pin_root)
-    for lid, fd in _walk("link"):
-        try:
-            info = link_info(fd.fileno())
-        except errors.SyscallError as e:
-            if _gone(e):
-                continue
-            raise
-        finally:
-            fd.close()
-        yield _extend(LinkRecord, info, pins, "link")
+    return _records("link", link_info, LinkRecord, pin_root)
 
 
 def btfs() -> Iterator[BtfInfo]:

@@ -15,6 +15,7 @@ from .. import errors
 from .._core import syscall as _sys
 from .._core.syscall import FD
 from ..constants import AttachType, LinkType
+from ..maps import _as_fd
 from .cgroup import _release, open_cgroup
 from .link import Link
 
@@ -96,14 +97,10 @@ Link._by_type[LinkType.ITER] = IterLink
 def _fd_of(obj: Any, what: str) -> int:
     if isinstance(obj, bool):
         raise TypeError(f"{what} must be a map or an fd, not a bool")
-    if isinstance(obj, int):
-        return obj
-    fd = getattr(obj, "fd", None)
-    if isinstance(fd, int):
-        return fd
-    if hasattr(obj, "fileno"):
-        return obj.fileno()
-    raise TypeError(f"{what} must be a map or an fd, not {type(obj).__name__}")
+    try:
+        return _as_fd(obj)
+    except TypeError:
+        raise TypeError(f"{what} must be a map or an fd, not {type(obj).__name__}") from None
 
 
 def _order(order: Union[str, int, None], prog: Any, hook: str) -> int:
