@@ -92,3 +92,14 @@ def _project_version() -> str:
         if line.startswith("version"):
             return line.split("=", 1)[1].strip().strip('"')
     raise AssertionError("no version in pyproject.toml")
+
+
+def test_editable_install_is_not_shadowed_from_the_parent_directory(tmp_path):
+    """A clone named 'bpfload' run from its parent directory: the current directory's
+    'bpfload' (the clone, no __init__.py) must not become a namespace package that hides
+    the real one (the README installs with editable_mode=compat for that)."""
+    (tmp_path / "bpfload").symlink_to(REPO, target_is_directory=True)
+    out = _run(sys.executable, "-c", "import bpfload; print(bpfload.__file__, bpfload.Map.__name__)",
+               cwd=tmp_path)
+    path, name = out.split()
+    assert name == "Map" and path.endswith(os.path.join("bpfload", "__init__.py")), out
