@@ -1624,6 +1624,16 @@ cdef class MapCore:
         ``delete=True`` this is BPF_MAP_LOOKUP_AND_DELETE_BATCH.  Map types
         without batch support fall back to a per-element loop with the same
         result.
+
+        A result is never partial: when buffers smaller than ``max_entries``
+        fill up while the map holds more entries, :class:`bpfload.MapError`
+        (errno ENOSPC) is raised, its ``count`` attribute saying how many
+        entries the buffers hold (with ``delete=True`` those are already
+        deleted from the map).  Raises :class:`bpfload.MapClosedError`
+        when closed, :class:`bpfload.NotSupportedError` for maps without
+        keys, ValueError for a missing buffer, and the
+        :class:`bpfload.MapError` of a failing lookup.  Needs Linux 5.6 for
+        the batch commands (older kernels take the per-element path).
         """
         cdef Py_ssize_t cap = self.max_entries
         cdef Py_ssize_t total = 0
@@ -1647,13 +1657,58 @@ cdef class MapCore:
         cap = min(kv.view.len // self.key_size if self.key_size else 0, vv.view.len // self._vsize)
         if chunk <= 0:
             chunk = cap if cap > 0 else 1
-        if cap > 0 and self._dump(cmd, <char *>kv.view.buf, <char *>vv.view.buf, cap, chunk, &total) == 1:
-            self._dump_slow(delete, <char *>kv.view.buf, <char *>vv.view.buf, cap, &total)
+        try:
+            if cap > 0 and self._dump(cmd, <char *>kv.view.buf, <char *>vv.view.buf, cap, chunk,
+                                      &total) == 1:
+                self._dump_slow(delete, <char *>kv.view.buf, <char *>vv.view.buf, cap, &total)
+        except _errors.MapError as e:
+            if e.errno != ENOSPC_:
+                raise
+            # the kernel's ENOSPC: the next hash bucket is larger than the room left
+            self._raise_partial(cmd, total, e)
+        if total == cap and cap < self.max_entries:
+            self._check_drained(cmd, <char *>kv.view.buf, total, own)
         del kv, vv
         if own:
             del keys_out[total * self.key_size:]
             del values_out[total * self._vsize:]
         return keys_out, values_out, total
+
+    cdef int _check_drained(self, int cmd, char *keys, Py_ssize_t total, bint own) except -1:
+        """Raise when buffers of *total* entries filled up and the map holds a key after them.
+
+        One BPF_MAP_GET_NEXT_KEY after the last key returned (from the start
+        when nothing fit): a hash restarts from its first key when that key
+        was deleted (drain), so any key left in the map counts as "more".
+        """
+        cdef int ret, fd
+        cdef char *nxt = <char *>malloc(self.key_size)
+        if nxt == NULL:
+            raise MemoryError()
+        try:
+            fd = self._use()
+            with nogil:
+                ret = bl_map_get_next_key(fd, keys + (total - 1) * self.key_size if total else NULL,
+                                          nxt)
+            self._done()
+        finally:
+            free(nxt)
+        if ret == -ENOENT_:
+            return 0
+        if ret < 0:
+            _raise("BPF_MAP_GET_NEXT_KEY", ret, self.name, True)
+        self._raise_partial(cmd, total, None)
+
+    cdef int _raise_partial(self, int cmd, Py_ssize_t total, object cause) except -1:
+        """MapError (ENOSPC) for buffers that filled up before the map was read whole."""
+        e = _errors.from_errno(
+            _COMMANDS[cmd], ENOSPC_, self.name,
+            f"the buffers hold {total} entries and the map has more (max_entries "
+            f"{self.max_entries}): pass buffers of max_entries entries"
+            + ("; the entries read are in the buffers and deleted from the map"
+               if cmd == BPF_MAP_LOOKUP_AND_DELETE_BATCH else ""), is_map=True)
+        e.count = total
+        raise e from cause
 
     def lookup_and_delete_batch(self, keys_out=None, values_out=None, *, Py_ssize_t chunk=0):
         """Drain the map: :meth:`lookup_batch` with ``delete=True``."""
@@ -1968,7 +2023,10 @@ cdef class MapCore:
         entry (for ``value_size`` 1/2/4/8) or one u64 per 8-byte field
         (``value_size // 8`` per entry).  Preallocated *keys_out*,
         *sums_out* and *scratch* (``max_entries * value_stride`` bytes)
-        make repeated polls allocation-free.
+        make repeated polls allocation-free.  As :meth:`lookup_batch`, never
+        partial: buffers too small for what the map holds raise
+        :class:`bpfload.MapError` (errno ENOSPC, ``count`` = entries read);
+        *sums_out* too small raises ValueError.
         """
         cdef Py_ssize_t nf = 1 if self.value_size in (1, 2, 4, 8) else self.value_size // 8
         cdef Py_ssize_t n, i, c, f
