@@ -357,17 +357,32 @@ cdef class _ReaderBase:
         return self._nrings
 
     cdef void _release_rings(self) noexcept:
-        cdef _RingBase r
-        for r in self._rings:
-            r.release()
-        self._rings = []
+        """Release every ring and the epoll set; silent in any partial state.
+
+        Runs from close() and from __dealloc__, where the garbage collector
+        may already have cleared ``_rings`` and ``_waiter`` (tp_clear sets
+        them to None when the reader was part of a reference cycle, e.g. a
+        callback that refers back to it): what is gone was released by its
+        own deallocation, what is left is released here.
+        """
+        cdef object rings = self._rings
+        cdef object r
         self._nrings = 0
+        if rings is not None:
+            self._rings = None
+            try:
+                for r in rings:
+                    if isinstance(r, _RingBase):
+                        (<_RingBase>r).release()
+            except BaseException:   # a list mutated under us: the rings' own
+                pass                # deallocation releases whatever is left
+            self._rings = []
         if self._waiter is not None:
             self._waiter.close()
 
     def __dealloc__(self):
         if not self._closed:
-            if self._rings:
+            if self._nrings > 0:    # _rings may be cleared by the collector already
                 self._warn_unclosed()
             self._release_rings()
 
