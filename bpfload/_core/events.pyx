@@ -372,14 +372,15 @@ cdef class _ReaderBase:
         cdef object r
         self._nrings = 0
         if rings is not None:
-            self._rings = None
+            # empty first: a finalizer run by a release (a dropped callback)
+            # that calls back into the reader finds no rings, not a half list
+            self._rings = []
             try:
                 for r in rings:
                     if isinstance(r, _RingBase):
                         (<_RingBase>r).release()
-            except BaseException:   # a list mutated under us: the rings' own
-                pass                # deallocation releases whatever is left
-            self._rings = []
+            except BaseException:   # the rings' own deallocation releases
+                pass                # whatever is left
         if self._waiter is not None:
             self._waiter.close()
 
