@@ -108,6 +108,11 @@ class Map(MapCore):
     (``lookup``, ``update``, ``delete``, batch operations, ``sum`` ...) and
     the dict protocol (``m[k]``, ``m[k] = v``, ``del m[k]``, ``k in m``,
     iteration over keys).  Close with :meth:`close` or a ``with`` block.
+
+    Bulk reads into caller buffers (``lookup_batch``,
+    ``lookup_and_delete_batch``, ``sum_batch``) are whole or raise: buffers
+    that fill up while the map holds more entries raise :class:`MapError`
+    (errno ENOSPC) with ``count``, the entries the buffers hold.
     """
 
     def __init__(self, *a, **kw):

@@ -22,33 +22,21 @@
 #include <unistd.h>
 #include <linux/bpf.h>
 
+#include "bl_fault.h"
 #include "bl_fd.h"
 
 #define BL_PTR(p) ((__u64)(uintptr_t)(p))
 
-/* Fault injection for rollback tests: when bl_fail_at > 0, the
- * bl_fail_at-th bpf(2) call from now (counted over all commands, or only
- * over bl_fail_cmd when >= 0) fails with bl_fail_errno without entering the
- * kernel.  Set from Python through bpfload._core.syscall.inject_fault(). */
-static long bl_fail_at = 0;
-static int bl_fail_cmd = -1;
-static int bl_fail_errno = 0;
-static unsigned long bl_calls = 0;
-#define BL_MAX_CMD 64
-static unsigned long bl_cmd_calls[BL_MAX_CMD];   /* per command, for tests */
-
+/* Fault injection and call counting: csrc/bl_fault.h (one door shared with
+ * the event readers' syscalls). */
 static inline int bl_sys_bpf(int cmd, union bpf_attr *attr, unsigned int size)
 {
     long ret;
     int again = 0;
+    int fault = bl_fault_hit(cmd);
 
-    bl_calls++;
-    if (cmd >= 0 && cmd < BL_MAX_CMD)
-        bl_cmd_calls[cmd]++;
-    if (bl_fail_at > 0 && (bl_fail_cmd < 0 || bl_fail_cmd == cmd)) {
-        if (--bl_fail_at == 0)
-            return -bl_fail_errno;
-    }
+    if (fault < 0)
+        return fault;
     for (;;) {
         ret = syscall(__NR_bpf, cmd, attr, size);
         if (ret >= 0)

@@ -11,7 +11,11 @@
  *   - perf_event_open(2) with the one attr bpfload needs
  *     (PERF_COUNT_SW_BPF_OUTPUT, PERF_SAMPLE_RAW),
  *   - moving a new fd above stdio (fd 0 means "no fd" in several UAPI
- *     fields; bpfload never hands it out).
+ *     fields; bpfload never hands it out),
+ *   - the fault door (csrc/bl_fault.h, shared with bpf(2)) on every call that
+ *     sets a reader up: perf_event_open, mmap, epoll_create1, epoll_ctl,
+ *     eventfd, the fd dup and the enable ioctl.  Teardown calls (munmap,
+ *     close, the disable ioctl) and epoll_wait have no door.
  *
  * Every helper returns >= 0 or -errno.
  */
@@ -23,13 +27,23 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/perf_event.h>
 
+#include "bl_fault.h"
 #include "bl_fd.h"
+
+/* An injected fault on `op`: return its -errno from the calling helper. */
+#define EV_FAULT(op)                          \
+    do {                                      \
+        int ev_fault_ = bl_fault_hit(op);     \
+        if (ev_fault_ < 0)                    \
+            return ev_fault_;                 \
+    } while (0)
 
 /* ---- memory ordering on shared positions ------------------------------ */
 
@@ -76,19 +90,33 @@ static inline void ev_full_fence(void)
 /* An O_CLOEXEC duplicate of fd, above stdio. */
 static inline int ev_dup(int fd)
 {
-    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int nfd;
+    EV_FAULT(BL_OP_DUP);
+    nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
     return nfd < 0 ? -errno : nfd;
 }
 
 static inline int ev_epoll_create(void)
 {
-    int fd = epoll_create1(EPOLL_CLOEXEC);
+    int fd;
+    EV_FAULT(BL_OP_EPOLL_CREATE);
+    fd = epoll_create1(EPOLL_CLOEXEC);
+    return fd < 0 ? -errno : bl_fd_above_stdio(fd);
+}
+
+/* A non-blocking, close-on-exec eventfd above stdio. */
+static inline int ev_eventfd(void)
+{
+    int fd;
+    EV_FAULT(BL_OP_EVENTFD);
+    fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     return fd < 0 ? -errno : bl_fd_above_stdio(fd);
 }
 
 static inline int ev_epoll_add(int epfd, int fd, uint32_t index)
 {
     struct epoll_event e;
+    EV_FAULT(BL_OP_EPOLL_CTL);
     memset(&e, 0, sizeof(e));
     e.events = EPOLLIN;
     e.data.u32 = index;
@@ -113,7 +141,13 @@ static inline uint32_t ev_event_index(const struct epoll_event *evs, int i)
 /* mmap(2) -> address, or NULL with *err = errno. */
 static inline void *ev_mmap(size_t len, int prot, int fd, long offset, int *err)
 {
-    void *p = mmap(NULL, len, prot, MAP_SHARED, fd, (off_t)offset);
+    void *p;
+    int fault = bl_fault_hit(BL_OP_MMAP);
+    if (fault < 0) {
+        *err = -fault;
+        return NULL;
+    }
+    p = mmap(NULL, len, prot, MAP_SHARED, fd, (off_t)offset);
     if (p == MAP_FAILED) {
         *err = errno;
         return NULL;
@@ -149,6 +183,7 @@ static inline int ev_perf_event_open_bpf_output(int cpu, uint32_t wakeup_events)
     struct perf_event_attr attr;
     long fd;
 
+    EV_FAULT(BL_OP_PERF_EVENT_OPEN);
     memset(&attr, 0, sizeof(attr));
     attr.size = sizeof(attr);
     attr.type = PERF_TYPE_SOFTWARE;
@@ -165,6 +200,7 @@ static inline int ev_perf_event_open_bpf_output(int cpu, uint32_t wakeup_events)
 
 static inline int ev_perf_event_enable(int fd)
 {
+    EV_FAULT(BL_OP_IOCTL);
     return ioctl(fd, PERF_EVENT_IOC_ENABLE, 0) < 0 ? -errno : 0;
 }
 

@@ -25,7 +25,6 @@ from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.long cimport PyLong_FromLong
 from cpython.ref cimport PyObject
-from libc.errno cimport errno
 from libc.stdint cimport int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
@@ -60,12 +59,6 @@ cdef extern from "<unistd.h>" nogil:
     ssize_t write(int fd, const void *buf, size_t n)
     enum:
         _SC_PAGESIZE
-
-cdef extern from "<sys/eventfd.h>" nogil:
-    int eventfd(unsigned int initval, int flags)
-    enum:
-        EFD_CLOEXEC
-        EFD_NONBLOCK
 
 cdef extern from "<sys/mman.h>" nogil:
     enum:
@@ -104,6 +97,7 @@ cdef extern from "events.h" nogil:
     int bl_fd_above_stdio(int fd)
     int ev_dup(int fd)
     int ev_epoll_create()
+    int ev_eventfd()
     int ev_epoll_add(int epfd, int fd, uint32_t index)
     int ev_epoll_wait(int epfd, epoll_event *evs, int max, int timeout_ms)
     void *ev_mmap(size_t len, int prot, int fd, long offset, int *err)
@@ -112,6 +106,9 @@ cdef extern from "events.h" nogil:
     int ev_perf_event_open_bpf_output(int cpu, uint32_t wakeup_events)
     int ev_perf_event_enable(int fd)
     int ev_perf_event_disable(int fd)
+
+cdef extern from "bl_fault.h" nogil:
+    void bl_fault_attach(void *state)
 
 cdef extern from *:
     """
@@ -134,6 +131,15 @@ cdef enum:
     CB_PYTHON = 0
     CB_C = 1
     CB_NONE = 2
+
+# --------------------------------------------------------------------------
+# one fault door with bpf(2): count and fail this module's calls in the state
+# bpfload._core.syscall owns (csrc/bl_fault.h)
+
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from bpfload._core.syscall import _fault_state
+
+bl_fault_attach(PyCapsule_GetPointer(_fault_state(), b"bpfload._core.bl_fault"))
 
 # --------------------------------------------------------------------------
 # errors raised by the readers (defined in bpfload.errors)
@@ -269,12 +275,9 @@ cdef class _Waiter:
         if fd < 0:
             _raise_errno("epoll_create1", -fd, target)
         self.epfd = fd
-        fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
+        fd = ev_eventfd()
         if fd < 0:
-            _raise_errno("eventfd", errno, target)
-        fd = bl_fd_above_stdio(fd)
-        if fd < 0:
-            _raise_errno("fcntl", -fd, target)
+            _raise_errno("eventfd", -fd, target)
         self.wakefd = fd
         ret = ev_epoll_add(self.epfd, self.wakefd, WAKE_INDEX)
         if ret < 0:
@@ -357,17 +360,33 @@ cdef class _ReaderBase:
         return self._nrings
 
     cdef void _release_rings(self) noexcept:
-        cdef _RingBase r
-        for r in self._rings:
-            r.release()
-        self._rings = []
+        """Release every ring and the epoll set; silent in any partial state.
+
+        Runs from close() and from __dealloc__, where the garbage collector
+        may already have cleared ``_rings`` and ``_waiter`` (tp_clear sets
+        them to None when the reader was part of a reference cycle, e.g. a
+        callback that refers back to it): what is gone was released by its
+        own deallocation, what is left is released here.
+        """
+        cdef object rings = self._rings
+        cdef object r
         self._nrings = 0
+        if rings is not None:
+            # empty first: a finalizer run by a release (a dropped callback)
+            # that calls back into the reader finds no rings, not a half list
+            self._rings = []
+            try:
+                for r in rings:
+                    if isinstance(r, _RingBase):
+                        (<_RingBase>r).release()
+            except BaseException:   # the rings' own deallocation releases
+                pass                # whatever is left
         if self._waiter is not None:
             self._waiter.close()
 
     def __dealloc__(self):
         if not self._closed:
-            if self._rings:
+            if self._nrings > 0:    # _rings may be cleared by the collector already
                 self._warn_unclosed()
             self._release_rings()
 

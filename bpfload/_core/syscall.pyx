@@ -19,6 +19,7 @@ from cpython.long cimport PyLong_FromUnsignedLong, PyLong_FromUnsignedLongLong
 from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE,
                              PyObject_CheckBuffer)
 from cpython.number cimport PyIndex_Check
+from cpython.pycapsule cimport PyCapsule_New
 from cpython.bytearray cimport PyByteArray_AS_STRING
 cimport cython
 from libc.errno cimport errno
@@ -56,12 +57,26 @@ cdef extern from "<linux/bpf.h>":
         BPF_LINK_GET_NEXT_ID
         BPF_OBJ_NAME_LEN
 
+cdef extern from "bl_fault.h" nogil:
+    struct bl_fault_state:
+        long fail_at
+        int fail_cmd
+        int fail_errno
+        unsigned long bpf_calls
+        unsigned long calls[1]          # BL_OP_END entries (C indexes it, unchecked)
+    bl_fault_state *bl_fault
+    enum:
+        BL_MAX_CMD
+        BL_OP_PERF_EVENT_OPEN
+        BL_OP_MMAP
+        BL_OP_EPOLL_CREATE
+        BL_OP_EPOLL_CTL
+        BL_OP_EVENTFD
+        BL_OP_DUP
+        BL_OP_IOCTL
+        BL_OP_END
+
 cdef extern from "bpf_sys.h" nogil:
-    long bl_fail_at
-    int bl_fail_cmd
-    int bl_fail_errno
-    unsigned long bl_calls
-    unsigned long bl_cmd_calls[64]
 
     struct bl_map_create_opts:
         uint32_t map_type, key_size, value_size, max_entries, map_flags
@@ -207,34 +222,70 @@ cdef int _raise(str command, int ret, object target=None, bint is_map=False, obj
 # --------------------------------------------------------------------------
 # fault injection (rollback tests) and call counting
 
-def inject_fault(long nth, int err, command=None):
-    """Make the *nth* bpf(2) call from now fail with *err* without entering the kernel.
+#: The event readers' calls (csrc/events.h) that share bpf(2)'s fault door, by name.
+FAULT_OPS = {
+    "perf_event_open": BL_OP_PERF_EVENT_OPEN,
+    "mmap": BL_OP_MMAP,
+    "epoll_create": BL_OP_EPOLL_CREATE,
+    "epoll_ctl": BL_OP_EPOLL_CTL,
+    "eventfd": BL_OP_EVENTFD,
+    "dup": BL_OP_DUP,
+    "ioctl": BL_OP_IOCTL,
+}
 
-    *command* (an int ``enum bpf_cmd`` value) restricts counting to that
-    command.  ``inject_fault(0, 0)`` disarms.  For rollback tests only.
+
+cdef int _fault_op(object command) except -2:
+    """-1 for None, a bpf command number (0..63), or a FAULT_OPS name's number."""
+    if command is None:
+        return -1
+    if isinstance(command, str):
+        try:
+            return FAULT_OPS[command]
+        except KeyError:
+            raise ValueError(f"unknown call {command!r}; known: bpf command numbers and "
+                             f"{', '.join(FAULT_OPS)}") from None
+    if not 0 <= command < BL_MAX_CMD:
+        raise ValueError(f"bpf command {command} out of range")
+    return <int>command
+
+
+def inject_fault(long nth, int err, command=None):
+    """Make the *nth* call from now fail with *err* without entering the kernel.
+
+    Calls are bpf(2) commands and the event readers' perf_event_open, mmap,
+    epoll_create1, epoll_ctl, eventfd, dup (fcntl) and enable ioctl, counted
+    together through one door (``csrc/bl_fault.h``).  *command* restricts the
+    count to one of them: an int ``enum bpf_cmd`` value or a name from
+    :data:`FAULT_OPS`.  ``inject_fault(0, 0)`` disarms.  Raises ValueError
+    for an unknown *command*.  For rollback tests only.
     """
-    global bl_fail_at, bl_fail_cmd, bl_fail_errno
-    bl_fail_at = nth
-    bl_fail_cmd = -1 if command is None else <int>command
-    bl_fail_errno = err
+    cdef int op = _fault_op(command)
+    bl_fault.fail_at = nth
+    bl_fault.fail_cmd = op
+    bl_fault.fail_errno = err
 
 
 def fault_pending():
     """True while an injected fault has not fired yet."""
-    return bl_fail_at > 0
+    return bl_fault.fail_at > 0
 
 
 def syscall_count(command=None):
     """How many bpf(2) calls this process made through bpfload (a counter for tests).
 
-    With *command* (an int ``enum bpf_cmd`` value), the calls of that command
-    only.  Injected faults count as calls.
+    With *command* (an int ``enum bpf_cmd`` value, or a :data:`FAULT_OPS`
+    name for an event reader call), the calls of that command only.
+    Injected faults count as calls.  Raises ValueError for an unknown
+    *command*.
     """
     if command is None:
-        return bl_calls
-    if not 0 <= command < 64:
-        raise ValueError(f"bpf command {command} out of range")
-    return bl_cmd_calls[<int>command]
+        return bl_fault.bpf_calls
+    return bl_fault.calls[_fault_op(command)]
+
+
+def _fault_state():
+    """The fault door's state as a capsule, for the other _core modules (one state per process)."""
+    return PyCapsule_New(<void *>bl_fault, b"bpfload._core.bl_fault", NULL)
 
 
 # --------------------------------------------------------------------------
@@ -1624,6 +1675,16 @@ cdef class MapCore:
         ``delete=True`` this is BPF_MAP_LOOKUP_AND_DELETE_BATCH.  Map types
         without batch support fall back to a per-element loop with the same
         result.
+
+        A result is never partial: when buffers smaller than ``max_entries``
+        fill up while the map holds more entries, :class:`bpfload.MapError`
+        (errno ENOSPC) is raised, its ``count`` attribute saying how many
+        entries the buffers hold (with ``delete=True`` those are already
+        deleted from the map).  Raises :class:`bpfload.MapClosedError`
+        when closed, :class:`bpfload.NotSupportedError` for maps without
+        keys, ValueError for a missing buffer, and the
+        :class:`bpfload.MapError` of a failing lookup.  Needs Linux 5.6 for
+        the batch commands (older kernels take the per-element path).
         """
         cdef Py_ssize_t cap = self.max_entries
         cdef Py_ssize_t total = 0
@@ -1647,13 +1708,58 @@ cdef class MapCore:
         cap = min(kv.view.len // self.key_size if self.key_size else 0, vv.view.len // self._vsize)
         if chunk <= 0:
             chunk = cap if cap > 0 else 1
-        if cap > 0 and self._dump(cmd, <char *>kv.view.buf, <char *>vv.view.buf, cap, chunk, &total) == 1:
-            self._dump_slow(delete, <char *>kv.view.buf, <char *>vv.view.buf, cap, &total)
+        try:
+            if cap > 0 and self._dump(cmd, <char *>kv.view.buf, <char *>vv.view.buf, cap, chunk,
+                                      &total) == 1:
+                self._dump_slow(delete, <char *>kv.view.buf, <char *>vv.view.buf, cap, &total)
+        except _errors.MapError as e:
+            if e.errno != ENOSPC_:
+                raise
+            # the kernel's ENOSPC: the next hash bucket is larger than the room left
+            self._raise_partial(cmd, total, e)
+        if total == cap and cap < self.max_entries:
+            self._check_drained(cmd, <char *>kv.view.buf, total, own)
         del kv, vv
         if own:
             del keys_out[total * self.key_size:]
             del values_out[total * self._vsize:]
         return keys_out, values_out, total
+
+    cdef int _check_drained(self, int cmd, char *keys, Py_ssize_t total, bint own) except -1:
+        """Raise when buffers of *total* entries filled up and the map holds a key after them.
+
+        One BPF_MAP_GET_NEXT_KEY after the last key returned (from the start
+        when nothing fit): a hash restarts from its first key when that key
+        was deleted (drain), so any key left in the map counts as "more".
+        """
+        cdef int ret, fd
+        cdef char *nxt = <char *>malloc(self.key_size)
+        if nxt == NULL:
+            raise MemoryError()
+        try:
+            fd = self._use()
+            with nogil:
+                ret = bl_map_get_next_key(fd, keys + (total - 1) * self.key_size if total else NULL,
+                                          nxt)
+            self._done()
+        finally:
+            free(nxt)
+        if ret == -ENOENT_:
+            return 0
+        if ret < 0:
+            _raise("BPF_MAP_GET_NEXT_KEY", ret, self.name, True)
+        self._raise_partial(cmd, total, None)
+
+    cdef int _raise_partial(self, int cmd, Py_ssize_t total, object cause) except -1:
+        """MapError (ENOSPC) for buffers that filled up before the map was read whole."""
+        e = _errors.from_errno(
+            _COMMANDS[cmd], ENOSPC_, self.name,
+            f"the buffers hold {total} entries and the map has more (max_entries "
+            f"{self.max_entries}): pass buffers of max_entries entries"
+            + ("; the entries read are in the buffers and deleted from the map"
+               if cmd == BPF_MAP_LOOKUP_AND_DELETE_BATCH else ""), is_map=True)
+        e.count = total
+        raise e from cause
 
     def lookup_and_delete_batch(self, keys_out=None, values_out=None, *, Py_ssize_t chunk=0):
         """Drain the map: :meth:`lookup_batch` with ``delete=True``."""
@@ -1968,7 +2074,10 @@ cdef class MapCore:
         entry (for ``value_size`` 1/2/4/8) or one u64 per 8-byte field
         (``value_size // 8`` per entry).  Preallocated *keys_out*,
         *sums_out* and *scratch* (``max_entries * value_stride`` bytes)
-        make repeated polls allocation-free.
+        make repeated polls allocation-free.  As :meth:`lookup_batch`, never
+        partial: buffers too small for what the map holds raise
+        :class:`bpfload.MapError` (errno ENOSPC, ``count`` = entries read);
+        *sums_out* too small raises ValueError.
         """
         cdef Py_ssize_t nf = 1 if self.value_size in (1, 2, 4, 8) else self.value_size // 8
         cdef Py_ssize_t n, i, c, f

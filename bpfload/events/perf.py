@@ -133,19 +133,32 @@ class PerfBuffer(PerfBufferCore):
         """
         m, self._map = getattr(self, "_map", None), None
         if m is not None:
-            for cpu in getattr(self, "_slots", ()):
+            for cpu in getattr(self, "_slots", None) or ():
                 try:
                     m.delete(cpu)
-                except (errors.MapKeyError, errors.SyscallError):
+                except errors.BpfError:   # slot gone, map closed (at collection), ...
                     pass
             self._slots = []
             m.close()
         super().close()
 
     def __del__(self):
-        if not self.closed and getattr(self, "_map", None) is not None:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning)
-            self.close()
+        # Also runs on a reader whose __init__ failed part-way, and at garbage
+        # collection of a cycle, where the map may be closed already: warn
+        # and release what is left, never raise.
+        try:
+            unclosed = not self.closed and getattr(self, "_map", None) is not None
+        except Exception:
+            return
+        if unclosed:
+            try:
+                warnings.warn(f"unclosed {self!r}", ResourceWarning)
+            except Exception:
+                pass
+            try:
+                self.close()
+            except Exception:
+                pass
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self)} cpu ring(s) x {self.page_count} pages"

@@ -113,7 +113,11 @@ class RingBuffer(RingBufferCore):
 
     def __init__(self, map=None, callback: Optional[Callable] = None):
         if map is not None:
-            self.add(map, callback)
+            try:
+                self.add(map, callback)
+            except BaseException:
+                self.close()      # the epoll set and eventfd now, not at collection
+                raise
         elif callback is not None:
             raise TypeError("RingBuffer(callback=...) needs a map")
 
