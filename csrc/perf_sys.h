@@ -8,7 +8,9 @@
  *   - the perf ioctls that attach, enable and disable;
  *   - mount(2)/umount2(2), for a private tracefs mount when none exists.
  *
- * Like bpf_sys.h: every fd is O_CLOEXEC and above stdio, failures are -errno.
+ * Like bpf_sys.h: every fd is O_CLOEXEC and above stdio, failures are -errno,
+ * and perf_event_open and the attaching ioctls go through the fault door
+ * (bl_fault.h) the rollback tests use.
  */
 #ifndef BPFLOAD_PERF_SYS_H
 #define BPFLOAD_PERF_SYS_H
@@ -22,6 +24,7 @@
 #include <unistd.h>
 #include <linux/perf_event.h>
 
+#include "bl_fault.h"
 #include "bl_fd.h"
 
 struct bl_perf_opts {
@@ -56,7 +59,10 @@ static inline int bl_perf_event_open(const struct bl_perf_opts *o, int pid, int 
 {
     struct perf_event_attr attr;
     long fd;
+    int fault = bl_fault_hit(BL_OP_PERF_EVENT_OPEN);
 
+    if (fault)
+        return fault;
     bl_perf_attr_fill(&attr, o);
     fd = syscall(__NR_perf_event_open, &attr, pid, cpu, group_fd, PERF_FLAG_FD_CLOEXEC);
     if (fd < 0)
@@ -67,11 +73,19 @@ static inline int bl_perf_event_open(const struct bl_perf_opts *o, int pid, int 
 /* PERF_EVENT_IOC_SET_BPF: run prog_fd on every event (kernels without perf links). */
 static inline int bl_perf_set_bpf(int pfd, int prog_fd)
 {
+    int fault = bl_fault_hit(BL_OP_IOCTL);
+
+    if (fault)
+        return fault;
     return ioctl(pfd, PERF_EVENT_IOC_SET_BPF, prog_fd) < 0 ? -errno : 0;
 }
 
 static inline int bl_perf_enable(int pfd)
 {
+    int fault = bl_fault_hit(BL_OP_IOCTL);
+
+    if (fault)
+        return fault;
     return ioctl(pfd, PERF_EVENT_IOC_ENABLE, 0) < 0 ? -errno : 0;
 }
 

@@ -265,7 +265,8 @@ def test_attach_all_rolls_back_when_a_kprobe_cannot_attach(obj):
 
 
 def test_attach_all_fault_at_each_bpf_call_leaves_nothing():
-    """ENOMEM injected at the 1st, 2nd ... bpf(2) call of attach_all: no link, fd or event left."""
+    """ENOMEM injected at the 1st, 2nd ... syscall of attach_all (bpf(2) and perf_event_open
+    go through one fault door): no link, fd or event left."""
     obj = _open(autoload_off=KPROBE_PROGS).load()
     try:
         progs = list(obj.programs.values())
@@ -290,7 +291,8 @@ def test_attach_all_fault_at_each_bpf_call_leaves_nothing():
             break
         else:
             pytest.fail("attach_all kept hitting the injected fault")
-        assert fired == 3                            # tracepoint, raw_tp, tp_btf links
+        # the tracepoint's perf_event_open and link, the raw_tp and the tp_btf links
+        assert fired == 4
     finally:
         obj.close()
     assert perf_fds() == before
@@ -382,13 +384,15 @@ def test_perf_event_detach_closes_every_cpu(obj):
         link.detach()                                # harmless twice
 
 
-def test_perf_event_fault_on_a_later_cpu_rolls_back(obj):
-    """ENOMEM at the n-th CPU's BPF_LINK_CREATE: the links and events of the CPUs before go."""
+@pytest.mark.parametrize("call", ["BPF_LINK_CREATE", "perf_event_open"])
+def test_perf_event_fault_on_a_later_cpu_rolls_back(obj, call):
+    """ENOMEM at the n-th CPU's BPF_LINK_CREATE or perf_event_open: the links and events of
+    the CPUs before go."""
     prog = obj.programs["perf_sample"]
     before = perf_fds()
     ncpu = len(bpfload.online_cpus())
     for n in range(1, ncpu + 1):
-        _sys.inject_fault(n, errno.ENOMEM)
+        _sys.inject_fault(n, errno.ENOMEM, 28 if call == "BPF_LINK_CREATE" else call)
         try:
             with pytest.raises(AttachError, match=f"on CPU {bpfload.online_cpus()[n - 1]}"):
                 prog.attach_perf_event(type=PERF_TYPE_SOFTWARE, config=PERF_COUNT_SW_CPU_CLOCK,

@@ -39,6 +39,16 @@ cdef extern from "perf_sys.h" nogil:
     int bl_umount(const char *target, int flags)
 
 
+cdef extern from "bl_fault.h" nogil:
+    void bl_fault_attach(void *state)
+
+# one fault door with bpf(2) and the event readers (csrc/bl_fault.h): the state
+# bpfload._core.syscall owns
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from bpfload._core.syscall import _fault_state
+bl_fault_attach(PyCapsule_GetPointer(_fault_state(), b"bpfload._core.bl_fault"))
+
+
 cdef int _raise(str call, int ret, object target, object detail=None) except -1:
     raise _errors.from_errno(call, -ret, target, detail)
 
