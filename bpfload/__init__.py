@@ -12,7 +12,7 @@ from .errors import (
     MapFullError, MapIndexError, MapKeyError, NotSupportedError, PermissionDeniedError, PinError,
     SyscallError,
     ReaderClosedError, ReaderBusyError, MapTypeError, EventConfigError, CorruptRecordError,
-    AttachError, NotFoundError, ObjectFileError,
+    AttachError, NotFoundError, ObjectFileError, IntRangeError,
 )
 from .maps import Map, MapInfo, possible_cpus
 from .link import IterLink, Link, LinkInfo
@@ -42,4 +42,5 @@ __all__ = [
     "NotSupportedError", "PermissionDeniedError", "ElfError", "BtfError", "LoadError",
     "PinError", "IncompatibleMapError", "ReaderClosedError", "ReaderBusyError", "MapTypeError",
     "EventConfigError", "CorruptRecordError", "NotFoundError", "ObjectFileError",
+    "IntRangeError",
 ]

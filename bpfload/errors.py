@@ -33,6 +33,7 @@ __all__ = [
     "object_file_error",
     "MAX_OBJECT_SIZE",
     "NotFoundError",
+    "IntRangeError",
     "LoadError",
     "PinError",
     "IncompatibleMapError",
@@ -242,6 +243,13 @@ class NotFoundError(BpfError, KeyError):
 
     def __str__(self) -> str:   # KeyError.__str__ would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class IntRangeError(BpfError, ValueError, OverflowError):
+    """An int that does not fit the map's key or value size (the message names both).
+
+    A ValueError; also an OverflowError, which is what it was before.
+    """
 
 
 class IncompatibleMapError(BpfError, ValueError):

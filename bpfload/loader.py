@@ -288,8 +288,8 @@ class _Load:
             try:
                 self.maps[name].pin(path)
             except errors.PinError as e:
-                if e.errno != _errno.EEXIST:
-                    raise
+                if e.errno != _errno.EEXIST or (os.path.islink(path) and not os.path.exists(path)):
+                    raise       # (a dangling symlink is in the way: nothing to reuse)
                 self.adopt_pin(ms, path)
                 continue
             self.pins.append(path)

@@ -217,14 +217,18 @@ class BpfObject:
         this load created is closed, its pins removed, the object is left
         closed, and the error propagates (:class:`bpfload.LoadError`,
         :class:`bpfload.MapError`, :class:`bpfload.ElfError`,
-        :class:`bpfload.IncompatibleMapError`, :class:`bpfload.PinError`).
+        :class:`bpfload.IncompatibleMapError`, :class:`bpfload.PinError`);
+        ValueError for an empty *pin_root* (before anything is done).
         """
         if self._closed:
             raise errors.BpfError(f"object {self.name!r} is closed")
         if self._result is not None:
             raise errors.BpfError(f"object {self.name!r} is already loaded")
+        if pin_root is not None and os.fspath(pin_root) in ("", b""):
+            raise ValueError("pin_root is empty: give a bpffs directory, or None for the "
+                             "default /sys/fs/bpf")
         try:
-            res = load_spec(self.spec, pin_root=os.fspath(pin_root) if pin_root else None,
+            res = load_spec(self.spec, pin_root=os.fspath(pin_root) if pin_root is not None else None,
                             log_level=log_level)
         except BaseException:
             self._closed = True
