@@ -88,6 +88,10 @@ def test_two_loads_racing_for_one_pin_share_the_winner(bpffs):
         for k in kids:
             try:
                 k.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                k.kill()
+                k.wait()
+                raise
             finally:
                 k.stdout.close()
     # each round has one creator that pinned; the other reused (the pin was there,
