@@ -12,7 +12,7 @@ from .errors import (
     MapFullError, MapIndexError, MapKeyError, NotSupportedError, PermissionDeniedError, PinError,
     SyscallError,
     ReaderClosedError, ReaderBusyError, MapTypeError, EventConfigError, CorruptRecordError,
-    AttachError,
+    AttachError, NotFoundError, ObjectFileError, IntRangeError,
 )
 from .maps import Map, MapInfo, possible_cpus
 from .link import IterLink, Link, LinkInfo
@@ -41,5 +41,6 @@ __all__ = [
     "MapClosedError",
     "NotSupportedError", "PermissionDeniedError", "ElfError", "BtfError", "LoadError",
     "PinError", "IncompatibleMapError", "ReaderClosedError", "ReaderBusyError", "MapTypeError",
-    "EventConfigError", "CorruptRecordError",
+    "EventConfigError", "CorruptRecordError", "NotFoundError", "ObjectFileError",
+    "IntRangeError",
 ]

@@ -26,6 +26,14 @@ __all__ = [
     "PermissionDeniedError",
     "ElfError",
     "BtfError",
+    "ObjectFileError",
+    "ObjectNotFoundError",
+    "ObjectIsADirectoryError",
+    "ObjectPermissionError",
+    "object_file_error",
+    "MAX_OBJECT_SIZE",
+    "NotFoundError",
+    "IntRangeError",
     "LoadError",
     "PinError",
     "IncompatibleMapError",
@@ -176,6 +184,72 @@ class ElfError(BpfError, ValueError):
 
 class BtfError(ElfError):
     """Malformed or unsupported BTF / BTF.ext data, or a failed CO-RE relocation."""
+
+
+#: the largest object file bpfload reads (a BPF object is rarely over a few MiB)
+MAX_OBJECT_SIZE = 256 << 20
+
+
+class ObjectFileError(ElfError, OSError):
+    """The object file cannot be read: missing, unreadable, not a regular file, too large.
+
+    An :class:`ElfError` naming the path, and an :class:`OSError` with
+    ``errno`` and ``filename``; for a missing file, a directory and a
+    permission problem it is also the matching builtin
+    (:class:`ObjectNotFoundError` is a :class:`FileNotFoundError`, ...), so
+    ``except FileNotFoundError`` keeps working.  Make one with
+    :func:`object_file_error`.
+    """
+
+    def __init__(self, message: str, path: str, err: int | None = None):
+        self.object = path
+        self.section = self.symbol = self.offset = None
+        msg = f"{path}: {message}"
+        OSError.__init__(self, err, msg, path)
+        self.args = (msg,)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class ObjectNotFoundError(ObjectFileError, FileNotFoundError):
+    """The object file does not exist."""
+
+
+class ObjectIsADirectoryError(ObjectFileError, IsADirectoryError):
+    """The object path is a directory."""
+
+
+class ObjectPermissionError(ObjectFileError, PermissionError):
+    """The object file may not be read."""
+
+
+_OBJECT_FILE_ERRORS = {_errno.ENOENT: ObjectNotFoundError, _errno.ENOTDIR: ObjectNotFoundError,
+                       _errno.EISDIR: ObjectIsADirectoryError,
+                       _errno.EACCES: ObjectPermissionError, _errno.EPERM: ObjectPermissionError}
+
+
+def object_file_error(path: str, err: int | None, message: str | None = None) -> ObjectFileError:
+    """The :class:`ObjectFileError` (subclass by *err*) for object file *path*."""
+    cls = _OBJECT_FILE_ERRORS.get(err or 0, ObjectFileError)
+    return cls(message or (os.strerror(err) if err else "cannot read the object file"), path, err)
+
+
+class NotFoundError(BpfError, KeyError):
+    """No such program, map or variable (``obj["missing"]``, ``obj.rodata["nope"]``).
+
+    Also a :class:`KeyError`, so ``except KeyError`` and ``in`` checks keep working.
+    """
+
+    def __str__(self) -> str:   # KeyError.__str__ would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class IntRangeError(BpfError, ValueError, OverflowError):
+    """An int that does not fit the map's key or value size (the message names both).
+
+    A ValueError; also an OverflowError, which is what it was before.
+    """
 
 
 class IncompatibleMapError(BpfError, ValueError):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import errno as _errno
 import dataclasses
 import os
 from typing import Dict, List, Optional
@@ -273,11 +274,40 @@ class _Load:
                 self.prepopulate(ms, self.maps[ms.name])
 
     def pin_maps(self) -> None:
+        """Pin the maps created for LIBBPF_PIN_BY_NAME.
+
+        Another loader may have pinned the same name since :meth:`obtain`
+        looked (two processes loading one object at once): on EEXIST the pin
+        that won is reused as if it had been there first (compat-checked), and
+        the map this load created is closed.  Programs are loaded after this,
+        so they see only the map that stays.
+        """
         for name in self.to_pin:
             ms = self.spec.maps[name]
             path = self.pin_path(ms)
-            self.maps[name].pin(path)
+            try:
+                self.maps[name].pin(path)
+            except errors.PinError as e:
+                if e.errno != _errno.EEXIST or (os.path.islink(path) and not os.path.exists(path)):
+                    raise       # (a dangling symlink is in the way: nothing to reuse)
+                self.adopt_pin(ms, path)
+                continue
             self.pins.append(path)
+
+    def adopt_pin(self, ms: MapSpec, path: str) -> None:
+        """Replace the map created for *ms* by the compatible one pinned at *path* meanwhile."""
+        m = self.own(Map.from_pin(path, name=ms.name))
+        check_compatible(ms, m.info(), f"the map pinned at {path}", self.spec.name)
+        lost = self.maps[ms.name]
+        self.maps[ms.name] = m
+        self.reused.append(ms.name)
+        # outer maps this load created and filled may hold the lost map in a slot
+        for outer in self.spec.maps.values():
+            if outer.is_outer and outer.name not in self.reused:
+                for slot, target in sorted(outer.slots.items()):
+                    if target == ms.name:
+                        self.maps[outer.name].update(slot, m.fd)
+        lost.close()
 
     def plan_externs(self) -> None:
         from .externs import plan_externs

@@ -9,7 +9,9 @@ of a ``with`` block).
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 from typing import Dict, Optional, Union
 
@@ -19,7 +21,7 @@ from .loader import LoadResult, load_spec
 from .pins import pin_name, pin_path
 from .spec import GlobalVar, ObjectSpec
 
-__all__ = ["BpfObject", "load", "GlobalData"]
+__all__ = ["BpfObject", "load", "GlobalData", "read_object_file"]
 
 _PACKABLE = (1, 2, 4, 8)
 
@@ -45,7 +47,7 @@ class GlobalData:
     def _var(self, name: str) -> GlobalVar:
         v = self._obj.spec.variables.get(name)
         if v is None or not self._mine(v):
-            raise KeyError(f"object {self._obj.name!r}: no variable {name!r} in {self._prefix} "
+            raise errors.NotFoundError(f"object {self._obj.name!r}: no variable {name!r} in {self._prefix} "
                            f"(has: {', '.join(sorted(self.keys())) or 'none'})")
         return v
 
@@ -146,7 +148,10 @@ class BpfObject:
         """Parse a BPF ELF object (a path or its bytes) without touching the kernel.
 
         Raises :class:`bpfload.ElfError` for a malformed or unsupported object,
-        TypeError for anything but a path or bytes (an int is not a path:
+        :class:`bpfload.ObjectFileError` (an ElfError and the matching OSError:
+        FileNotFoundError, IsADirectoryError, PermissionError) for a path that
+        is not a readable regular file of at most 256 MiB (see
+        :func:`read_object_file`), TypeError for anything but a path or bytes (an int is not a path:
         it is never read as an fd).
         """
         from .elf import parse_object
@@ -156,6 +161,10 @@ class BpfObject:
         path = None
         if isinstance(path_or_bytes, (str, os.PathLike)):
             path = os.fspath(path_or_bytes)
+            if name is None:
+                base = os.path.basename(path)
+                name = base.split(".", 1)[0] or base
+            path_or_bytes = read_object_file(path)
         spec = parse_object(path_or_bytes, name=name)
         return cls(spec, path=path)
 
@@ -208,14 +217,18 @@ class BpfObject:
         this load created is closed, its pins removed, the object is left
         closed, and the error propagates (:class:`bpfload.LoadError`,
         :class:`bpfload.MapError`, :class:`bpfload.ElfError`,
-        :class:`bpfload.IncompatibleMapError`, :class:`bpfload.PinError`).
+        :class:`bpfload.IncompatibleMapError`, :class:`bpfload.PinError`);
+        ValueError for an empty *pin_root* (before anything is done).
         """
         if self._closed:
             raise errors.BpfError(f"object {self.name!r} is closed")
         if self._result is not None:
             raise errors.BpfError(f"object {self.name!r} is already loaded")
+        if pin_root is not None and os.fspath(pin_root) in ("", b""):
+            raise ValueError("pin_root is empty: give a bpffs directory, or None for the "
+                             "default /sys/fs/bpf")
         try:
-            res = load_spec(self.spec, pin_root=os.fspath(pin_root) if pin_root else None,
+            res = load_spec(self.spec, pin_root=os.fspath(pin_root) if pin_root is not None else None,
                             log_level=log_level)
         except BaseException:
             self._closed = True
@@ -231,7 +244,7 @@ class BpfObject:
             return self.maps[name]
         if name in self.programs:
             return self.programs[name]
-        raise KeyError(f"object {self.name!r} has no map or program {name!r} "
+        raise errors.NotFoundError(f"object {self.name!r} has no map or program {name!r} "
                        f"(maps: {', '.join(self.maps)}; programs: {', '.join(self.programs)})")
 
     def pin_programs(self, directory: Union[str, os.PathLike]) -> list:
@@ -310,6 +323,55 @@ class BpfObject:
         state = "loaded" if self.loaded else ("closed" if self._closed else "opened")
         return (f"<BpfObject {self.name!r} {state}: {len(self.maps)} maps, "
                 f"{len(self.programs)} programs>")
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def read_object_file(path: Union[str, os.PathLike], limit: int = errors.MAX_OBJECT_SIZE) -> bytes:
+    """The bytes of the object file *path*: a regular file of at most *limit* bytes (256 MiB).
+
+    Never blocks on a FIFO and never reads a device: anything but a regular
+    file is refused after ``open(O_NONBLOCK)`` and ``fstat``.  Raises
+    :class:`bpfload.ObjectFileError` naming the path (the subclass matching
+    the OSError: :class:`~bpfload.errors.ObjectNotFoundError` is a
+    FileNotFoundError, a directory an IsADirectoryError), ValueError for a NUL
+    in the path.  No kernel version needed.
+    """
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise errors.object_file_error(path, e.errno) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((k for test, k in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+            if stat.S_ISDIR(st.st_mode):
+                raise errors.object_file_error(path, errno.EISDIR, "is a directory, not an object file")
+            raise errors.object_file_error(path, None, f"is {kind}, not a regular object file")
+        too_big = (f"is over {limit >> 20} MiB, the most bpfload reads as an object file"
+                   if limit >= 1 << 20 else f"is over {limit} bytes, the most bpfload reads")
+        if st.st_size > limit:
+            raise errors.object_file_error(path, errno.EFBIG, too_big)
+        chunks = []
+        got = 0
+        while got <= limit:         # the file may grow after fstat: read at most limit + 1
+            try:
+                b = os.read(fd, min(limit + 1 - got, 1 << 20))
+            except OSError as e:
+                raise errors.object_file_error(path, e.errno) from None
+            if not b:
+                break
+            chunks.append(b)
+            got += len(b)
+        if got > limit:
+            raise errors.object_file_error(path, errno.EFBIG, too_big)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def load(path_or_bytes, *, name: Optional[str] = None, pin_root=None,

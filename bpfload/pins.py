@@ -73,8 +73,12 @@ def is_bpffs(path: str) -> bool:
 def explain_pin_failure(path: str, err: int, hint: str) -> str:
     """Why pinning at *path* failed, in words a user can act on."""
     d = os.path.dirname(os.path.abspath(path))
+    if os.path.lexists(d) and not os.path.isdir(d):
+        return f"{d} is not a directory"
     if not os.path.isdir(d):
         return f"directory {d} does not exist"
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"a dangling symlink is in the way (-> {os.readlink(path)}); remove it"
     if not is_bpffs(path):
         return f"{d} is not on a bpffs mount (mount one with: mount -t bpf bpf {d})"
     if "." in os.path.basename(path):

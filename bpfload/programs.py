@@ -421,9 +421,18 @@ class Program:
         self._pin_path = path
 
     def unpin(self) -> None:
+        """Remove the pin this program was pinned at (it lives on while fds or links hold it).
+
+        Raises :class:`bpfload.PinError` when it is not pinned or the pin
+        cannot be removed (as :meth:`bpfload.Map.unpin`).
+        """
         if self._pin_path is None:
             raise errors.PinError(f"program {self.name!r} is not pinned", "")
-        os.unlink(self._pin_path)
+        try:
+            os.unlink(self._pin_path)
+        except OSError as e:
+            raise errors.PinError(f"cannot unpin program {self.name!r} ({e.strerror})",
+                                  self._pin_path, e.errno) from e
         self._pin_path = None
 
     @property

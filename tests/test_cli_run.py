@@ -183,7 +183,7 @@ def test_list_text_is_aligned_columns():
 
 def test_prog_show_unknown_id_fails_cleanly():
     p = cli("prog", "show", "4000000000", check=False)
-    assert p.returncode == 1 and p.stderr.startswith("bpfload: no program with id 4000000000")
+    assert p.returncode == 2 and p.stderr == "bpfload: no program with id 4000000000\n"
     assert "Traceback" not in p.stderr
 
 
@@ -291,9 +291,9 @@ def test_run_reads_a_perf_buffer_too():
 
 
 @pytest.mark.parametrize("args, msg", [
-    (["--duration", "0"], "bpfload: --duration must be > 0"),
-    (["--duration", "-2"], "bpfload: --duration must be > 0"),
-    (["--interval", "0"], "bpfload: --interval must be > 0"),
+    (["--duration", "0"], "bpfload: run: argument --duration: must be a number of seconds > 0"),
+    (["--duration", "-2"], "bpfload: run: argument --duration: must be a number of seconds > 0"),
+    (["--interval", "0"], "bpfload: run: argument --interval: must be a number of seconds > 0"),
     (["--poll", "syscalls:avg"], "bpfload: --poll 'syscalls:avg'"),
     (["--events", "nosuch"], "bpfload: object 'attach_run' has no map 'nosuch'"),
     (["--events", "syscalls"], "bpfload: --events syscalls: a HASH map is not a RINGBUF"),

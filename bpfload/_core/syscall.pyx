@@ -598,8 +598,12 @@ cdef class _View:
     cdef Py_buffer view
     cdef bint held
 
-    def __cinit__(self, obj, bint writable=False):
-        PyObject_GetBuffer(obj, &self.view, PyBUF_SIMPLE | (PyBUF_WRITABLE if writable else 0))
+    def __cinit__(self, obj, bint writable=False, str what=None):
+        try:
+            PyObject_GetBuffer(obj, &self.view, PyBUF_SIMPLE | (PyBUF_WRITABLE if writable else 0))
+        except BufferError as e:     # non-contiguous, or read-only where it is written
+            raise BufferError(f"{what or 'buffer argument'}: {e} (pass a C-contiguous"
+                              f"{' writable' if writable else ''} bytes-like object)") from None
         self.held = True
 
     def __dealloc__(self):
@@ -1179,13 +1183,20 @@ cdef class MapCore:
         if iv is not None:
             if size > TMP_KEY or size == 0:
                 raise ValueError(f"map {self.name!r}: {what} of {size} bytes cannot be an int")
-            _pack_int(iv, size, tmp)
+            try:
+                _pack_int(iv, size, tmp)
+            except OverflowError:
+                raise _errors.IntRangeError(f"map {self.name!r}: {what} {iv} does not fit in the "
+                                 f"{what} size of {size} bytes") from None
             return tmp
         try:
             PyObject_GetBuffer(obj, view, PyBUF_SIMPLE)
         except TypeError:
             raise TypeError(f"map {self.name!r}: {what} must be bytes-like or int, "
                             f"not {type(obj).__name__}") from None
+        except BufferError as e:
+            raise BufferError(f"map {self.name!r}: {what}: {e} (pass a C-contiguous "
+                              "bytes-like object)") from None
         release[0] = True
         if view.len != size:
             PyBuffer_Release(view)
@@ -1216,6 +1227,8 @@ cdef class MapCore:
                 value = value.fileno()   # an FD owner (program fds are FD objects)
             if not isinstance(value, int):
                 raise TypeError(f"map {self.name!r}: value must be a map/program or an fd")
+            if not -2**31 <= value < 2**31:
+                raise _errors.IntRangeError(f"map {self.name!r}: value {value} is not a file descriptor")
             return (<int>value).to_bytes(4, _BYTEORDER, signed=True)
         if self._kind == KIND_PERCPU:
             out = bytearray(self._vsize)
@@ -1239,7 +1252,11 @@ cdef class MapCore:
         if iv is not None:
             if self.value_size > TMP_KEY:
                 raise ValueError(f"map {self.name!r}: value of {self.value_size} bytes cannot be an int")
-            _pack_int(iv, self.value_size, tmp)
+            try:
+                _pack_int(iv, self.value_size, tmp)
+            except OverflowError:
+                raise _errors.IntRangeError(f"map {self.name!r}: value {iv} does not fit in the value size "
+                                 f"of {self.value_size} bytes") from None
             return PyBytes_FromStringAndSize(tmp, self.value_size)
         try:
             b = bytes(memoryview(v))   # not bytes(v): an object with __index__ gives v zero bytes
@@ -1783,8 +1800,8 @@ cdef class MapCore:
         cdef char *kp
         cdef char *vp
         self._check()
-        kv = _View(keys)
-        vv = _View(values)
+        kv = _View(keys, False, f"map {self.name!r}: keys")
+        vv = _View(values, False, f"map {self.name!r}: values")
         if self.key_size == 0 or kv.view.len % self.key_size:
             raise ValueError(f"map {self.name!r}: keys buffer of {kv.view.len} bytes is not a "
                              f"multiple of key_size {self.key_size}")
@@ -1847,7 +1864,7 @@ cdef class MapCore:
         cdef int fd
         cdef char *kp
         self._check()
-        kv = _View(keys)
+        kv = _View(keys, False, f"map {self.name!r}: keys")
         if self.key_size == 0 or kv.view.len % self.key_size:
             raise ValueError(f"map {self.name!r}: keys buffer of {kv.view.len} bytes is not a "
                              f"multiple of key_size {self.key_size}")

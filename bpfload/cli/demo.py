@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import socket
 import struct
 import sys
@@ -130,8 +131,17 @@ def run_demo(duration: float = 5.0, rate: int = 200_000, interval: float = 1.0, 
     *rate* is the target packets per second across all kinds, *duration*
     in seconds, *interval* between table updates.  Raises
     :class:`bpfload.BpfError` subclasses when the kernel refuses (e.g.
-    :class:`bpfload.PermissionDeniedError` without CAP_BPF).
+    :class:`bpfload.PermissionDeniedError` without CAP_BPF); ValueError for a
+    *duration* or *interval* that is not a finite number > 0 (NaN and inf
+    would never end) or a *rate* that is not a positive integer.
     """
+    for what, v in (("duration", duration), ("interval", interval)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                or not 0 < v <= 365 * 86400:
+            raise ValueError(f"{what} must be a finite number of seconds > 0 (at most a year), "
+                             f"got {v!r}")
+    if isinstance(rate, bool) or not isinstance(rate, int) or rate < 1:
+        raise ValueError(f"rate must be an integer number of packets per second >= 1, got {rate!r}")
     traffic = build_traffic()
     sent = [0] * len(PROTOCOLS)
     sent_bytes = [0] * len(PROTOCOLS)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -22,7 +23,8 @@ from typing import List, Optional
 from .. import errors
 from ..constants import FD_VALUE_MAP_TYPES
 from ..pins import pin_name
-from .system import UsageError, add_list_parsers, add_run_parser, apply_sets
+from .system import (ArgumentParser, UsageError, add_list_parsers, add_run_parser, apply_sets,
+                     directory, int_range, map_ref, seconds)
 
 __all__ = ["main"]
 
@@ -111,8 +113,8 @@ def _print_inspect(d: dict, out) -> None:
 
 
 def cmd_inspect(args) -> int:
-    from ..elf import parse_object
-    spec = parse_object(args.object)
+    from ..object import BpfObject
+    spec = BpfObject.open(args.object).spec    # a regular file of at most 256 MiB
     d = describe(spec)
     if args.json:
         json.dump(d, sys.stdout, indent=2)
@@ -216,11 +218,20 @@ def cmd_demo(args) -> int:
     return 0 if summary["ok"] else 1
 
 
-def _open_map(ref: str):
+def _open_map(ref):
+    """The map *ref* names: an id (int, checked by map_ref) or a pin path."""
     from ..maps import Map
-    if ref.isdigit():
-        return Map.from_id(int(ref))
-    return Map.from_pin(ref)
+    if isinstance(ref, int):
+        try:
+            return Map.from_id(ref)
+        except errors.SyscallError as e:
+            if e.errno == errno.ENOENT:
+                raise UsageError(f"no map with id {ref}") from None
+            raise
+    try:
+        return Map.from_pin(ref)
+    except errors.PinError as e:      # not a pin, not a map pin: a bad argument
+        raise UsageError(str(e)) from None
 
 
 def _hex(b) -> str:
@@ -302,7 +313,7 @@ def cmd_map_poll(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="bpfload", description="Load and inspect BPF ELF objects.")
+    ap = ArgumentParser(prog="bpfload", description="Load and inspect BPF ELF objects.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("inspect", help="print programs, maps and relocations of an object")
     p.add_argument("object")
@@ -310,8 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("load", help="load an object and pin its maps and programs")
     p.add_argument("object")
-    p.add_argument("--pin-root", required=True, help="bpffs directory for the pins")
-    p.add_argument("--log-level", type=int, default=0, help="verifier log level")
+    p.add_argument("--pin-root", required=True, type=directory,
+                   help="bpffs directory for the pins")
+    p.add_argument("--log-level", type=int_range(0, 7, "a verifier log level"), default=0,
+                   help="verifier log level (0..7: 1 basic, 2 verbose, 4 stats)")
     p.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
                    help=".rodata variable to set before load (int, or string for char arrays)")
     p.add_argument("--attach", action="store_true",
@@ -322,26 +335,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_load)
     p = sub.add_parser("demo", help="the main job: drive the shipped XDP demo object and "
                        "show live per-protocol packet rates and ring buffer events")
-    p.add_argument("--duration", type=float, default=5.0, help="seconds (default 5)")
-    p.add_argument("--rate", type=int, default=200_000,
+    p.add_argument("--duration", type=seconds, default=5.0, help="seconds (default 5)")
+    p.add_argument("--rate", type=int_range(1, 100_000_000, "a packet rate"), default=200_000,
                    help="target packets per second (default 200000)")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between updates")
+    p.add_argument("--interval", type=seconds, default=1.0, help="seconds between updates")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per interval, then a summary object")
     p.set_defaults(func=cmd_demo)
     mp = sub.add_parser("map", help="read maps by pin path or id").add_subparsers(
         dest="mapcmd", required=True)
     p = mp.add_parser("dump", help="print every entry (decoded with BTF where the kernel has it)")
-    p.add_argument("map", help="a bpffs pin path or a map id")
+    p.add_argument("map", type=map_ref, help="a bpffs pin path or a map id")
     p.add_argument("--raw", action="store_true", help="hex bytes, no BTF decoding")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_map_dump)
     p = mp.add_parser("poll", help="snapshot a map every interval: values, deltas or rates")
-    p.add_argument("map", help="a bpffs pin path or a map id")
-    p.add_argument("--interval", type=float, default=1.0)
+    p.add_argument("map", type=map_ref, help="a bpffs pin path or a map id")
+    p.add_argument("--interval", type=seconds, default=1.0, help="seconds between snapshots")
     p.add_argument("--sum-cpus", action="store_true", help="sum per-CPU values")
     p.add_argument("--rate", action="store_true", help="show rates per second, not deltas")
-    p.add_argument("--count", type=int, default=0, help="stop after N snapshots (0: forever)")
+    p.add_argument("--count", type=int_range(0, 2**31 - 1, "a count"), default=0, help="stop after N snapshots (0: forever)")
     p.add_argument("--json", action="store_true", help="one JSON line per interval")
     p.set_defaults(func=cmd_map_poll)
     pp = sub.add_parser("prog", help="list and show the kernel's BPF programs").add_subparsers(
@@ -358,6 +371,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.func(args)
     except UsageError as e:
+        print(f"bpfload: {e}", file=sys.stderr)
+        return 2
+    except errors.ObjectFileError as e:     # missing, a directory, a FIFO, over 256 MiB
         print(f"bpfload: {e}", file=sys.stderr)
         return 2
     except errors.LoadError as e:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
+import math
 import os
 import signal
 import sys
@@ -27,11 +29,83 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .. import errors
 
 __all__ = ["cmd_prog_list", "cmd_prog_show", "cmd_map_list", "cmd_link_list", "cmd_run",
-           "add_list_parsers", "add_run_parser", "apply_sets", "UsageError"]
+           "add_list_parsers", "add_run_parser", "apply_sets", "UsageError", "ArgumentParser",
+           "seconds", "int_range", "object_id", "directory", "map_ref"]
 
 
 class UsageError(Exception):
     """A bad command-line value: printed as ``bpfload: ...``, exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``bpfload: [SUBCOMMAND: ]message``, exit status 2.
+
+    Sub-command parsers are of the same class (argparse makes them with
+    ``type(parent)``).
+    """
+
+    def error(self, message: str):
+        sub = self.prog.split(None, 1)[1] if " " in self.prog else ""
+        self.exit(2, f"bpfload: {sub + ': ' if sub else ''}{message}\n")
+
+
+#: the longest --duration and --interval accepted (a year: past it time.sleep() overflows)
+MAX_SECONDS = 365 * 86400.0
+#: kernel object ids are u32; 0 is never an id
+MAX_ID = 2**32 - 1
+
+
+def seconds(text: str) -> float:
+    """argparse type: a finite number of seconds, > 0 and at most a year."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(v) or not 0 < v <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0 and at most "
+                                         f"{MAX_SECONDS:.0f} (a year), got {text!r}")
+    return v
+
+
+def int_range(lo: int, hi: int, what: str = "an integer"):
+    """argparse type: an integer (decimal, 0x.., 0o..) in [lo, hi]."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be {what} from {lo} to {hi}, got {text!r}")
+        return v
+    parse.__name__ = what
+    return parse
+
+
+object_id = int_range(1, MAX_ID, "an object id")
+
+
+def directory(text: str) -> str:
+    """argparse type: an existing directory (e.g. a bpffs mount for --pin-root)."""
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: a path cannot contain a NUL byte")
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such directory")
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: not a directory")
+    return text
+
+
+def map_ref(text: str):
+    """argparse type: a map id (1..2**32-1) or the path of an existing bpffs pin (not a directory)."""
+    if text.isdigit():
+        return object_id(text)
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: a path cannot contain a NUL byte")
+    if not os.path.lexists(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such pin (give a bpffs pin path or a map id)")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: is a directory, not a pinned map")
+    return text
 
 
 def _name(v) -> str:
@@ -102,6 +176,8 @@ def cmd_prog_show(args) -> int:
     try:
         fd = _sys.get_fd_by_id("prog", args.id)
     except errors.SyscallError as e:
+        if e.errno == errno.ENOENT:
+            raise UsageError(f"no program with id {args.id}") from None
         raise errors.BpfError(f"no program with id {args.id} ({e.hint})") from e
     with fd:
         info = ProgramInfo.from_fd(fd.fileno())
@@ -223,14 +299,14 @@ def cmd_link_list(args) -> int:
 def add_list_parsers(prog_sub, map_sub, link_sub) -> None:
     """Add ``list``/``show`` to the ``prog``, ``map`` and ``link`` sub-command parsers."""
     def common(p):
-        p.add_argument("--pin-root", metavar="DIR",
+        p.add_argument("--pin-root", metavar="DIR", type=directory,
                        help="bpffs directory to search (recursively) for pinned paths")
         p.add_argument("--json", action="store_true", help="one JSON array")
     p = prog_sub.add_parser("list", help="every BPF program in the kernel (like bpftool prog)")
     common(p)
     p.set_defaults(func=cmd_prog_list)
     p = prog_sub.add_parser("show", help="one program by id")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=object_id)
     common(p)
     p.set_defaults(func=cmd_prog_show)
     p = map_sub.add_parser("list", help="every BPF map in the kernel (like bpftool map)")
@@ -336,14 +412,10 @@ def _drop_counter(obj) -> Optional[int]:
 
 
 def _validate_run(args) -> None:
-    if args.duration is not None and not args.duration > 0:
-        raise UsageError(f"--duration must be > 0 seconds, got {args.duration:g}")
-    if not args.interval > 0:
-        raise UsageError(f"--interval must be > 0 seconds, got {args.interval:g}")
+    # --duration and --interval are checked by their argparse type (seconds); the
+    # object file when it is read (ObjectFileError: exit 2)
     if args.event_type and not args.events:
         raise UsageError("--event-type needs --events MAP")
-    if not os.path.exists(args.object):
-        raise UsageError(f"{args.object}: no such file")
 
 
 def cmd_run(args) -> int:
@@ -511,13 +583,6 @@ def _emit_polls(pollers, start, emit, totals, final: bool = False) -> None:
              f"changed: {body or 'none'}{more}")
 
 
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-
-
 def add_run_parser(sub) -> None:
     """Add ``run`` to the top-level sub-command parser."""
     p = sub.add_parser(
@@ -529,7 +594,7 @@ def add_run_parser(sub) -> None:
     p.add_argument("--attach-all", action="store_true",
                    help="fail (exit 1) unless every program attaches; by default programs "
                    "that need a target (XDP, tc, cgroup ...) are listed and skipped")
-    p.add_argument("--pin-root", metavar="DIR",
+    p.add_argument("--pin-root", metavar="DIR", type=directory,
                    help="bpffs directory for maps pinned by name (default /sys/fs/bpf)")
     p.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
                    help=".rodata variable to set before load: an int (10, 0x1f) or a string "
@@ -541,9 +606,9 @@ def add_run_parser(sub) -> None:
     p.add_argument("--poll", action="append", default=[], metavar="MAP[:sum]",
                    help="counter map to poll every interval (:sum adds per-CPU values); "
                    "repeatable")
-    p.add_argument("--interval", type=_number, default=1.0,
+    p.add_argument("--interval", type=seconds, default=1.0,
                    help="seconds between polls (default 1)")
-    p.add_argument("--duration", type=_number, default=None,
+    p.add_argument("--duration", type=seconds, default=None,
                    help="seconds to run (default: until SIGINT/SIGTERM)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_run)
