@@ -94,6 +94,10 @@ _CMD_HINTS = {
     "(see the log: a bad instruction, helper or attach type)",
     ("BPF_MAP_UPDATE_BATCH", _errno.EINVAL): "the kernel refused the batch (this map type or "
     "these elem_flags are not supported by UPDATE_BATCH)",
+    ("BPF_MAP_LOOKUP_BATCH", _errno.ENOSPC): "the buffers are smaller than what the map holds "
+    "(pass buffers for max_entries, or none)",
+    ("BPF_MAP_LOOKUP_AND_DELETE_BATCH", _errno.ENOSPC): "the buffers are smaller than what the "
+    "map holds (pass buffers for max_entries, or none); the entries returned are deleted",
 }
 
 

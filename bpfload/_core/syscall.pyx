@@ -1720,8 +1720,8 @@ cdef class MapCore:
             values_out = bytearray(cap * self._vsize)
         elif values_out is None:
             raise ValueError("values_out is required with keys_out")
-        kv = _View(keys_out, True)
-        vv = _View(values_out, True)
+        kv = _View(keys_out, True, f"map {self.name!r}: keys_out")
+        vv = _View(values_out, True, f"map {self.name!r}: values_out")
         cap = min(kv.view.len // self.key_size if self.key_size else 0, vv.view.len // self._vsize)
         if chunk <= 0:
             chunk = cap if cap > 0 else 1
@@ -2114,10 +2114,10 @@ cdef class MapCore:
         keys_out, scratch, n = self.lookup_batch(keys_out, scratch)
         if sums_out is None:
             sums_out = bytearray(n * nf * 8)
-        sv = _View(sums_out, True)
+        sv = _View(sums_out, True, f"map {self.name!r}: sums_out")
         if sv.view.len < n * nf * 8:
             raise ValueError(f"sums_out needs {n * nf * 8} bytes")
-        scv = _View(scratch)
+        scv = _View(scratch, False, f"map {self.name!r}: scratch")
         sp = <uint64_t *>sv.view.buf
         vp = <const char *>scv.view.buf
         with nogil:
