@@ -116,3 +116,24 @@ def test_symlink_at_pin_path_leaving_root_refused(bpffs):
                 os.unlink(p)
         os.rmdir(root)
         os.rmdir(other)
+
+
+@pytest.mark.parametrize("case", ["dotdot-slash", "absolute", "subdir", "dotdot", "dot"])
+def test_crafted_pin_name_refused_by_the_cli(case, bpffs, tmp_path):
+    """`bpfload load` on a crafted object: a one-line error naming the map, a non-zero exit,
+    no pin anywhere and none reported."""
+    import subprocess
+    import sys
+    path = tmp_path / "crafted.bpf.o"
+    path.write_bytes(_crafted(BAD[case]))
+    (bpffs / "root").mkdir()
+    before_parent = pins(bpffs)
+    p = subprocess.run([sys.executable, "-m", "bpfload.cli", "load", str(path), "--pin-root",
+                        str(bpffs / "root")], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0, p.stdout
+    err = p.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bpfload: "), p.stderr
+    assert "object 'crafted'" in err[0] and "path component" in err[0], err
+    assert "Traceback" not in p.stderr and "pinned" not in p.stdout, p.stdout
+    assert pins(bpffs / "root") == [] and pins(bpffs) == before_parent
+    assert not os.path.exists("/tmp/abs_x")
