@@ -998,7 +998,17 @@ class Btf:
         global (non-extern) variable has no symbol.
         """
         for t in self:
-            if not isinstance(t, Datasec) or t.name in (".kconfig", ".ksyms"):
+            if not isinstance(t, Datasec):
+                continue
+            if t.name in (".kconfig", ".ksyms"):
+                # extern-backed: laid out at load, but only VARs (and kfunc FUNCs) can be there
+                kinds = (Var,) if t.name == ".kconfig" else (Var, Func)
+                for vsi in t.vars:
+                    m = self[vsi.type]
+                    if not isinstance(m, kinds):
+                        raise BtfError(f"DATASEC '{t.name}': member [{vsi.type}] is {m.kind.name}, "
+                                       f"not {' or '.join(k.__name__.upper() for k in kinds)}",
+                                       section=t.name)
                 continue
             syms = symbols.get(t.name, {})
             fix_offsets = False

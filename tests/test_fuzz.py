@@ -1,0 +1,198 @@
+"""Seeded, structure-aware fuzzing of every committed object, in a child process.
+
+Each case mutates one committed ``bpf/*.bpf.o`` (bit flips, truncations,
+ELF header / section header / symbol / relocation / legacy map / BTF header /
+BTF type / BTF.ext field edits, oversized counts: see tests/fuzz_driver.py)
+and opens it with ``bpfload.BpfObject.open``; every ``LOAD_EVERY``-th case
+that opens is loaded too (pins under a private bpffs).  The cases run in ONE
+child process with ``RLIMIT_AS`` capped, a per-case timer, and an fd count
+around each case.  The test fails, naming object, seed, index and mutation
+(replay: ``python tests/fuzz_driver.py --replay OBJ SEED INDEX out.o``), on:
+
+* any exception outside the ``bpfload.BpfError`` family (MemoryError included);
+* the child dying of a signal;
+* a case running longer than ``CASE_TIMEOUT`` seconds;
+* an fd (or a ResourceWarning) left behind by a case.
+
+``BPFLOAD_FUZZ_CASES=N`` runs N cases instead of the CI default (sized to
+about a minute on a 2-core shared machine), ``BPFLOAD_FUZZ_SEED=S`` another
+seed.  Crashers found are fixed in bpfload and kept in tests/data/malformed/
+(checked by tests/test_elf.py::test_malformed_regressions and here).
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+
+import pytest
+
+import fuzz_driver
+from conftest import BPF_DIR, REPO
+
+pytestmark = pytest.mark.kernel
+
+OBJECTS = sorted(BPF_DIR.glob("*.bpf.o"))
+MALFORMED_DIR = REPO / "tests" / "data" / "malformed"
+DEFAULT_CASES = 6000
+LOAD_EVERY = 5
+CASE_TIMEOUT = 5.0
+RLIMIT_AS = 2 << 30
+SEED = os.environ.get("BPFLOAD_FUZZ_SEED", "bpfload-fuzz-1")
+
+
+def _cases(total: int) -> list:
+    per = -(-total // len(OBJECTS))
+    out = [(str(p), i) for i in range(per) for p in OBJECTS]
+    return out[:total]
+
+
+def _describe(cases, pos: int) -> str:
+    path, index = cases[pos]
+    with open(path, "rb") as f:
+        _, what = fuzz_driver.case_bytes(f.read(), os.path.basename(path), SEED, index)
+    rel = os.path.relpath(path, REPO)
+    return (f"{rel} seed={SEED!r} index={index} [{what}] "
+            f"(replay: python tests/fuzz_driver.py --replay {rel} {SEED} {index} out.o)")
+
+
+def _run_child(cfg: dict, start: int, stderr_path: str):
+    """Run the child from case *start*; returns (failures, next start or None when done, stats)."""
+    failures = []
+    cfg = dict(cfg, start=start)
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen([sys.executable, fuzz_driver.__file__], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=err, cwd=REPO)
+    try:
+        proc.stdin.write(json.dumps(cfg).encode())
+        proc.stdin.close()
+        current = None
+        buf = b""
+        # the first case waits for the imports and the warm-up loads
+        deadline = time.monotonic() + 60
+        while True:
+            timeout = deadline - time.monotonic()
+            ready, _, _ = select.select([proc.stdout], [], [], max(timeout, 0))
+            if not ready:
+                proc.kill()
+                proc.wait()
+                failures.append(("hang (killed)", current, f"no progress for {CASE_TIMEOUT + 5} s"))
+                return failures, (current + 1 if current is not None else None), None
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                rc = proc.wait()
+                with open(stderr_path, "rb") as f:
+                    tail = f.read()[-2000:].decode(errors="replace")
+                failures.append((f"child died (status {rc})", current, tail))
+                return failures, (current + 1 if current is not None else None), None
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                msg = json.loads(line)
+                if "start" in msg:
+                    current = msg["start"]
+                    deadline = time.monotonic() + CASE_TIMEOUT + 5
+                elif "fail" in msg:
+                    failures.append((f"{msg['fail']} during {msg['phase']}", msg["pos"], msg["error"]))
+                elif "done" in msg:
+                    proc.wait()
+                    return failures, None, msg["done"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def test_fuzz_objects(bpffs, tmp_path):
+    total = int(os.environ.get("BPFLOAD_FUZZ_CASES", DEFAULT_CASES))
+    cases = _cases(total)
+    pin_root = bpffs / "fuzz"
+    pin_root.mkdir()
+    cfg = {"objects": [str(p) for p in OBJECTS], "cases": cases, "seed": SEED,
+           "load": True, "load_every": LOAD_EVERY, "timeout": CASE_TIMEOUT,
+           "rlimit_as": RLIMIT_AS, "pin_root": str(pin_root)}
+    failures = []
+    stats = None
+    start = 0
+    t0 = time.monotonic()
+    while start is not None and start < len(cases) and len(failures) < 50:
+        found, start, stats = _run_child(cfg, start, str(tmp_path / "child.stderr"))
+        failures += found
+    elapsed = time.monotonic() - t0
+    print(f"fuzz: {len(cases)} cases in {elapsed:.1f} s, stats {stats}, {len(failures)} failures")
+    report = []
+    for what, pos, detail in failures:
+        where = _describe(cases, pos) if pos is not None else "(before the first case)"
+        report.append(f"{what}: {where}\n    {detail.strip()}")
+    assert not failures, f"{len(failures)} fuzz failures:\n" + "\n".join(report)
+    # the run exercised what it claims: most cases open or fail cleanly, some load
+    assert stats is not None and stats["cases"] == len(cases)
+    assert stats["open_errors"] > len(cases) // 10
+    assert stats["loads"] > 0 and stats["loaded"] > 0
+
+
+def test_malformed_dir_is_not_empty():
+    """test_elf.py's regression corpus is parametrized over this directory: a missing or
+    emptied directory would silently give zero cases."""
+    files = [p for p in MALFORMED_DIR.glob("*") if p.is_file()]
+    assert len(files) >= 11, f"{MALFORMED_DIR} holds {len(files)} files"
+
+
+# ---------------------------------------------------------------------------
+# sizes read from the object are bounded before anything is allocated for them
+# ---------------------------------------------------------------------------
+
+_LOAD_CAPPED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+import bpfload
+try:
+    with bpfload.BpfObject.open(open(sys.argv[1], "rb").read(), name="crafted").load():
+        pass
+    print("ok")
+except BaseException as e:
+    print(type(e).__name__, getattr(e, "symbol", None), str(e).splitlines()[0][:300])
+"""
+
+
+def _patch(obj: str, edits: dict) -> bytes:
+    """*obj*'s bytes with the fields named by fuzz_driver.Layout labels set to new values."""
+    data = bytearray((BPF_DIR / obj).read_bytes())
+    fields = {label: (off, size) for label, off, size in fuzz_driver.Layout(bytes(data)).fields}
+    for label, value in edits.items():
+        off, size = fields[label]
+        data[off:off + size] = value.to_bytes(size, "little")
+    return bytes(data)
+
+
+def _load_in_capped_child(tmp_path, blob: bytes) -> str:
+    path = tmp_path / "crafted.o"
+    path.write_bytes(blob)
+    r = subprocess.run([sys.executable, "-c", _LOAD_CAPPED, str(path)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout.strip()
+
+
+# externs.bpf.o: [6] INT 'int' (CONFIG_HZ), [10] ARRAY char[16] (CONFIG_DEFAULT_HOSTNAME),
+# [42] DATASEC '.kconfig' whose first member is LINUX_KERNEL_VERSION
+@pytest.mark.parametrize("edits, symbol", [
+    ({"btf[10].fixed2": 0xFFFFFFFF}, "CONFIG_DEFAULT_HOSTNAME"),   # was a 4 GiB bytearray: MemoryError
+    ({"btf[10].fixed2": 50_000_000}, "CONFIG_DEFAULT_HOSTNAME"),   # was 50 MB allocated, then E2BIG
+    ({"btf[6].size_type": 0x40000000}, "CONFIG_HZ"),               # a 1 GiB "int"
+], ids=["char-array-4GiB", "char-array-50MB", "int-1GiB"])
+def test_kconfig_extern_sizes_are_bounded(tmp_path, kernel, edits, symbol):
+    out = _load_in_capped_child(tmp_path, _patch("externs.bpf.o", edits))
+    assert out.startswith(f"BtfError {symbol} "), out
+    assert ".kconfig" in out
+
+
+def test_kconfig_member_that_is_not_a_var(tmp_path, kernel):
+    """Fuzz crasher: a .kconfig DATASEC member pointing at void made load() raise AttributeError."""
+    blob = _patch("externs.bpf.o", {"btf[42].vlen[0].0": 0})
+    out = _load_in_capped_child(tmp_path, blob)
+    assert out.startswith("BtfError None ") and "member [0]" in out and ".kconfig" in out, out
