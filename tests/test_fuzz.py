@@ -37,7 +37,7 @@ pytestmark = pytest.mark.kernel
 
 OBJECTS = sorted(BPF_DIR.glob("*.bpf.o"))
 MALFORMED_DIR = REPO / "tests" / "data" / "malformed"
-DEFAULT_CASES = 6000
+DEFAULT_CASES = 10000
 LOAD_EVERY = 5
 CASE_TIMEOUT = 5.0
 RLIMIT_AS = 2 << 30
