@@ -22,6 +22,7 @@ seed.  Crashers found are fixed in bpfload and kept in tests/data/malformed/
 from __future__ import annotations
 
 import json
+import struct
 import os
 import select
 import subprocess
@@ -29,6 +30,8 @@ import sys
 import time
 
 import pytest
+
+import bpfload
 
 import fuzz_driver
 from conftest import BPF_DIR, REPO
@@ -196,3 +199,58 @@ def test_kconfig_member_that_is_not_a_var(tmp_path, kernel):
     blob = _patch("externs.bpf.o", {"btf[42].vlen[0].0": 0})
     out = _load_in_capped_child(tmp_path, blob)
     assert out.startswith("BtfError None ") and "member [0]" in out and ".kconfig" in out, out
+
+
+def _with_bss_sections(obj: str, count: int, size: int) -> bytes:
+    """*obj* with *count* extra NOBITS sections ``.bss.fN`` of *size* bytes each: a new section
+    header table and section name table appended at the end (the original sections keep
+    their indexes, so symbols and relocations still hold)."""
+    data = bytearray((BPF_DIR / obj).read_bytes())
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shnum, shstrndx = struct.unpack_from("<HH", data, 0x3C)
+    hdrs = [bytearray(data[shoff + 64 * i:shoff + 64 * (i + 1)]) for i in range(shnum)]
+    old_str_off, old_str_size = struct.unpack_from("<QQ", hdrs[shstrndx], 24)
+    names = bytearray(data[old_str_off:old_str_off + old_str_size])
+    for k in range(count):
+        name_off = len(names)
+        names += f".bss.f{k}\0".encode()
+        hdrs.append(bytearray(struct.pack("<IIQQQQIIQQ", name_off, 8, 3, 0, 0, size, 0, 0, 8, 0)))
+    str_off = len(data)
+    data += names
+    struct.pack_into("<QQ", hdrs[shstrndx], 24, str_off, len(names))
+    data += b"\0" * (-len(data) % 8)
+    new_shoff = len(data)
+    for h in hdrs:
+        data += h
+    struct.pack_into("<Q", data, 0x28, new_shoff)
+    struct.pack_into("<H", data, 0x3C, len(hdrs))
+    return bytes(data)
+
+
+_OPEN_CAPPED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+import bpfload
+try:
+    bpfload.BpfObject.open(open(sys.argv[1], "rb").read(), name="crafted")
+    print("ok")
+except BaseException as e:
+    print(type(e).__name__, getattr(e, "section", None), str(e).splitlines()[0][:300])
+"""
+
+
+def test_bss_sections_are_bounded_in_total(tmp_path):
+    """Each NOBITS data section was capped at 64 MiB but their number was not: a 2 KB
+    section table asking for 40 x 60 MiB of zeros made open() allocate 2.4 GB (MemoryError)."""
+    path = tmp_path / "many_bss.o"
+    path.write_bytes(_with_bss_sections("globals.bpf.o", 40, 60 << 20))
+    r = subprocess.run([sys.executable, "-c", _OPEN_CAPPED, str(path)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout.strip()
+    assert out.startswith("ElfError .bss.f") and "global-data" in out, out
+    # a few small ones still open: the bound is on the total, not on the count
+    small = tmp_path / "few_bss.o"
+    small.write_bytes(_with_bss_sections("globals.bpf.o", 3, 4096))
+    with bpfload.BpfObject.open(small) as obj:
+        assert obj.spec.maps[".bss.f2"].value_size == 4096
