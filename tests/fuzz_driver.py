@@ -254,7 +254,15 @@ class _Hang(BaseException):
 
 
 def _fds() -> set:
-    return set(os.listdir("/proc/self/fd"))
+    """Open fd numbers (without the one listdir itself used, closed again by now)."""
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        out.add(fd)
+    return out
 
 
 def _fd_what(fds) -> list:
@@ -273,6 +281,28 @@ def _clear_pins(root: str) -> None:
             os.unlink(os.path.join(dirpath, f))
         for d in dirs:
             os.rmdir(os.path.join(dirpath, d))
+
+
+_leaked: list = []
+
+
+def _inject(fault: str) -> None:
+    """Faults the harness must report (tests/test_fuzz.py::test_harness_reports_every_failure)."""
+    import signal
+    import time
+    if fault == "segv":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif fault == "hang":           # interruptible: the child's own timer catches it
+        time.sleep(3600)
+    elif fault == "stuck":          # the timer is blocked: the parent must kill the child
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
+        time.sleep(3600)
+    elif fault == "memory":
+        bytearray(8 << 30)
+    elif fault == "leak":
+        _leaked.append(os.open("/dev/null", os.O_RDONLY))
+    elif fault == "keyerror":
+        raise KeyError("injected")
 
 
 def child(cfg: dict) -> None:
@@ -300,6 +330,7 @@ def child(cfg: dict) -> None:
         sys.stdout.flush()
 
     objects = {p: open(p, "rb").read() for p in cfg["objects"]}
+    inject = cfg.get("inject", {})   # tests of the harness itself: case position -> fault
     pin_root = cfg.get("pin_root")
     load_every = cfg["load_every"]
     # warm up: caches that legitimately keep an fd (vmlinux BTF, probes) are filled by a
@@ -327,6 +358,9 @@ def child(cfg: dict) -> None:
         signal.setitimer(signal.ITIMER_REAL, cfg["timeout"])
         try:
             try:
+                fault = inject.get(str(pos))
+                if fault:
+                    _inject(fault)
                 obj = bpfload.BpfObject.open(blob, name="fuzz")
                 stats["opened"] += 1
                 if cfg["load"] and index % load_every == 0:

@@ -82,7 +82,8 @@ def _run_child(cfg: dict, start: int, stderr_path: str):
             if not ready:
                 proc.kill()
                 proc.wait()
-                failures.append(("hang (killed)", current, f"no progress for {CASE_TIMEOUT + 5} s"))
+                failures.append(("hang (killed)", current,
+                                 f"no progress for {cfg['timeout'] + cfg.get('grace', 5)} s"))
                 return failures, (current + 1 if current is not None else None), None
             chunk = os.read(proc.stdout.fileno(), 65536)
             if not chunk:
@@ -97,7 +98,7 @@ def _run_child(cfg: dict, start: int, stderr_path: str):
                 msg = json.loads(line)
                 if "start" in msg:
                     current = msg["start"]
-                    deadline = time.monotonic() + CASE_TIMEOUT + 5
+                    deadline = time.monotonic() + cfg["timeout"] + cfg.get("grace", 5)
                 elif "fail" in msg:
                     failures.append((f"{msg['fail']} during {msg['phase']}", msg["pos"], msg["error"]))
                 elif "done" in msg:
@@ -110,6 +111,35 @@ def _run_child(cfg: dict, start: int, stderr_path: str):
         proc.stdout.close()
 
 
+def _fuzz(cfg: dict, tmp_path):
+    """Run every case of *cfg*, restarting the child after a case that killed or hung it."""
+    failures = []
+    stats = None
+    start = 0
+    while start is not None and start < len(cfg["cases"]) and len(failures) < 50:
+        found, start, stats = _run_child(cfg, start, str(tmp_path / "child.stderr"))
+        failures += found
+    return failures, stats
+
+
+def test_harness_reports_every_failure(tmp_path):
+    """The fuzz test can fail: faults injected into chosen cases of the child are each
+    reported at their case, and the cases after a fatal one still run."""
+    cases = _cases(len(OBJECTS) * 2)
+    faults = {1: "segv", 3: "hang", 5: "stuck", 7: "memory", 9: "leak", 11: "keyerror"}
+    cfg = {"objects": [str(p) for p in OBJECTS], "cases": cases, "seed": SEED, "load": False,
+           "load_every": LOAD_EVERY, "timeout": 0.5, "grace": 1.5, "rlimit_as": RLIMIT_AS,
+           "inject": {str(k): v for k, v in faults.items()}}
+    failures, stats = _fuzz(cfg, tmp_path)
+    got = {pos: what for what, pos, _ in failures}
+    assert got == {1: "child died (status -11)", 3: "hang during open", 5: "hang (killed)",
+                   7: "exception during open", 9: "fd during open", 11: "exception during open"}, failures
+    detail = {pos: d for _, pos, d in failures}
+    assert "MemoryError" in detail[7] and "KeyError" in detail[11] and "/dev/null" in detail[9]
+    # the last child (restarted after case 5) ran to the end
+    assert stats is not None and stats["cases"] == len(cases) - 6
+
+
 def test_fuzz_objects(bpffs, tmp_path):
     total = int(os.environ.get("BPFLOAD_FUZZ_CASES", DEFAULT_CASES))
     cases = _cases(total)
@@ -118,13 +148,8 @@ def test_fuzz_objects(bpffs, tmp_path):
     cfg = {"objects": [str(p) for p in OBJECTS], "cases": cases, "seed": SEED,
            "load": True, "load_every": LOAD_EVERY, "timeout": CASE_TIMEOUT,
            "rlimit_as": RLIMIT_AS, "pin_root": str(pin_root)}
-    failures = []
-    stats = None
-    start = 0
     t0 = time.monotonic()
-    while start is not None and start < len(cases) and len(failures) < 50:
-        found, start, stats = _run_child(cfg, start, str(tmp_path / "child.stderr"))
-        failures += found
+    failures, stats = _fuzz(cfg, tmp_path)
     elapsed = time.monotonic() - t0
     print(f"fuzz: {len(cases)} cases in {elapsed:.1f} s, stats {stats}, {len(failures)} failures")
     report = []
