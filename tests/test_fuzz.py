@@ -279,3 +279,43 @@ def test_bss_sections_are_bounded_in_total(tmp_path):
     small.write_bytes(_with_bss_sections("globals.bpf.o", 3, 4096))
     with bpfload.BpfObject.open(small) as obj:
         assert obj.spec.maps[".bss.f2"].value_size == 4096
+
+
+_STRINGS_CAPPED = """
+import resource, struct, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from bpfload.btf import Btf, BtfExt
+N, L = 20000, 200_000
+strings = b"\\0" + b"A" * L + b"\\0"
+types = struct.pack("<IIII", 1, 1 << 24, 4, 32) * N          # N INTs, all named by the long string
+hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+try:
+    btf = Btf.parse(hdr + types + strings)
+    print("types", len([t.name for t in btf]))
+except BaseException as e:
+    print("types", type(e).__name__, str(e).splitlines()[0][:200])
+# a valid BTF with the same long string, and N line_info records each at another offset in it
+one = struct.pack("<IIII", 0, 1 << 24, 4, 32)
+btf = Btf.parse(struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 16, 16, len(strings)) + one + strings)
+recs = b"".join(struct.pack("<IIII", 8 * i, 1 + i, 1 + i, 0) for i in range(N))
+line = struct.pack("<I", 16) + struct.pack("<II", 1, N) + recs
+ext = struct.pack("<HBBIIIIIII", 0xEB9F, 1, 0, 32, 0, 0, 0, len(line), len(line), 0) + line
+try:
+    e = BtfExt.parse(ext, btf)
+    lines = [li for recs in e.line_info.values() for li in recs]
+    print("lines", len(lines), max(len(li.line) for li in lines))
+except BaseException as e:
+    print("lines", type(e).__name__, str(e).splitlines()[0][:200])
+"""
+
+
+def test_one_long_string_is_not_decoded_once_per_type_or_record():
+    """20,000 BTF types (or BTF.ext line records) naming a 200 KB string made parsing decode
+    4 GB of text (MemoryError under a 1 GiB cap): type names longer than the kernel allows
+    are a BtfError, BTF.ext strings are cut and decoded once per offset."""
+    r = subprocess.run([sys.executable, "-c", _STRINGS_CAPPED], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    types, lines = r.stdout.strip().splitlines()
+    assert types.startswith("types BtfError ") and "type [1]: name at string offset 1 is longer than" in types, types
+    assert lines == "lines 20000 4099", lines      # 4096 bytes and "..."
