@@ -305,6 +305,36 @@ def _inject(fault: str) -> None:
         raise KeyError("injected")
 
 
+# Kernel memory a case's maps may ask for.  A mutated max_entries or value_size is a
+# legitimate request the kernel grants (a 63 M-entry hash map took 25 s and gigabytes of
+# kernel memory to create): that tests the kernel, not bpfload, which passes the (bounded,
+# u32) numbers through.  Loads clamp what an object asks for; open() sees it unclamped.
+_MAP_BYTES = 32 << 20
+_RINGBUF_BYTES = 4 << 20
+
+
+def _clamp_kernel_memory(specs) -> int:
+    """Lower max_entries of map specs (and their templates) so none needs over _MAP_BYTES."""
+    clamped = 0
+    todo = list(specs)
+    while todo:
+        ms = todo.pop()
+        if ms.inner is not None:
+            todo.append(ms.inner)
+        if not isinstance(ms.max_entries, int) or ms.max_entries <= 0:
+            continue
+        if "RINGBUF" in getattr(ms.type, "name", ""):
+            limit = _RINGBUF_BYTES
+        else:
+            ncpu = (os.cpu_count() or 1) if "PERCPU" in getattr(ms.type, "name", "") else 1
+            per = max(0, ms.key_size or 0) + max(0, ms.value_size or 0) * ncpu + 64
+            limit = max(1, _MAP_BYTES // per)
+        if ms.max_entries > limit:
+            ms.max_entries = limit
+            clamped += 1
+    return clamped
+
+
 def child(cfg: dict) -> None:
     import gc
     import resource
@@ -345,7 +375,8 @@ def child(cfg: dict) -> None:
             if pin_root:
                 _clear_pins(pin_root)
     gc.collect()
-    stats = {"cases": 0, "opened": 0, "open_errors": 0, "loads": 0, "loaded": 0, "load_errors": 0}
+    stats = {"cases": 0, "opened": 0, "open_errors": 0, "loads": 0, "loaded": 0, "load_errors": 0,
+             "clamped": 0}
     for pos in range(cfg["start"], len(cfg["cases"])):
         path, index = cfg["cases"][pos]
         blob, what = case_bytes(objects[path], os.path.basename(path), cfg["seed"], index)
@@ -366,6 +397,7 @@ def child(cfg: dict) -> None:
                 if cfg["load"] and index % load_every == 0:
                     phase = "load"
                     stats["loads"] += 1
+                    stats["clamped"] += _clamp_kernel_memory(obj.spec.maps.values())
                     try:
                         obj.load(pin_root=pin_root)
                         stats["loaded"] += 1

@@ -4,7 +4,9 @@ Each case mutates one committed ``bpf/*.bpf.o`` (bit flips, truncations,
 ELF header / section header / symbol / relocation / legacy map / BTF header /
 BTF type / BTF.ext field edits, oversized counts: see tests/fuzz_driver.py)
 and opens it with ``bpfload.BpfObject.open``; every ``LOAD_EVERY``-th case
-that opens is loaded too (pins under a private bpffs).  The cases run in ONE
+that opens is loaded too (pins under a private bpffs; map sizes clamped to
+32 MiB of kernel memory first, since a mutated max_entries is a request the
+kernel grants slowly, not a bpfload defect -- open() sees them unclamped).  The cases run in ONE
 child process with ``RLIMIT_AS`` capped, a per-case timer, and an fd count
 around each case.  The test fails, naming object, seed, index and mutation
 (replay: ``python tests/fuzz_driver.py --replay OBJ SEED INDEX out.o``), on:
