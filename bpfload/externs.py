@@ -48,6 +48,11 @@ _CALL = 0x85
 _PSEUDO_BTF_ID = 3
 _PSEUDO_KFUNC_CALL = 2
 
+# A kernel config string value is a line of text (CONFIG_DEFAULT_HOSTNAME, CONFIG_LSM, ...);
+# the whole .kconfig map stays far below the kernel's array value limit (KMALLOC_MAX_SIZE).
+_MAX_KCONFIG_STRING = 64 << 10
+_MAX_KCONFIG_SIZE = 1 << 20
+
 _config_cache: Optional[Dict[str, str]] = None
 
 
@@ -278,7 +283,11 @@ def plan_externs(spec: ObjectSpec, vmlinux: Optional[Callable[[], Btf]] = None) 
     if kc is not None:
         for vsi in kc.vars:
             var = btf[vsi.type]
+            if not isinstance(var, Var):
+                raise errors.BtfError(f"DATASEC {KCONFIG!r}: member [{vsi.type}] is {var.kind.name}, "
+                                      "not VAR", object=spec.name, section=KCONFIG)
             size = btf.size_of(var.type)
+            _check_kcfg_size(var.name, btf.resolve(var.type), size, spec.name)
             align = min(size, 8) if size in (1, 2, 4, 8) else (8 if size >= 8 else 1)
             kcfg[var.name] = _Kcfg(var.name, var.type, size, align,
                                    spec.externs.get(var.name, False))
@@ -287,6 +296,9 @@ def plan_externs(spec: ObjectSpec, vmlinux: Optional[Callable[[], Btf]] = None) 
             off = (off + ext.align - 1) // ext.align * ext.align
             ext.offset = off
             off += ext.size
+        if off > _MAX_KCONFIG_SIZE:
+            raise errors.BtfError(f"{KCONFIG!r} externs take {off} bytes, over the "
+                                  f"{_MAX_KCONFIG_SIZE}-byte limit", object=spec.name, section=KCONFIG)
         total = max(off, 1)
         cfg = kernel_config()
         image = bytearray(total)
@@ -319,6 +331,9 @@ def plan_externs(spec: ObjectSpec, vmlinux: Optional[Callable[[], Btf]] = None) 
         off = 0
         for vsi in ks.vars:
             t = btf[vsi.type]
+            if not isinstance(t, (Var, Func)):
+                raise errors.BtfError(f"DATASEC {KSYMS!r}: member [{vsi.type}] is {t.kind.name}, "
+                                      "not VAR or FUNC", object=spec.name, section=KSYMS)
             ksyms[t.name] = t.id
             if isinstance(t, Func):
                 t.linkage = FuncLinkage.GLOBAL
@@ -342,6 +357,21 @@ def plan_externs(spec: ObjectSpec, vmlinux: Optional[Callable[[], Btf]] = None) 
     plan = ExternPlan(kconfig_map=kmap, btf=btf, kcfg=kcfg, ksyms=ksyms, typed=typed,
                       weak=dict(spec.externs), obj=spec.name, _vmlinux=vmlinux)
     return plan
+
+
+def _check_kcfg_size(name: str, t, size: int, obj: str) -> None:
+    """A ``.kconfig`` extern is an integer, bool, char, tristate enum or char array (libbpf's
+    kinds): bound its size by what such a value can be before anything is allocated for it."""
+    if isinstance(t, Array):
+        ok = 0 < size <= _MAX_KCONFIG_STRING
+        what = f"at most {_MAX_KCONFIG_STRING} bytes"
+    else:
+        ok = size in (1, 2, 4, 8)
+        what = "1, 2, 4 or 8 bytes"
+    if not ok:
+        raise errors.BtfError(f".kconfig extern {name!r} is {size} bytes ({t.kind.name}); a "
+                              f"{'char array' if isinstance(t, Array) else 'scalar'} extern takes {what}",
+                              object=obj, section=KCONFIG, symbol=name)
 
 
 def _find_int(btf: Btf) -> int:

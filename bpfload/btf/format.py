@@ -88,6 +88,14 @@ _NAME_INT = struct.Struct("<Ii")
 #: Kernel limit on type resolution chains (BTF's MAX_RESOLVE_DEPTH is 32).
 _MAX_RESOLVE_DEPTH = 32
 _MAX_SIZE = 0xFFFFFFFF
+# Type names: the kernel refuses names of KSYM_NAME_LEN (512) bytes or more; twice that
+# here.  BTF.ext strings (source lines, file names, CO-RE access strings) are cut instead.
+_MAX_NAME_LEN = 1024
+_MAX_EXT_STRING = 4096
+
+
+class _TooLong(Exception):
+    """A string longer than the limit its caller gave (see Btf._str_or_none)."""
 
 
 class Kind(enum.IntEnum):
@@ -515,8 +523,9 @@ class _StringTable:
         """Offset (in this BTF's numbering) of *name*; *hint* is the offset it was parsed from."""
         btf = self._btf
         if not name:
-            return hint if hint == 0 or btf._str_or_none(hint) == "" else 0
-        if btf._str_or_none(hint) == name:
+            return hint if hint == 0 or btf._str_or_none(hint, 1, truncate=True) == "" else 0
+        # decode no more than the name's length (+ its NUL): the hint may be a long string
+        if btf._str_or_none(hint, len(name.encode()) + 1, truncate=True) == name:
             return hint
         return self._add(name)
 
@@ -643,16 +652,28 @@ class Btf:
 
     # -- strings -----------------------------------------------------------
 
-    def _str_or_none(self, off: int) -> Optional[str]:
+    def _str_or_none(self, off: int, limit: Optional[int] = None, truncate: bool = False) -> Optional[str]:
+        """The string at *off*, or None when *off* is outside the string section.
+
+        With *limit*, at most *limit* bytes are decoded: a longer string is cut
+        (with *truncate*) or raises :class:`_TooLong`.  Every caller that decodes
+        one string per type or record passes a limit, so a crafted object cannot
+        make (records x string length) bytes of text out of one long string.
+        """
         if off < self._str_base:
-            return self._base._str_or_none(off) if self._base is not None else None
+            return self._base._str_or_none(off, limit, truncate) if self._base is not None else None
         local = off - self._str_base
         s = self._strings
         if local >= len(s):
             return None
-        end = s.find(b"\0", local)
+        stop = len(s) if limit is None else min(len(s), local + limit + 1)
+        end = s.find(b"\0", local, stop)
         if end < 0:
-            return None
+            if stop == len(s):
+                return None
+            if not truncate:
+                raise _TooLong(off, limit)
+            return s[local:local + limit].decode("utf-8", "replace") + "..."
         return s[local:end].decode("utf-8", "replace")
 
     def string(self, off: int) -> str:
@@ -798,7 +819,11 @@ class Btf:
     def _name(self, off: int, tid: int) -> str:
         if off == 0 and self._base is None:
             return ""
-        s = self._str_or_none(off)
+        try:
+            s = self._str_or_none(off, _MAX_NAME_LEN)
+        except _TooLong:
+            raise BtfError(f"type [{tid}]: name at string offset {off} is longer than "
+                           f"{_MAX_NAME_LEN} bytes", section=".BTF", offset=off) from None
         if s is None:
             raise BtfError(f"type [{tid}]: name offset {off} outside the string section", section=".BTF")
         return s
@@ -831,7 +856,11 @@ class Btf:
                 decoded.append((t.name, idx + start))
         index: Dict[str, List[int]] = {}
         for name_off, ids in by_off.items():
-            name = self._str_or_none(name_off)
+            try:
+                name = self._str_or_none(name_off, _MAX_NAME_LEN)
+            except _TooLong:
+                raise BtfError(f"type [{ids[0]}]: name at string offset {name_off} is longer than "
+                               f"{_MAX_NAME_LEN} bytes", section=".BTF", offset=name_off) from None
             if not name:
                 continue
             lst = index.get(name)
@@ -998,7 +1027,17 @@ class Btf:
         global (non-extern) variable has no symbol.
         """
         for t in self:
-            if not isinstance(t, Datasec) or t.name in (".kconfig", ".ksyms"):
+            if not isinstance(t, Datasec):
+                continue
+            if t.name in (".kconfig", ".ksyms"):
+                # extern-backed: laid out at load, but only VARs (and kfunc FUNCs) can be there
+                kinds = (Var,) if t.name == ".kconfig" else (Var, Func)
+                for vsi in t.vars:
+                    m = self[vsi.type]
+                    if not isinstance(m, kinds):
+                        raise BtfError(f"DATASEC '{t.name}': member [{vsi.type}] is {m.kind.name}, "
+                                       f"not {' or '.join(k.__name__.upper() for k in kinds)}",
+                                       section=t.name)
                 continue
             syms = symbols.get(t.name, {})
             fix_offsets = False
@@ -1410,6 +1449,18 @@ class BtfExt:
         (rec_size,) = _U32.unpack_from(sub, 0)
         if rec_size < minimum or rec_size % 4:
             raise BtfError(f"BTF.ext {what}: bad record size {rec_size}", section=".BTF.ext")
+        seen: Dict[int, str] = {}
+
+        def text(off: int) -> str:
+            # one decode per offset, each at most _MAX_EXT_STRING bytes (a source line is cut)
+            got = seen.get(off)
+            if got is None:
+                got = btf._str_or_none(off, _MAX_EXT_STRING, truncate=True)
+                if got is None:
+                    got = btf.string(off)   # raises: offset outside the string section
+                seen[off] = got
+            return got
+
         p = 4
         while p < len(sub):
             if p + 8 > len(sub):
@@ -1432,11 +1483,11 @@ class BtfExt:
                     recs.append(FuncInfo(*_2U32.unpack_from(sub, q)))
                 elif what == "line_info":
                     a, b, c, d = _4U32.unpack_from(sub, q)
-                    recs.append(LineInfo(a, b, c, d, btf.string(b), btf.string(c)))
+                    recs.append(LineInfo(a, b, c, d, text(b), text(c)))
                 else:
                     a, b, c, d = _4U32.unpack_from(sub, q)
                     kind = CoreReloKind(d) if d in CoreReloKind._value2member_map_ else d
-                    recs.append(CoreRelo(a, b, c, kind, btf.string(c)))
+                    recs.append(CoreRelo(a, b, c, kind, text(c)))
             p += num * rec_size
         return rec_size
 

@@ -555,6 +555,7 @@ class _Parser:
 
     def _read_data_sections(self) -> None:
         btf = self.spec.btf if isinstance(self.spec.btf, Btf) else None
+        zeros = 0  # bytes of NOBITS images made here: the file does not bound them, so this does
         for sec in self.sections:
             n = sec.name
             if sec.executable:
@@ -572,6 +573,11 @@ class _Parser:
             if sec.size > _MAX_DATA_SECTION:
                 raise self.err(f"global-data section of {sec.size} bytes is too large for a map",
                                section=n)
+            if sec.nobits:
+                zeros += sec.size
+                if zeros > _MAX_DATA_SECTION:
+                    raise self.err(f"global-data (NOBITS) sections total {zeros} bytes, over the "
+                                   f"{_MAX_DATA_SECTION}-byte limit", section=n)
             flags = int(MapFlags.RDONLY_PROG) if rodata else 0
             value_type_id = 0
             if btf is not None:
