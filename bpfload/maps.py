@@ -14,7 +14,7 @@ import struct
 from typing import Optional, Union
 
 from . import errors
-from .pins import explain_pin_failure
+from .pins import pin_fd, unpin_path
 from ._core import syscall as _sys
 from ._core.syscall import FD, MapCore, possible_cpus
 from .constants import MAP_IN_MAP_TYPES, MapType
@@ -260,23 +260,11 @@ class Map(MapCore):
     # -- pins -----------------------------------------------------------------
     def pin(self, path: Union[str, os.PathLike]) -> None:
         """Pin the map at *path* (inside a bpffs mount); :class:`bpfload.PinError` on failure."""
-        path = os.fspath(path)
-        try:
-            _sys.obj_pin(self._fdobj, path, self.name)
-        except errors.SyscallError as e:
-            raise errors.PinError(f"cannot pin map {self.name!r} "
-                                  f"({explain_pin_failure(path, e.errno, e.hint)})", path, e.errno) from e
-        self._pin_path = path
+        self._pin_path = pin_fd(self._fdobj, path, f"map {self.name!r}")
 
     def unpin(self) -> None:
         """Remove the pin this map was pinned at (the map lives on while fds hold it)."""
-        if self._pin_path is None:
-            raise errors.PinError(f"map {self.name!r} is not pinned", "")
-        try:
-            os.unlink(self._pin_path)
-        except OSError as e:
-            raise errors.PinError(f"cannot unpin map {self.name!r} ({e.strerror})",
-                                  self._pin_path, e.errno) from e
+        unpin_path(self._pin_path, f"map {self.name!r}")
         self._pin_path = None
 
     def freeze(self) -> None:

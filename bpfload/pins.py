@@ -7,7 +7,8 @@ from typing import Optional
 from . import errors
 from .spec import pin_name_problem
 
-__all__ = ["bpffs_mount_of", "is_bpffs", "explain_pin_failure", "pin_name", "pin_path"]
+__all__ = ["bpffs_mount_of", "is_bpffs", "explain_pin_failure", "pin_name", "pin_path",
+           "pin_fd", "unpin_path"]
 
 
 def pin_path(root, name: str, *, object: Optional[str] = None, what: str = "map") -> str:
@@ -86,3 +87,31 @@ def explain_pin_failure(path: str, err: int, hint: str) -> str:
     if os.path.exists(path):
         return "something is already pinned there"
     return hint
+
+
+def pin_fd(fd, path, what: str) -> str:
+    """BPF_OBJ_PIN *fd* (an int or an FD owner, held for the call) at *path*; returns the path.
+
+    *what* names the object in errors (``"map 'counts'"``, ``"program 'xdp'"``,
+    ``"link of program 'tp'"``).  The one pin operation of maps, programs
+    and links.  Raises :class:`bpfload.PinError` with the reason in words,
+    ValueError for a NUL in the path.
+    """
+    from ._core import syscall as _sys
+    path = os.fspath(path)
+    try:
+        _sys.obj_pin(fd, path, what)
+    except errors.SyscallError as e:
+        raise errors.PinError(f"cannot pin {what} ({explain_pin_failure(path, e.errno, e.hint)})",
+                              path, e.errno) from e
+    return path
+
+
+def unpin_path(path: Optional[str], what: str) -> None:
+    """Remove the pin at *path* (None: *what* is not pinned).  Raises :class:`bpfload.PinError`."""
+    if path is None:
+        raise errors.PinError(f"{what} is not pinned", "")
+    try:
+        os.unlink(path)
+    except OSError as e:
+        raise errors.PinError(f"cannot unpin {what} ({e.strerror})", path, e.errno) from e

@@ -14,7 +14,7 @@ import struct
 from typing import Optional, Union
 
 from . import errors
-from .pins import explain_pin_failure
+from .pins import pin_fd, unpin_path
 from ._core import syscall as _sys
 from ._core.syscall import FD
 from .constants import ProgType
@@ -411,14 +411,7 @@ class Program:
     # -- pins / lifetime ------------------------------------------------------
     def pin(self, path) -> None:
         """Pin the program at *path* in a bpffs."""
-        path = os.fspath(path)
-        try:
-            _sys.obj_pin(self._fd, path, self.name)
-        except errors.SyscallError as e:
-            raise errors.PinError(f"cannot pin program {self.name!r} "
-                                  f"({explain_pin_failure(path, e.errno, e.hint)})", path,
-                                  e.errno) from e
-        self._pin_path = path
+        self._pin_path = pin_fd(self._fd, path, f"program {self.name!r}")
 
     def unpin(self) -> None:
         """Remove the pin this program was pinned at (it lives on while fds or links hold it).
@@ -426,13 +419,7 @@ class Program:
         Raises :class:`bpfload.PinError` when it is not pinned or the pin
         cannot be removed (as :meth:`bpfload.Map.unpin`).
         """
-        if self._pin_path is None:
-            raise errors.PinError(f"program {self.name!r} is not pinned", "")
-        try:
-            os.unlink(self._pin_path)
-        except OSError as e:
-            raise errors.PinError(f"cannot unpin program {self.name!r} ({e.strerror})",
-                                  self._pin_path, e.errno) from e
+        unpin_path(self._pin_path, f"program {self.name!r}")
         self._pin_path = None
 
     @property

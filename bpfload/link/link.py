@@ -28,6 +28,7 @@ import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import errors
+from ..pins import pin_fd, unpin_path
 from .._core import syscall as _sys
 from .._core.syscall import FD
 from ..constants import AttachType, LinkType, PerfEventType
@@ -315,28 +316,12 @@ class Link:
         if self._fd is None:
             raise errors.AttachError(f"a {self._kind()} attachment is not a BPF link and cannot be "
                                      "pinned", program=self.program, hook=self.hook, op="pin")
-        path = os.fspath(path)
-        if "\0" in path:
-            raise ValueError("embedded null byte in pin path")
         self._check_open()
-        try:
-            _sys.obj_pin(self._fd, path, self.program)
-        except errors.SyscallError as e:
-            from ..pins import explain_pin_failure
-            raise errors.PinError(f"cannot pin link of program {self.program!r} "
-                                  f"({explain_pin_failure(path, e.errno, e.hint)})", path,
-                                  e.errno) from e
-        self._pin_path = path
+        self._pin_path = pin_fd(self._fd, path, f"link of program {self.program!r}")
 
     def unpin(self) -> None:
         """Remove the link's pin; the link then lives as long as its fds."""
-        if self._pin_path is None:
-            raise errors.PinError(f"link of program {self.program!r} is not pinned", "")
-        try:
-            os.unlink(self._pin_path)
-        except OSError as e:
-            raise errors.PinError(f"cannot unpin link ({e.strerror})", self._pin_path,
-                                  e.errno) from e
+        unpin_path(self._pin_path, f"link of program {self.program!r}")
         self._pin_path = None
 
     def update(self, program, *, old_program=None) -> None:
