@@ -123,6 +123,24 @@ def _when(load_time_ns: int, boot: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(boot + load_time_ns / 1e9))
 
 
+def _listing(args, records: List[Dict[str, Any]], headers: List[str], row, pinned_at: int) -> int:
+    """Print *records* as JSON (``--json``) or a table: ``row(record)`` gives the cells, and
+    with ``--pin-root`` a PINNED column goes in at index *pinned_at*."""
+    if args.json:
+        _dump_json(records, sys.stdout)
+        return 0
+    if args.pin_root:
+        headers = headers[:pinned_at] + ["PINNED"] + headers[pinned_at:]
+    rows = []
+    for rec in records:
+        cells = list(row(rec))
+        if args.pin_root:
+            cells.insert(pinned_at, " ".join(rec["pinned"]) or "-")
+        rows.append(cells)
+    _table(headers, rows, sys.stdout)
+    return 0
+
+
 def _table(headers: Sequence[str], rows: List[Sequence[Any]], out) -> None:
     """Left-aligned columns (the last one unpadded), two spaces apart."""
     cells = [[str(c) for c in headers]] + [[("" if c is None else str(c)) for c in r] for r in rows]
@@ -152,21 +170,10 @@ def cmd_prog_list(args) -> int:
     from ..system import programs
     boot = _boot_offset()
     progs = [_prog_dict(p, boot) for p in programs(pin_root=args.pin_root)]
-    if args.json:
-        _dump_json(progs, sys.stdout)
-        return 0
-    headers = ["ID", "TYPE", "NAME", "TAG", "MAPS", "LOADED", "UID"]
-    if args.pin_root:
-        headers.append("PINNED")
-    rows = []
-    for p in progs:
-        row = [p["id"], p["type"].lower(), p["name"], p["tag"],
-               ",".join(map(str, p["map_ids"])) or "-", p["loaded_at"], p["created_by_uid"]]
-        if args.pin_root:
-            row.append(" ".join(p["pinned"]) or "-")
-        rows.append(row)
-    _table(headers, rows, sys.stdout)
-    return 0
+    return _listing(args, progs, ["ID", "TYPE", "NAME", "TAG", "MAPS", "LOADED", "UID"],
+                    lambda p: [p["id"], p["type"].lower(), p["name"], p["tag"],
+                               ",".join(map(str, p["map_ids"])) or "-", p["loaded_at"],
+                               p["created_by_uid"]], pinned_at=7)
 
 
 def cmd_prog_show(args) -> int:
@@ -211,21 +218,10 @@ def _map_dict(m) -> Dict[str, Any]:
 def cmd_map_list(args) -> int:
     from ..system import maps
     ms = [_map_dict(m) for m in maps(pin_root=args.pin_root)]
-    if args.json:
-        _dump_json(ms, sys.stdout)
-        return 0
-    headers = ["ID", "TYPE", "NAME", "KEY", "VALUE", "MAX_ENTRIES", "FLAGS"]
-    if args.pin_root:
-        headers.append("PINNED")
-    rows = []
-    for m in ms:
-        row = [m["id"], m["type"].lower(), m["name"], f"{m['key_size']}B", f"{m['value_size']}B",
-               m["max_entries"], f"{m['flags']:#x}"]
-        if args.pin_root:
-            row.append(" ".join(m["pinned"]) or "-")
-        rows.append(row)
-    _table(headers, rows, sys.stdout)
-    return 0
+    return _listing(args, ms, ["ID", "TYPE", "NAME", "KEY", "VALUE", "MAX_ENTRIES", "FLAGS"],
+                    lambda m: [m["id"], m["type"].lower(), m["name"], f"{m['key_size']}B",
+                               f"{m['value_size']}B", m["max_entries"], f"{m['flags']:#x}"],
+                    pinned_at=7)
 
 
 # -- links --------------------------------------------------------------------
@@ -279,21 +275,10 @@ def cmd_link_list(args) -> int:
     ls = list(links(pin_root=args.pin_root))
     names = {p.id: p.name for p in programs()} if ls else {}
     ds = [_link_dict(ln, names) for ln in ls]
-    if args.json:
-        _dump_json(ds, sys.stdout)
-        return 0
-    headers = ["ID", "TYPE", "PROG", "TARGET"]
-    if args.pin_root:
-        headers.insert(3, "PINNED")
-    rows = []
-    for d in ds:
-        prog = f"{d['prog_id']}" + (f" ({d['prog_name']})" if d["prog_name"] else "")
-        row = [d["id"], str(d["type"]).lower(), prog, d["target"] or "-"]
-        if args.pin_root:
-            row.insert(3, " ".join(d["pinned"]) or "-")
-        rows.append(row)
-    _table(headers, rows, sys.stdout)
-    return 0
+    return _listing(args, ds, ["ID", "TYPE", "PROG", "TARGET"],
+                    lambda d: [d["id"], str(d["type"]).lower(),
+                               f"{d['prog_id']}" + (f" ({d['prog_name']})" if d["prog_name"] else ""),
+                               d["target"] or "-"], pinned_at=3)
 
 
 def add_list_parsers(prog_sub, map_sub, link_sub) -> None:
