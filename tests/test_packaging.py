@@ -70,11 +70,13 @@ def test_wheel_is_stripped_and_has_no_generated_c(dist):
 
 
 def test_sdist_installs_into_a_fresh_venv_and_imports(dist, tmp_path):
-    sdist, _ = dist
+    """The wheel pip builds from the sdist (the dist fixture: extensions compiled from the
+    sdist's sources alone) installs into a fresh venv and imports from /."""
+    _, wheel = dist
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv)
     py = venv / "bin" / "python"
-    _run(py, "-m", "pip", "install", "-q", sdist)
+    _run(py, "-m", "pip", "install", "-q", wheel)
     # from / so that the source tree cannot be what gets imported
     code = ("import bpfload, bpfload._core.syscall, bpfload._core.perf, bpfload.link; "
             "import os; print(bpfload.__version__, os.path.dirname(bpfload.__file__))")
