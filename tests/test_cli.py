@@ -97,3 +97,19 @@ def test_load_sanitizes_pin_names_and_dump_decodes_with_btf(bpffs):
     d = json.loads(run("map", "dump", bpffs / "_data", "--json").stdout)
     (entry,) = d["entries"]
     assert entry["value"] == {"data_magic": 0x1234abcd, "data_calls": 100}
+
+
+def test_bare_command_lists_the_commands():
+    p = run()
+    assert p.returncode == 0 and p.stderr == ""
+    for cmd in ("inspect", "load", "run", "demo", "map", "prog", "link"):
+        assert f"    {cmd} " in p.stdout, p.stdout
+
+
+def test_version_and_verbosity():
+    p = run("--version")
+    assert p.stdout.strip() == f"bpfload {bpfload.__version__}"
+    # -vv logs the library's debug records on stderr; -q keeps stderr quiet
+    loud = run("-vv", "inspect", bpf_object("globals"))
+    quiet = run("-q", "inspect", bpf_object("globals"))
+    assert loud.stdout == quiet.stdout and quiet.stderr == ""

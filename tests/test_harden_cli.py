@@ -88,7 +88,7 @@ CASES = [
     (["load", OBJ, "--pin-root", "{dir}", "--log-level", "99"],
      "bpfload: load: argument --log-level: must be a verifier log level from 0 to 7"),
     # argparse's own errors are one line too
-    (["nosuch"], "bpfload: argument cmd: invalid choice: 'nosuch'"),
+    (["nosuch"], "bpfload: argument COMMAND: invalid choice: 'nosuch'"),
     (["map"], "bpfload: map: the following arguments are required: mapcmd"),
     (["load", OBJ], "bpfload: load: the following arguments are required: --pin-root"),
 ]

@@ -87,6 +87,7 @@ def test_sdist_installs_into_a_fresh_venv_and_imports(dist, tmp_path):
     out = _run(venv / "bin" / "bpfload", "inspect",
                os.path.join(where, "data", "demo.bpf.o"), cwd="/")
     assert "xdp" in out.lower()
+    assert _run(venv / "bin" / "bpfload", "--version", cwd="/").strip() == f"bpfload {version}"
 
 
 def _project_version() -> str:

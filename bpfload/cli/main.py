@@ -313,8 +313,15 @@ def cmd_map_poll(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = ArgumentParser(prog="bpfload", description="Load and inspect BPF ELF objects.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    from .. import __version__
+    ap = ArgumentParser(prog="bpfload", description="Load, attach and inspect BPF ELF objects.",
+                        epilog="'bpfload COMMAND --help' describes a command.")
+    ap.add_argument("--version", action="version", version=f"bpfload {__version__}")
+    ap.add_argument("-v", "--verbose", action="count", default=0,
+                    help="log what bpfload does (-v: info, -vv: debug) on stderr")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="log errors only (library warnings are not shown)")
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
     p = sub.add_parser("inspect", help="print programs, maps and relocations of an object")
     p.add_argument("object")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -367,7 +374,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.cmd is None:               # a bare 'bpfload': the command list, not an error
+        parser.print_help()
+        return 0
+    import logging
+    level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO,
+                                              logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="bpfload: %(name)s: %(message)s")
     try:
         return args.func(args)
     except UsageError as e:
