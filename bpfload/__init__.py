@@ -26,7 +26,7 @@ from .system import BtfInfo, btfs, links, maps, programs
 from .events import (MapPoller, PerfBuffer, RingBuffer, RingStats, Sample, Snapshot, SnapshotArrays,
                      StaleSnapshotError, online_cpus)
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "Map", "MapInfo", "possible_cpus", "BpfObject", "GlobalData", "load", "Program",

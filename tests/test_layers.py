@@ -3,8 +3,8 @@
     cli -> object -> loader -> link / events / programs / maps / externs / pins
         -> elf / btf -> _core
 
-``errors``, ``constants`` and ``spec`` are shared by every layer and import
-nothing of bpfload but each other (``spec`` needs ``constants``).  A module
+``errors``, ``constants``, ``spec`` and ``_version`` are shared by every layer and
+import nothing of bpfload but each other (``spec`` needs ``constants``).  A module
 may import its own layer (``link`` uses ``programs``) and any layer below.
 Every import counts, including the ones inside functions (a lazy import
 still ties the modules together), and the graph of all of them must have no
@@ -33,7 +33,7 @@ LAYERS = {
     "cli": 6,
     "__init__": 7, "__main__": 7,   # the facade and the entry point sit on top
 }
-SHARED = {"errors", "constants", "spec"}
+SHARED = {"errors", "constants", "spec", "_version"}
 
 
 def _module_name(path: pathlib.Path) -> str:

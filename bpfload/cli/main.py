@@ -313,7 +313,7 @@ def cmd_map_poll(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from .._version import __version__
     ap = ArgumentParser(prog="bpfload", description="Load, attach and inspect BPF ELF objects.",
                         epilog="'bpfload COMMAND --help' describes a command.")
     ap.add_argument("--version", action="version", version=f"bpfload {__version__}")
