@@ -198,6 +198,16 @@ def pins(root) -> list:
     return sorted(p for p in os.listdir(root) if p not in ("maps.debug", "progs.debug"))
 
 
+def cgroup2_root() -> str:
+    """The first cgroup2 mount in /proc/self/mounts (this machine: /sys/fs/cgroup/unified)."""
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == "cgroup2":
+                return fields[1]
+    unavailable("no cgroup2 mount on this machine")
+
+
 def sysfs_cpus(which: str) -> list[int]:
     """CPU ids from /sys/devices/system/cpu/{possible,online}, parsed here (the tests'
     own reference, independent of bpfload.possible_cpus()/online_cpus())."""

@@ -23,7 +23,7 @@ import bpfload
 from bpfload import AttachType, LinkType
 from bpfload._core import syscall as _sys
 from bpfload.link.cgroup import BPF_F_ALLOW_MULTI
-from conftest import bpf_object, unavailable
+from conftest import bpf_object, cgroup2_root
 
 pytestmark = pytest.mark.kernel
 
@@ -61,16 +61,6 @@ for line in sys.stdin:
 """.replace("PAYLOAD", str(PAYLOAD))
 
 _seq = itertools.count()
-
-
-def cgroup2_root() -> str:
-    """The first cgroup2 mount in /proc/self/mounts."""
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) > 2 and fields[2] == "cgroup2":
-                return fields[1]
-    unavailable("no cgroup2 mount on this machine")
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 import bpfload
 from bpfload import LinkType
 from bpfload.link.iter import IterLink
-from conftest import REPO, bpf_object, unavailable
+from conftest import REPO, bpf_object, cgroup2_root
 
 pytestmark = pytest.mark.kernel
 
@@ -204,15 +204,6 @@ def test_map_element_iterator(kernel):
             assert sorted(out[:-1]) == sorted(f"{k} {v}" for k, v in want.items())
             del elems[7]
             assert lines(link.read())[-1] == f"total {10 + 4200}"
-
-
-def cgroup2_root() -> str:
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) > 2 and fields[2] == "cgroup2":
-                return fields[1]
-    unavailable("no cgroup2 mount on this machine")
 
 
 @pytest.fixture
