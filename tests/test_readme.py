@@ -20,6 +20,6 @@ def _block(section: str) -> str:
 
 def test_attaching_programs_example_runs(monkeypatch, capsys):
     monkeypatch.chdir(REPO)
-    exec(compile(_block("Attaching programs"), "README.md", "exec"), {})
+    exec(compile("import bpfload\n" + _block("Attaching programs"), "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert out.startswith("sys_enter {")
