@@ -120,22 +120,26 @@ def perf_set_bpf(int pfd, int prog_fd, target=None):
         _raise("PERF_EVENT_IOC_SET_BPF", ret, target)
 
 
-def perf_enable(int pfd, target=None):
-    """PERF_EVENT_IOC_ENABLE."""
+ctypedef int (*_pfd_ioctl)(int pfd) noexcept nogil
+
+
+cdef int _ioctl(_pfd_ioctl fn, int pfd, str name, object target) except -1:
     cdef int ret
     with nogil:
-        ret = bl_perf_enable(pfd)
+        ret = fn(pfd)
     if ret < 0:
-        _raise("PERF_EVENT_IOC_ENABLE", ret, target)
+        _raise(name, ret, target)
+    return 0
+
+
+def perf_enable(int pfd, target=None):
+    """PERF_EVENT_IOC_ENABLE."""
+    _ioctl(bl_perf_enable, pfd, "PERF_EVENT_IOC_ENABLE", target)
 
 
 def perf_disable(int pfd, target=None):
     """PERF_EVENT_IOC_DISABLE."""
-    cdef int ret
-    with nogil:
-        ret = bl_perf_disable(pfd)
-    if ret < 0:
-        _raise("PERF_EVENT_IOC_DISABLE", ret, target)
+    _ioctl(bl_perf_disable, pfd, "PERF_EVENT_IOC_DISABLE", target)
 
 
 def mount(source, target, fstype, unsigned long flags=0):

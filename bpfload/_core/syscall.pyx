@@ -574,23 +574,26 @@ def obj_get_info(fd, uint32_t size, target=None, bytes prefill=None):
     """
     cdef bytearray buf = bytearray(size)
     cdef uint32_t n = size
-    cdef char *p = PyByteArray_AS_STRING(buf)
-    cdef int ret
-    cdef FD h
-    cdef int cfd
     if prefill:
         buf[:len(prefill)] = prefill
-    h = _holder(fd)
-    cfd = h._fd if h is not None else fd
+    _get_info(fd, PyByteArray_AS_STRING(buf), &n, target)
+    return bytes(buf[:n])
+
+
+cdef int _get_info(object fd, char *p, uint32_t *n, object target) except -1:
+    """BPF_OBJ_GET_INFO_BY_FD into *p* (*n* in/out), *fd* held for the call when an FD."""
+    cdef FD h = _holder(fd)
+    cdef int cfd = h._fd if h is not None else fd
+    cdef int ret
     try:
         with nogil:
-            ret = bl_obj_get_info_by_fd(cfd, p, &n)
+            ret = bl_obj_get_info_by_fd(cfd, p, n)
     finally:
         if h is not None:
             h._release()
     if ret < 0:
         _raise("BPF_OBJ_GET_INFO_BY_FD", ret, target)
-    return bytes(buf[:n])
+    return 0
 
 
 cdef class _View:
@@ -911,36 +914,25 @@ def get_next_id(str kind, uint32_t start_id=0):
 def obj_get_info_names(fd, uint32_t size, list name_slots, target=None):
     """BPF_OBJ_GET_INFO_BY_FD for info structs that point at name buffers (link info).
 
-    A first call learns the kind; then for each ``(ptr_offset, len_offset,
-    capacity)`` in *name_slots* a buffer is provided and the call repeated.
+    One call: for each ``(ptr_offset, len_offset, capacity)`` in *name_slots*
+    a buffer is provided in the info (the caller learns which slots a kind
+    has from a first call with none: see :func:`bpfload.link.link_info`).
     Returns ``(info bytes, [names as bytes])``; the lengths in the info are
-    what the kernel wrote.  Pass an empty *name_slots* for one plain call.
+    what the kernel wrote.
     *fd*: an int or an :class:`FD` (held for the call).
     """
     cdef bytearray buf = bytearray(size)
     cdef uint32_t n = size
     cdef char *p = PyByteArray_AS_STRING(buf)
     cdef list names = []
-    cdef int ret
     cdef bytearray nb
-    cdef FD h
-    cdef int cfd
     if name_slots:
         for ptr_off, len_off, cap in name_slots:
             nb = bytearray(cap)
             names.append(nb)
             (<uint64_t *>(p + <Py_ssize_t>ptr_off))[0] = <uint64_t><uintptr_t>PyByteArray_AS_STRING(nb)
             (<uint32_t *>(p + <Py_ssize_t>len_off))[0] = cap
-    h = _holder(fd)
-    cfd = h._fd if h is not None else fd
-    try:
-        with nogil:
-            ret = bl_obj_get_info_by_fd(cfd, p, &n)
-    finally:
-        if h is not None:
-            h._release()
-    if ret < 0:
-        _raise("BPF_OBJ_GET_INFO_BY_FD", ret, target)
+    _get_info(fd, p, &n, target)
     return bytes(buf[:n]), [bytes(x) for x in names]
 
 
