@@ -9,7 +9,7 @@ pinnable, listed by ``bpfload.links()``), or on older kernels
 from __future__ import annotations
 
 import errno as _errno
-from typing import Any
+from typing import Any, Sequence
 
 from .. import errors
 from .._core import perf as _perf
@@ -25,7 +25,7 @@ _NO_PERF_LINK = frozenset({_errno.EINVAL, _errno.EOPNOTSUPP, 524})
 
 
 def attach_perf_fd(prog: Any, pfd: FD, *, hook: str, family: str = "*", cookie: int = 0,
-                   use_ioctl: bool = False) -> Link:
+                   use_ioctl: bool = False, holds: Sequence[Any] = ()) -> Link:
     """Attach *prog* to the perf event *pfd* and return the :class:`Link` that owns both.
 
     *pfd* is taken over: closed on failure, closed by the link on success.
@@ -34,6 +34,9 @@ def attach_perf_fd(prog: Any, pfd: FD, *, hook: str, family: str = "*", cookie: 
     *cookie* is the BPF cookie (``bpf_get_attach_cookie()``; needs a perf
     link).  *use_ioctl* skips the link and uses the ioctl path (tested
     explicitly; chosen automatically when the kernel has no perf links).
+    *holds*: more resources the Link owns, released after the perf event is
+    closed (a tracefs probe event, which the kernel keeps while it is open);
+    on failure they stay the caller's.
 
     Raises :class:`bpfload.AttachError`.
     """
@@ -43,7 +46,7 @@ def attach_perf_fd(prog: Any, pfd: FD, *, hook: str, family: str = "*", cookie: 
                 lfd = _sys.link_create(prog.fd, pfd.fileno(), AttachType.PERF_EVENT,
                                        perf_cookie=cookie, target=prog.name)
                 return Link(lfd, program=prog.name, type=LinkType.PERF_EVENT, hook=hook,
-                            holds=[pfd])
+                            holds=[*holds, pfd])
             except errors.SyscallError as e:
                 if e.errno not in _NO_PERF_LINK or cookie:
                     raise errors.attach_error(e.command, e.errno, program=prog.name, hook=hook,
@@ -68,4 +71,4 @@ def attach_perf_fd(prog: Any, pfd: FD, *, hook: str, family: str = "*", cookie: 
                 pfd.close()
 
     return Link(None, program=prog.name, type=LinkType.PERF_EVENT_IOCTL, hook=hook,
-                detach=detach, holds=[pfd])
+                detach=detach, holds=[*holds, pfd])

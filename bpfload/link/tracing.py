@@ -246,16 +246,13 @@ def attach_probe_event(prog: Any, kind: str, target: str, *, retprobe: bool = Fa
     try:
         pfd = _open_event(prog, PERF_TYPE_TRACEPOINT, event.id, hook=hook, family=kind,
                           cpu=0, sample_period=1)
-        link = attach_perf_fd(prog, pfd, hook=hook, family=kind, cookie=cookie,
-                              use_ioctl=use_ioctl)
+        # the Link owns the event too, removed after the perf event is closed: the
+        # kernel refuses to remove a probe event that is still open
+        return attach_perf_fd(prog, pfd, hook=hook, family=kind, cookie=cookie,
+                              use_ioctl=use_ioctl, holds=[event])
     except BaseException:
         event.close()
         raise
-    # The Link owns the event too.  Link.close() releases its holds last-first, so the
-    # event (first) is removed after the perf event is closed: the kernel refuses to
-    # remove a probe event that is still open.
-    link._holds.insert(0, event)
-    return link
 
 
 # -- perf events ----------------------------------------------------------------
