@@ -64,6 +64,12 @@ EXCLUDED = {
     "verifier_reject": ("made to be refused by the verifier", "BPF program load failed"),
     "attach_net": ("tcx/ingress, tcx/egress and netfilter sections: libbpf 1.1 predates them "
                    "(1.3 and 1.2 added them)", "missing BPF prog type, check ELF section name"),
+    "struct_ops_link": ("a .struct_ops.link section: libbpf 1.1 predates it (1.2 added it) and "
+                        "skips it, leaving its programs without a struct_ops member",
+                        "failed to load: -524"),
+    "struct_ops_bad": ("made to be refused (it sets a member the kernel lacks); libbpf 1.1 refuses "
+                       "it earlier, as it keeps the ___flavor suffix of struct_ops types",
+                       "is not found in kernel BTF"),
     "sections": ("one program per section prefix, fentry/lsm among them: this kernel refuses "
                  "trampoline programs with EPERM under both loaders",
                  "Operation not permitted"),
