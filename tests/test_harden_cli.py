@@ -52,8 +52,10 @@ CASES = [
     (["run", "/dev/zero", "--duration", "1"], "bpfload: /dev/zero: is a character device"),
     (["run", "{big}", "--duration", "1"], "bpfload: {big}: is over 256 MiB"),
     # directories
-    (["load", OBJ, "--pin-root", "{plain}"], "bpfload: load: argument --pin-root: {plain}: not a directory"),
-    (["load", OBJ, "--pin-root", "{missing}"], "bpfload: load: argument --pin-root: {missing}: no such"),
+    (["load", OBJ, "--pin-root", "{plain}"], "bpfload: --pin-root {plain}: not a directory"),
+    (["load", OBJ, "--pin-root", "{missing}"],
+     "bpfload: --pin-root {missing}: no such directory, and {dir} is not on a bpffs mount"),
+    (["load", OBJ, "--pin-root", "{dir}"], "bpfload: --pin-root {dir}: not on a bpffs mount"),
     (["run", OBJ, "--pin-root", "{plain}"], "bpfload: run: argument --pin-root: {plain}: not a directory"),
     (["prog", "list", "--pin-root", "{plain}"], "bpfload: prog list: argument --pin-root: {plain}: not a"),
     (["map", "list", "--pin-root", "{missing}"], "bpfload: map list: argument --pin-root: {missing}: no"),
