@@ -80,6 +80,7 @@ CASES = [
     (["demo", "--duration", "nan"], "bpfload: demo: argument --duration: " + SECONDS),
     (["demo", "--duration", "inf"], "bpfload: demo: argument --duration: " + SECONDS),
     (["demo", "--duration", "-1"], "bpfload: demo: argument --duration: " + SECONDS),
+    (["demo", "--duration", "0"], "bpfload: demo: argument --duration: " + SECONDS),
     (["demo", "--interval", "0"], "bpfload: demo: argument --interval: " + SECONDS),
     (["demo", "--interval", "x"], "bpfload: demo: argument --interval: not a number of seconds: 'x'"),
     (["demo", "--rate", "0"], "bpfload: demo: argument --rate: must be a packet rate from 1"),

@@ -241,7 +241,7 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
     with kernel_step():
         summary = run_demo(duration=args.duration, rate=args.rate, interval=args.interval,
-                       json_out=args.json)
+                           json_out=args.json, plain=args.plain)
     return 0 if summary["ok"] else 1
 
 
@@ -375,9 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=seconds, default=5.0, help="seconds (default 5)")
     p.add_argument("--rate", type=int_range(1, 100_000_000, "a packet rate"), default=200_000,
                    help="target packets per second (default 200000)")
-    p.add_argument("--interval", type=seconds, default=1.0, help="seconds between updates")
+    p.add_argument("--interval", type=seconds, default=1.0,
+                   help="seconds between updates of the live view (default 1)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per interval, then a summary object")
+    p.add_argument("--plain", action="store_true",
+                   help="plain text on a terminal even when Rich is installed")
     p.set_defaults(func=cmd_demo)
     mp = sub.add_parser("map", help="read maps by pin path or id").add_subparsers(
         dest="mapcmd", required=True)
