@@ -84,6 +84,8 @@ _CMD_HINTS = {
     "/sys/fs/bpf: mount -t bpf bpf /sys/fs/bpf)",
     ("BPF_OBJ_GET", _errno.EACCES): "not a bpffs pin, or no permission to open it",
     ("BPF_OBJ_GET", _errno.ENOENT): "nothing is pinned there",
+    ("BPF_PROG_TEST_RUN", _errno.EINTR): "interrupted by a signal after an unknown number "
+    "of the repeated runs (their effects on maps stay); not retried",
     ("BPF_OBJ_GET", _errno.EPERM): "not a bpffs path (pins live on the bpffs at /sys/fs/bpf)",
     ("BPF_MAP_LOOKUP_ELEM", _errno.ENOSPC): "value_size is too small for what the kernel "
     "returns (SOCKMAP/SOCKHASH lookups return a u64 socket cookie: use value_size 8)",
