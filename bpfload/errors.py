@@ -80,9 +80,13 @@ _CMD_HINTS = {
     ("BPF_MAP_UPDATE_BATCH", _errno.EPERM): "the map is frozen or read-only for user space",
     ("BPF_MAP_FREEZE", _errno.EBUSY): "the map is already frozen, or writable mmaps exist",
     ("BPF_MAP_FREEZE", _errno.EPERM): "the map is already frozen",
-    ("BPF_OBJ_PIN", _errno.EPERM): "the path is not on a bpffs mount (mount -t bpf bpf DIR)",
+    ("BPF_OBJ_PIN", _errno.EPERM): "the path is not on a bpffs mount (bpffs belongs at "
+    "/sys/fs/bpf: mount -t bpf bpf /sys/fs/bpf)",
     ("BPF_OBJ_GET", _errno.EACCES): "not a bpffs pin, or no permission to open it",
-    ("BPF_OBJ_GET", _errno.EPERM): "not a bpffs path (mount -t bpf bpf DIR)",
+    ("BPF_OBJ_GET", _errno.ENOENT): "nothing is pinned there",
+    ("BPF_PROG_TEST_RUN", _errno.EINTR): "interrupted by a signal after an unknown number "
+    "of the repeated runs (their effects on maps stay); not retried",
+    ("BPF_OBJ_GET", _errno.EPERM): "not a bpffs path (pins live on the bpffs at /sys/fs/bpf)",
     ("BPF_MAP_LOOKUP_ELEM", _errno.ENOSPC): "value_size is too small for what the kernel "
     "returns (SOCKMAP/SOCKHASH lookups return a u64 socket cookie: use value_size 8)",
     ("BPF_MAP_UPDATE_ELEM", _errno.E2BIG): "the map is full (max_entries reached), or the "

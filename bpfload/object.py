@@ -13,7 +13,7 @@ import errno
 import os
 import stat
 import sys
-from typing import Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, SupportsIndex, Union
 
 from . import errors
 from ._core.syscall import index_int
@@ -21,6 +21,12 @@ from .constants import ProgType
 from .loader import LoadResult, load_spec
 from .pins import pin_name, pin_path
 from .spec import GlobalVar, ObjectSpec
+
+if TYPE_CHECKING:
+    from .link.link import Link
+    from .maps import Map
+    from .programs import Program
+    from typing_extensions import Buffer
 
 __all__ = ["BpfObject", "load", "GlobalData", "read_object_file"]
 
@@ -35,7 +41,7 @@ class GlobalData:
     exactly that size).  After load, reading gives the live value from the
     map and writing updates it (``.rodata`` is frozen: writes are refused).
     Reading gives an int for variables whose BTF type is an integer or enum
-    (signed per BTF), else bytes.
+    (signed per BTF), else bytes (typed ``Any``: which one is known at run time).
     """
 
     def __init__(self, obj: "BpfObject", prefix: str):
@@ -52,14 +58,14 @@ class GlobalData:
                            f"(has: {', '.join(sorted(self.keys())) or 'none'})")
         return v
 
-    def keys(self):
+    def keys(self) -> List[str]:
         """Names of this section kind's variables (``.rodata`` includes ``.rodata.*``)."""
         return [n for n, v in self._obj.spec.variables.items() if self._mine(v)]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
-    def __contains__(self, name) -> bool:
+    def __contains__(self, name: object) -> bool:
         return name in self.keys()
 
     def _encode(self, v: GlobalVar, value) -> bytes:
@@ -88,21 +94,20 @@ class GlobalData:
             return raw
         return int.from_bytes(raw, sys.byteorder, signed=signed)
 
-    def __getitem__(self, name: str):
+    def __getitem__(self, name: str) -> Any:
         v = self._var(name)
         if self._obj.loaded:
-            m = self._obj.maps[v.section]
-            image = m.lookup(0)
+            image = self._obj.maps[v.section][0]
         else:
             image = self._obj.spec.maps[v.section].data or b""
         return self._decode(v, bytes(image[v.offset:v.offset + v.size]))
 
-    def __setitem__(self, name: str, value) -> None:
+    def __setitem__(self, name: str, value: Union[SupportsIndex, "Buffer"]) -> None:
         v = self._var(name)
         raw = self._encode(v, value)
         if self._obj.loaded:
             m = self._obj.maps[v.section]
-            image = bytearray(m.lookup(0))
+            image = bytearray(m[0])
             image[v.offset:v.offset + v.size] = raw
             m.update(0, bytes(image))
             return
@@ -131,12 +136,14 @@ class BpfObject:
         self.spec = spec
         self.name = spec.name
         self.path = path
-        self.maps: Dict[str, object] = dict(spec.maps)
-        self.programs: Dict[str, object] = dict(spec.programs)
+        # Typed as what they hold after load; before it they hold the specs, which typed
+        # code edits through obj.spec.maps / obj.spec.programs (the same objects).
+        self.maps: Dict[str, Map] = dict(spec.maps)  # type: ignore[arg-type]
+        self.programs: Dict[str, Program] = dict(spec.programs)  # type: ignore[arg-type]
         self._result: Optional[LoadResult] = None
         self._closed = False
         #: program name -> :class:`bpfload.Link` made by :meth:`attach_all` (closed by close())
-        self.links: Dict[str, object] = {}
+        self.links: Dict[str, Link] = {}
         #: program name -> why :meth:`attach_all` left it unattached
         self.unattached: Dict[str, str] = {}
         self.rodata = GlobalData(self, ".rodata")
@@ -175,17 +182,17 @@ class BpfObject:
         return self._result is not None and not self._closed
 
     @property
-    def pins_created(self):
+    def pins_created(self) -> List[str]:
         """Paths this object's load pinned (maps pinned by name that did not exist)."""
         return list(self._result.pins_created) if self._result else []
 
     @property
-    def reused_maps(self):
+    def reused_maps(self) -> List[str]:
         """Names of maps taken from a pin or ``reuse()`` instead of being created."""
         return list(self._result.reused) if self._result else []
 
     @property
-    def map_order(self):
+    def map_order(self) -> List[str]:
         """The order the loader obtained maps in."""
         return list(self._result.order) if self._result else []
 
@@ -239,16 +246,20 @@ class BpfObject:
         self.programs = dict(res.programs)
         return self
 
-    def __getitem__(self, name: str):
-        """``obj["counts"]``: the map (BCC style), or the program when no map has that name."""
+    def __getitem__(self, name: str) -> "Map":
+        """``obj["counts"]``: the map (BCC style), or the program when no map has that name.
+
+        Typed as a Map: typed code takes programs from ``obj.programs``.
+        Raises :class:`bpfload.NotFoundError` (a KeyError) for a name the object lacks.
+        """
         if name in self.maps:
             return self.maps[name]
         if name in self.programs:
-            return self.programs[name]
+            return self.programs[name]  # type: ignore[return-value]
         raise errors.NotFoundError(f"object {self.name!r} has no map or program {name!r} "
                        f"(maps: {', '.join(self.maps)}; programs: {', '.join(self.programs)})")
 
-    def pin_programs(self, directory: Union[str, os.PathLike]) -> list:
+    def pin_programs(self, directory: Union[str, "os.PathLike[str]"]) -> List[str]:
         """Pin every loaded program at ``directory/<name>``; returns the paths."""
         self._require_loaded()
         out = []
@@ -258,7 +269,7 @@ class BpfObject:
             out.append(path)
         return out
 
-    def attach_all(self) -> Dict[str, object]:
+    def attach_all(self) -> Dict[str, Link]:
         """Attach every loaded program whose section says where (libbpf skeleton's attach).
 
         struct_ops maps are registered first (:meth:`attach_struct_ops`;
@@ -276,7 +287,7 @@ class BpfObject:
         """
         from .link.attach import attach, auto_attach_reason
         self._require_loaded()
-        made: Dict[str, object] = {}
+        made: Dict[str, Link] = {}
         try:
             for name in self._result.struct_ops:
                 if name not in self.links:
@@ -294,7 +305,7 @@ class BpfObject:
                 made[name] = attach(prog)
         except BaseException:
             for link in made.values():
-                link.close()  # type: ignore[attr-defined]
+                link.close()
             raise
         for name in made:
             self.unattached.pop(name, None)
@@ -335,7 +346,7 @@ class BpfObject:
         """Close the links of :meth:`attach_all` (detaching the unpinned ones), then every
         map and program fd this object owns (pins stay)."""
         for link in self.links.values():
-            link.close()  # type: ignore[attr-defined]
+            link.close()
         self.links.clear()
         if self._result is not None:
             for p in self._result.programs.values():
@@ -347,7 +358,7 @@ class BpfObject:
     def __enter__(self) -> "BpfObject":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -405,7 +416,8 @@ def read_object_file(path: Union[str, os.PathLike], limit: int = errors.MAX_OBJE
         os.close(fd)
 
 
-def load(path_or_bytes, *, name: Optional[str] = None, pin_root=None,
+def load(path_or_bytes: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview], *,
+         name: Optional[str] = None, pin_root: Optional[Union[str, "os.PathLike[str]"]] = None,
          log_level: int = 0) -> BpfObject:
     """Open and load a BPF object in one step (see :meth:`BpfObject.load`)."""
     obj = BpfObject.open(path_or_bytes, name=name)

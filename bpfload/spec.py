@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .constants import AttachType, MapType, PinType, ProgType
 
@@ -218,8 +218,8 @@ class ObjectSpec:
     #: undefined symbols (``.kconfig`` / ``__ksym`` externs): name -> weak?
     externs: Dict[str, bool] = dataclasses.field(default_factory=dict)
     #: parsed ``.BTF`` (a :class:`bpfload.btf.Btf`) and ``.BTF.ext``, or None
-    btf: object = None
-    btf_ext: object = None
+    btf: Any = None
+    btf_ext: Any = None
 
     def copy(self) -> "ObjectSpec":
         """A copy the loader may edit without touching this spec.
