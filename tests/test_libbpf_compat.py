@@ -69,6 +69,20 @@ EXCLUDED = {
                  "Operation not permitted"),
 }
 
+
+
+def _libbpf_syscall_wrapper(monkeypatch) -> None:
+    """Give bpfload libbpf 1.1's LINUX_HAS_SYSCALL_WRAPPER.  libbpf probes it by opening a
+    kprobe on __x64_sys_bpf, which fails on a kernel without kprobes (n) although the
+    wrapper is there; bpfload reads kallsyms (y; test_parity checks that value).  The
+    verifier prunes BPF_KSYSCALL's branch on it, so the programs match only when both
+    loaders agree on it."""
+    import platform
+    from bpfload.link import tracefs
+    if tracefs.pmu_type("kprobe") is None:
+        monkeypatch.setitem(tracefs._wrapper_cache, ("/proc/kallsyms", platform.machine()), False)
+
+
 #: Every other committed object is compared.
 OBJECTS = sorted(p.name[:-len(".bpf.o")] for p in (REPO / "bpf").glob("*.bpf.o")
                  if p.name[:-len(".bpf.o")] not in EXCLUDED)
@@ -299,7 +313,8 @@ def _prog_namer():
 
 
 @pytest.mark.parametrize("name", OBJECTS)
-def test_same_as_libbpf(name, driver, bpffs):
+def test_same_as_libbpf(name, driver, bpffs, monkeypatch):
+    _libbpf_syscall_wrapper(monkeypatch)
     path = str(bpf_object(name))
     lib_dir, our_dir = bpffs / "libbpf", bpffs / "bpfload"
     lib_dir.mkdir()
@@ -312,7 +327,8 @@ def test_same_as_libbpf(name, driver, bpffs):
         # maps: the same set, each created the same way.  libbpf 1.1 names its
         # global-data maps by their kernel name ("globals.bss"), bpfload by
         # section (".bss"): match those by kernel name.
-        data = {n for n, ms in obj.spec.maps.items() if ms.form == "data"}
+        # (.kconfig is made by the loader: in the object's maps, not in its spec)
+        data = {n for n in ours.maps if n not in obj.spec.maps or obj.spec.maps[n].form == "data"}
         assert sorted(n for n in ours.maps if n not in data) == \
             sorted(n for n, r in ref.maps.items() if r.kernel_name not in
                    {ours.maps[d].kernel_name for d in data})

@@ -1,0 +1,80 @@
+"""Drop-in parity with libbpf and cilium/ebpf (issue 12).
+
+* syscall wrappers: ``LINUX_HAS_SYSCALL_WRAPPER`` is detected from
+  /proc/kallsyms (a program reads it back through test_run) and
+  ``ksyscall/``/``kretsyscall/`` sections resolve to the arch wrapper;
+* a CO-RE relocation that matched nothing: the verifier's "invalid func
+  unknown#195896080" becomes an error naming the relocation;
+* iproute2's ``struct bpf_elf_map`` (detected, and loaded with
+  ``map_format="iproute2"``: pins under ``tc/globals``);
+* cilium/ebpf's section names, its PERF_EVENT_ARRAY fix-up, and linker
+  output whose overridden weak function has no symbol.
+"""
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from conftest import bpf_object
+
+import bpfload
+from bpfload.link import tracefs
+from bpfload.link.tracing import kprobe_perf_attr
+
+pytestmark = pytest.mark.kernel
+
+
+# -- syscall wrappers --------------------------------------------------------------------
+
+def test_has_syscall_wrapper_reads_kallsyms(tmp_path):
+    ks = tmp_path / "kallsyms"
+    ks.write_text("0 T _stext\n0 T sys_bpf\n0 T sys_kill\n")
+    assert not tracefs.has_syscall_wrapper(kallsyms=str(ks), machine="x86_64")
+    assert tracefs.syscall_function("kill", kallsyms=str(ks), machine="x86_64") == "sys_kill"
+    ks2 = tmp_path / "kallsyms2"
+    ks2.write_text("0 T __pfx___arm64_sys_bpf\n0 T __arm64_sys_bpf\n")
+    assert tracefs.has_syscall_wrapper(kallsyms=str(ks2), machine="aarch64")
+    assert tracefs.syscall_function("kill", kallsyms=str(ks2), machine="aarch64") == "__arm64_sys_kill"
+    # the running kernel: x86_64 with wrappers (__x64_sys_bpf is in kallsyms)
+    with open("/proc/kallsyms") as f:
+        real = any(ln.split()[2:3] == ["__x64_sys_bpf"] for ln in f)
+    assert tracefs.has_syscall_wrapper() is real
+    assert tracefs.syscall_function("kill") == ("__x64_sys_kill" if real else "sys_kill")
+
+
+@pytest.mark.parametrize("detected", [True, False])
+def test_kconfig_syscall_wrapper_is_what_was_detected(monkeypatch, detected):
+    """The kconfig extern a program sees is the detection's answer, not a constant."""
+    import platform
+    monkeypatch.setitem(tracefs._wrapper_cache, ("/proc/kallsyms", platform.machine()), detected)
+    with bpfload.BpfObject.open(bpf_object("parity_ksyscall")) as obj:
+        obj.load()
+        assert obj.programs["wrapper_value"].test_run().retval == int(detected)
+
+
+def test_ksyscall_resolves_to_the_arch_wrapper():
+    """ksyscall/kill and kretsyscall/kill load as KPROBE programs and attach (here: try to)
+    to __x64_sys_kill; this kernel has no kprobes, so the attach error names that function."""
+    assert tracefs.has_syscall_wrapper()
+    with bpfload.BpfObject.open(bpf_object("parity_ksyscall")) as obj:
+        obj.load()
+        for name, kind in (("ks_kill", "kprobe"), ("kret_kill", "kretprobe")):
+            p = obj.programs[name]
+            assert p.type == bpfload.ProgType.KPROBE and p.attach_target == "kill"
+            with pytest.raises(bpfload.AttachError) as ei:
+                p.attach()
+            assert ei.value.hook == f"{kind} __x64_sys_kill"
+            assert "no kprobe support" in str(ei.value)
+
+
+def test_ksyscall_perf_attr_on_a_kprobe_pmu(tmp_path):
+    """The perf_event_attr a kretsyscall attach builds, on a (fake) kprobe PMU."""
+    dev = tmp_path / "bus" / "event_source" / "devices" / "kprobe"
+    (dev / "format").mkdir(parents=True)
+    (dev / "type").write_text("6\n")
+    (dev / "format" / "retprobe").write_text("config:0\n")
+    fn = tracefs.syscall_function("kill")
+    raw = kprobe_perf_attr(fn, retprobe=True, sysfs=str(tmp_path))
+    ptype, size, config = struct.unpack_from("=IIQ", raw)
+    assert (ptype, config) == (6, 1) and size == len(raw)
