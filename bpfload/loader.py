@@ -24,6 +24,7 @@ import contextlib
 import errno as _errno
 import dataclasses
 import os
+import re
 from typing import Dict, List, Optional
 
 from . import errors
@@ -335,9 +336,10 @@ class _Load:
             if not getattr(ps, "autoload", True):
                 continue
             linked = _insn.link(ps.name, self.spec.functions)
+            poisoned: dict = {}
             if self.spec.btf_ext is not None and self.spec.btf_ext.core_relos:
                 from .btf.core import apply_core_relos
-                apply_core_relos(linked, self.spec)
+                poisoned = {f.insn: f for f in apply_core_relos(linked, self.spec) if f.poison}
             if self.externs is not None:
                 self.externs.relocate(linked)
             for r in linked.relocs:
@@ -370,13 +372,20 @@ class _Load:
                                                       ps.attach_target, program=ps.name,
                                                       obj_name=self.spec.name)
             log: list = []
-            fdobj = load_program(ps.type, linked.insns, name=ps.name,
-                                 license=ps.license or self.spec.license,
-                                 expected_attach_type=ps.expected_attach_type,
-                                 log_level=self.log_level,
-                                 kern_version=ps.kern_version or self.spec.kern_version,
-                                 prog_flags=ps.flags, section=ps.section,
-                                 attach_btf_id=attach_btf_id, log_out=log, **extra)
+            try:
+                fdobj = load_program(ps.type, linked.insns, name=ps.name,
+                                     license=ps.license or self.spec.license,
+                                     expected_attach_type=ps.expected_attach_type,
+                                     log_level=self.log_level,
+                                     kern_version=ps.kern_version or self.spec.kern_version,
+                                     prog_flags=ps.flags, section=ps.section,
+                                     attach_btf_id=attach_btf_id, log_out=log, **extra)
+            except errors.LoadError as e:
+                if poisoned:
+                    better = explain_poisoned(e, poisoned, ps.section, self.spec.name)
+                    if better is not None:
+                        raise better from e
+                raise
             p = Program(fdobj, ps.name, ps.type, section=ps.section,
                         expected_attach_type=ps.expected_attach_type,
                         attach_target=ps.attach_target,
@@ -397,6 +406,51 @@ class _Load:
                 keys.append(slot)
                 fds.append(p.fd)
             self.maps[ms.name].update_batch(keys, fds)
+
+
+#: what the verifier logs at an instruction the CO-RE pass poisoned (``call 0xbad2310``)
+_POISON_CALL = re.compile(r"^(\d+): \(85\) call unknown#195896080$", re.M)
+_KIND_WORDS = {0: "byte_off", 1: "byte_sz", 2: "field_exists", 3: "signed", 4: "lshift_u64",
+               5: "rshift_u64", 6: "local_type_id", 7: "target_type_id", 8: "type_exists",
+               9: "type_size", 10: "enumval_exists", 11: "enumval_value", 12: "type_matches"}
+
+
+def explain_poisoned(e: errors.LoadError, poisoned: dict, section: Optional[str],
+                     obj: str) -> Optional[errors.CoreRelocationError]:
+    """The verifier stopped at an instruction a failed CO-RE relocation poisoned: name it.
+
+    *poisoned*: instruction index -> :class:`bpfload.btf.core.CoreFixup`.  Returns the
+    :class:`bpfload.CoreRelocationError` replacing *e* (libbpf's "failed to resolve CO-RE
+    relocation"), or None when the log does not end at a poisoned instruction.
+    """
+    hits = list(_POISON_CALL.finditer(e.log or ""))
+    if not hits:
+        return None
+    idx = int(hits[-1].group(1))
+    fix = poisoned.get(idx)
+    if fix is None:
+        return None
+    source = None
+    for line in reversed(e.log[:hits[-1].start()].splitlines()):
+        if line.startswith("; "):
+            source = line[2:].strip()
+            break
+    spec = fix.local.split(" ", 1)[1] if fix.local.startswith("<") and " " in fix.local \
+        else fix.local
+    kind = _KIND_WORDS.get(fix.kind, str(fix.kind))
+    if fix.target:   # matched, but the field's size changed in a way the load cannot follow
+        why = f"cannot adjust the instruction to the kernel's {fix.target}"
+    else:
+        why = "no type or field in the kernel's BTF matches it"
+    where = f"function {fix.function!r}, " if fix.function != fix.program else ""
+    return errors.CoreRelocationError(
+        e.program, e.errno, e.log, insn=idx, kind=kind, relocation=spec, index=fix.index,
+        function=fix.function, section=section, source=source, object=obj,
+        message=f"instruction {idx} ({where}CO-RE relocation #{fix.index}): failed to resolve "
+                f"CO-RE relocation <{kind}> {spec}: {why}",
+        hint="the kernel lacks what the program reads: guard the access with "
+             "bpf_core_field_exists()/bpf_core_type_exists()/bpf_core_enum_value_exists(), "
+             "or give the type a ___flavor that matches this kernel")
 
 
 def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: int = 0,

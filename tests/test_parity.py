@@ -78,3 +78,31 @@ def test_ksyscall_perf_attr_on_a_kprobe_pmu(tmp_path):
     raw = kprobe_perf_attr(fn, retprobe=True, sysfs=str(tmp_path))
     ptype, size, config = struct.unpack_from("=IIQ", raw)
     assert (ptype, config) == (6, 1) and size == len(raw)
+
+
+# -- a CO-RE relocation that matched nothing ---------------------------------------------
+
+@pytest.mark.parametrize("program, kind, relocation, line", [
+    ("poison_field", "byte_off", "struct task_struct___mine.nonexistent_field (0:0 @ offset 0)", 39),
+    ("poison_enum", "enumval_value",
+     "enum bpf_func_id___mine::BPF_FUNC_bpfload_no_such_helper = 4321", 50),
+])
+def test_poisoned_relocation_is_named(program, kind, relocation, line):
+    """core_poison's unguarded reads of what vmlinux lacks: the kernel refuses the poisoned
+    call, and the error names the relocation (libbpf's wording) instead of unknown#195896080."""
+    obj = bpfload.BpfObject.open(bpf_object("core_poison"))
+    obj.programs[program].autoload = True
+    with obj, pytest.raises(bpfload.CoreRelocationError) as ei:
+        obj.load()
+    e = ei.value
+    assert isinstance(e, bpfload.LoadError) and e.errno == 22 and e.program == program
+    # the kernel really stopped at the instruction named
+    assert f"{e.insn}: (85) call unknown#195896080\ninvalid func unknown#195896080" in e.log
+    assert (e.kind, e.function, e.section, e.object) == (kind, program, "?raw_tp/sys_enter",
+                                                          "core_poison")
+    assert e.relocation.startswith("[") and e.relocation.endswith(relocation)
+    assert e.source.endswith(f"@ core_poison.bpf.c:{line}")
+    s = str(e)
+    assert f"failed to resolve CO-RE relocation <{kind}> {e.relocation}" in s
+    assert f"instruction {e.insn} (CO-RE relocation #{e.index})" in s
+    assert "unknown#195896080" not in s and "bpf_core_field_exists" in s
