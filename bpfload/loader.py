@@ -175,6 +175,7 @@ class _Load:
         self.maps: Dict[str, Map] = {}
         self.programs: Dict[str, Program] = {}
         self.pins: List[str] = []
+        self.pin_dirs: List[str] = []
         self.reused: List[str] = []
         self.order: List[str] = []
         self.to_pin: List[str] = []
@@ -195,7 +196,10 @@ class _Load:
         if ms.pinning != PinType.BY_NAME:
             raise errors.ElfError(f"map {ms.name!r}: unsupported pinning {int(ms.pinning)}",
                                   object=self.spec.name, section=ms.section)
-        return pin_path(self.pin_root or DEFAULT_PIN_ROOT, ms.name, object=self.spec.name)
+        root = self.pin_root or DEFAULT_PIN_ROOT
+        if ms.pin_dir:   # iproute2's tc/globals: a fixed subdirectory, made when pinning
+            root = os.path.join(root, ms.pin_dir)
+        return pin_path(root, ms.name, object=self.spec.name)
 
     def create(self, ms: MapSpec, inner_fd: int = 0, name: Optional[str] = None) -> Map:
         kname = name or (self.kernel_map_name(self.spec.name, ms.name) if ms.form == "data"
@@ -286,6 +290,8 @@ class _Load:
         for name in self.to_pin:
             ms = self.spec.maps[name]
             path = self.pin_path(ms)
+            if ms.pin_dir:
+                self.make_pin_dir(os.path.dirname(path))
             try:
                 self.maps[name].pin(path)
             except errors.PinError as e:
@@ -294,6 +300,23 @@ class _Load:
                 self.adopt_pin(ms, path)
                 continue
             self.pins.append(path)
+
+    def make_pin_dir(self, path: str) -> None:
+        """mkdir -p *path* in bpffs; the directories made are removed again if the load fails."""
+        missing = []
+        d = path
+        while not os.path.isdir(d):
+            missing.append(d)
+            d = os.path.dirname(d)
+        for d in reversed(missing):
+            try:
+                os.mkdir(d, 0o700)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise errors.PinError(f"cannot create the pin directory ({e.strerror})", d,
+                                      e.errno) from None
+            self.pin_dirs.append(d)
 
     def adopt_pin(self, ms: MapSpec, path: str) -> None:
         """Replace the map created for *ms* by the compatible one pinned at *path* meanwhile."""
@@ -472,6 +495,9 @@ def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: in
             for path in reversed(job.pins):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
+            for path in reversed(job.pin_dirs):
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)   # only if empty: another loader may have pinned there
         stack.callback(_unpin)
         for ms in spec.maps.values():
             job.pin_path(ms)   # every pin name checked before anything is created

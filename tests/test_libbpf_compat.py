@@ -53,6 +53,8 @@ EXCLUDED = {
                     "legacy map definitions in 'maps' section are not supported"),
     "maps_custom": ("bpfload's own map form lives in the legacy 'maps' section",
                     "legacy map definitions in 'maps' section are not supported"),
+    "parity_iproute2": ("iproute2's struct bpf_elf_map in the legacy 'maps' section (tc's form)",
+                        "legacy map definitions in 'maps' section are not supported"),
     "parse_relocs": ("a static function in a program section (libbpf refuses, bpfload links it)",
                      "is static and not supported"),
     "subprog": ("a static function in a program section", "is static and not supported"),

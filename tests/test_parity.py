@@ -106,3 +106,71 @@ def test_poisoned_relocation_is_named(program, kind, relocation, line):
     assert f"failed to resolve CO-RE relocation <{kind}> {e.relocation}" in s
     assert f"instruction {e.insn} (CO-RE relocation #{e.index})" in s
     assert "unknown#195896080" not in s and "bpf_core_field_exists" in s
+
+
+# -- iproute2's struct bpf_elf_map ------------------------------------------------------
+
+def _u64(m, key):
+    v = m[key]
+    return v if isinstance(v, int) else int.from_bytes(v, "little")
+
+
+def test_iproute2_maps_are_detected():
+    """Read as bpfload's custom form, tc's definitions cannot be right: the error says so."""
+    with pytest.raises(bpfload.ElfError) as ei:
+        bpfload.BpfObject.open(bpf_object("parity_iproute2"))
+    s = str(ei.value)
+    assert "object 'parity_iproute2', section 'maps'" in s
+    assert "iproute2's struct bpf_elf_map" in s and "map_format='iproute2'" in s
+    with pytest.raises(ValueError, match="map_format"):
+        bpfload.BpfObject.open(bpf_object("parity_iproute2"), map_format="tc")
+    # the custom form itself is still read as custom, with no iproute2 talk
+    obj = bpfload.BpfObject.open(bpf_object("maps_custom"))
+    assert obj.spec.maps["aom_outer"].slots == {0: "aom_inner0", 1: "aom_inner1"}
+
+
+def test_iproute2_maps_load_pin_and_run(bpffs):
+    import hashlib
+    path = bpf_object("parity_iproute2")
+    globals_pin = bpffs / "tc" / "globals" / "tc_counts"
+    obj_pin = bpffs / "tc" / hashlib.sha1(path.read_bytes()).hexdigest() / "tc_objmap"
+    spec = bpfload.BpfObject.open(path, map_format="iproute2").spec
+    assert {n: (m.form, m.map_id, m.relation_id, m.inner_index) for n, m in spec.maps.items()} == {
+        "tc_counts": ("iproute2", 0, 0, 0), "tc_objmap": ("iproute2", 0, 0, 0),
+        "tc_inner": ("iproute2", 42, 0, 1), "tc_outer": ("iproute2", 0, 42, 0)}
+    assert spec.maps["tc_outer"].slots == {1: "tc_inner"}
+    pkt = bytes(14) + bytes(46)
+    for round_ in (1, 2):
+        with bpfload.BpfObject.open(path, map_format="iproute2") as obj:
+            obj.load(pin_root=bpffs)
+            # round 1 creates and pins; round 2 reuses the pins (as tc does)
+            assert sorted(obj.pins_created) == ([str(obj_pin), str(globals_pin)]
+                                                if round_ == 1 else [])
+            assert sorted(obj.reused_maps) == ([] if round_ == 1 else ["tc_counts", "tc_objmap"])
+            assert obj.maps["tc_counts"].type == bpfload.MapType.ARRAY
+            assert obj.maps["tc_outer"].type == bpfload.MapType.ARRAY_OF_MAPS
+            r = obj.programs["tc_count"].test_run(pkt)
+            assert r.retval == 0                                  # slot 1 of tc_outer is filled
+            assert _u64(obj.maps["tc_inner"], 0) == 1             # ... with tc_inner
+            assert (_u64(obj.maps["tc_counts"], 0), _u64(obj.maps["tc_counts"], 1)) == \
+                (round_, 60 * round_)
+        assert globals_pin.exists() and obj_pin.exists()
+        with bpfload.Map.from_pin(globals_pin) as m:             # the pin is the map the program used
+            assert _u64(m, 0) == round_
+        with bpfload.Map.from_pin(obj_pin) as m:
+            assert _u64(m, 0) == round_
+
+
+def test_iproute2_failed_load_removes_its_pins_and_dirs(bpffs):
+    """A load that fails after pinning leaves neither pins nor the tc/ directories it made."""
+    import errno
+    from bpfload._core import syscall as _sys
+    obj = bpfload.BpfObject.open(bpf_object("parity_iproute2"), map_format="iproute2")
+    _sys.inject_fault(1, errno.ENOMEM, 5)   # BPF_PROG_LOAD: after the maps were pinned
+    try:
+        with obj, pytest.raises(bpfload.SyscallError) as ei:
+            obj.load(pin_root=bpffs)
+    finally:
+        _sys.inject_fault(0, 0)
+    assert ei.value.command == "BPF_PROG_LOAD"
+    assert not (bpffs / "tc").exists()
