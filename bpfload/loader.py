@@ -81,13 +81,18 @@ def _ringbuf_size(n: int) -> int:
 def normalize_maps(spec: ObjectSpec) -> None:
     """Apply libbpf's defaults to map definitions (on the loader's copy of the spec).
 
-    A PERF_EVENT_ARRAY with max_entries 0 gets one slot per possible CPU; a
-    ring buffer's size is rounded up to a power-of-two number of pages.  Done
+    A PERF_EVENT_ARRAY with max_entries 0 gets one slot per possible CPU, and
+    key/value sizes left 0 become 4 (cilium/ebpf's fix-up); a ring buffer's
+    size is rounded up to a power-of-two number of pages.  Done
     before reuse checks, so a pinned map created by libbpf compares equal.
     """
     for ms in spec.maps.values():
-        if ms.type == MapType.PERF_EVENT_ARRAY and ms.max_entries == 0:
-            ms.max_entries = len(possible_cpus())
+        if ms.type == MapType.PERF_EVENT_ARRAY:
+            if ms.max_entries == 0:
+                ms.max_entries = len(possible_cpus())
+            # cilium/ebpf's fix-up: the kernel takes only 4-byte keys and values (fds)
+            ms.key_size = ms.key_size or 4
+            ms.value_size = ms.value_size or 4
         elif ms.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
             ms.max_entries = _ringbuf_size(ms.max_entries)
 

@@ -53,6 +53,10 @@ EXCLUDED = {
                     "legacy map definitions in 'maps' section are not supported"),
     "maps_custom": ("bpfload's own map form lives in the legacy 'maps' section",
                     "legacy map definitions in 'maps' section are not supported"),
+    "parity_cilium": ("cilium/ebpf's conventions: a PERF_EVENT_ARRAY without key/value sizes "
+                      "(libbpf creates it as written, the kernel refuses it) and section "
+                      "spellings libbpf does not know (socket/NAME, sk_lookup/NAME, xdp/NAME)",
+                      "map 'events': failed to create: Invalid argument"),
     "parity_iproute2": ("iproute2's struct bpf_elf_map in the legacy 'maps' section (tc's form)",
                         "legacy map definitions in 'maps' section are not supported"),
     "parse_relocs": ("a static function in a program section (libbpf refuses, bpfload links it)",

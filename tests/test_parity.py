@@ -174,3 +174,76 @@ def test_iproute2_failed_load_removes_its_pins_and_dirs(bpffs):
         _sys.inject_fault(0, 0)
     assert ei.value.command == "BPF_PROG_LOAD"
     assert not (bpffs / "tc").exists()
+
+
+# -- cilium/ebpf's conventions --------------------------------------------------------------
+
+@pytest.mark.parametrize("section, ptype, atype", [
+    ("socket/count_len", "SOCKET_FILTER", None),
+    ("sk_lookup/steer", "SK_LOOKUP", "SK_LOOKUP"),
+    ("xdp/named", "XDP", "XDP"),
+    ("classifier/ingress", "SCHED_CLS", None),
+    ("sk_skb/anything", "SK_SKB", None),
+])
+def test_cilium_section_spellings(section, ptype, atype):
+    from bpfload.elf.sections import classify
+    d = classify(section)
+    assert d.known and d.prog_type == bpfload.ProgType[ptype] and d.attach_target is None
+    assert d.expected_attach_type == (bpfload.AttachType[atype] if atype else None)
+
+
+@pytest.mark.parametrize("section, pattern, target", [
+    ("socket", "socket", None), ("xdp", "xdp", None), ("xdp.frags", "xdp.frags", None),
+    ("sk_reuseport/migrate", "sk_reuseport/migrate", None),
+    ("tc/ingress", "tc/ingress", None), ("tcx/egress", "tcx/egress", None),
+    ("kprobe/do_sys_open", "kprobe+", "do_sys_open"),
+])
+def test_libbpf_names_keep_their_meaning(section, pattern, target):
+    """The prefix rule runs after every libbpf rule: what libbpf accepts does not change."""
+    from bpfload.elf.sections import classify
+    d = classify(section)
+    assert (d.pattern, d.attach_target) == (pattern, target)
+    assert not classify("kprobex/foo").known
+    assert not classify("socketless").known     # cilium reads a bare prefix too; bpfload does not
+
+
+def test_cilium_object_loads_and_runs():
+    """socket/NAME, sk_lookup/NAME and xdp/NAME programs load with their types and run; the
+    PERF_EVENT_ARRAY without sizes is created 4/4 with one slot per CPU and carries samples."""
+    from conftest import on_cpu
+    from bpfload.events.perf import PerfBuffer
+    from bpfload.maps import possible_cpus
+    with bpfload.load(bpf_object("parity_cilium")) as obj:
+        spec = obj.spec.maps["events"]
+        assert (spec.key_size, spec.value_size, spec.max_entries) == (0, 0, 0)   # the spec is kept
+        info = obj.maps["events"].info()
+        assert (info.key_size, info.value_size, info.max_entries) == (4, 4, len(possible_cpus()))
+        progs = obj.programs
+        assert progs["count_len"].info().type == bpfload.ProgType.SOCKET_FILTER
+        assert progs["steer"].info().type == bpfload.ProgType.SK_LOOKUP
+        assert progs["xdp_named"].info().type == bpfload.ProgType.XDP
+        got = []
+        cpu = possible_cpus()[0]
+        with PerfBuffer(obj.maps["events"], lambda c, d: got.append((c, bytes(d[:4])))) as pb, on_cpu(cpu):
+            assert progs["count_len"].test_run(bytes(60)).retval == 0
+            assert pb.consume() == 1
+        assert got == [(cpu, struct.pack("=I", 46))]          # skb->len: 60 minus the MAC header
+        assert _u64(obj.maps["seen"], 0) == 1
+        ctx = bytearray(72)                                   # struct bpf_sk_lookup
+        struct.pack_into("=II", ctx, 8, 2, 6)                 # AF_INET, IPPROTO_TCP
+        assert progs["steer"].test_run(ctx=bytes(ctx)).retval == 1      # SK_PASS
+        assert progs["xdp_named"].test_run(bytes(60)).retval == 2       # XDP_PASS
+
+
+def test_linker_output_with_an_overridden_weak_function():
+    """parity_weak.bpf.o (bpftool gen object of a weak and a strong pick()): the weak body
+    stays in .text without a symbol, with a map relocation; the program runs the strong one."""
+    from bpfload.elf import reader
+    path = bpf_object("parity_weak")
+    spec = reader.parse_object(path)
+    assert sorted(spec.functions) == ["pick", "use_pick"]
+    text = spec.functions["pick"]
+    assert text.section == ".text" and text.offset > 0    # the weak body sits before it
+    with bpfload.load(path) as obj:
+        assert obj.programs["use_pick"].test_run(bytes(60)).retval == 46 * 10   # strong pick
+        assert (_u64(obj.maps["calls"], 0), _u64(obj.maps["calls"], 1)) == (0, 1)

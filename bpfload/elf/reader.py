@@ -676,6 +676,11 @@ class _Parser:
     def _code_reloc(self, sec: _Section, r_offset: int, sym: _Symbol) -> None:
         found = self.function_at(sec.index, r_offset)
         if found is None:
+            # Code no function symbol owns: the linker left an overridden __weak body
+            # behind without its symbol.  It is never loaded (functions are cut out by
+            # their symbols), so its relocations are dropped, as libbpf and cilium do.
+            if self.func_starts.get(sec.index):
+                return
             raise self.err("relocation outside any function", section=sec.name, symbol=sym.name,
                            offset=r_offset)
         fsym, fn = found
