@@ -247,3 +247,89 @@ def test_linker_output_with_an_overridden_weak_function():
     with bpfload.load(path) as obj:
         assert obj.programs["use_pick"].test_run(bytes(60)).retval == 46 * 10   # strong pick
         assert (_u64(obj.maps["calls"], 0), _u64(obj.maps["calls"], 1)) == (0, 1)
+
+
+# -- struct_ops ------------------------------------------------------------------------------
+
+def _kernel_layout(struct_name):
+    from bpfload.btf import Kind
+    from bpfload.btf.kernel import vmlinux
+    k = vmlinux()
+    kern = k.find(struct_name, Kind.STRUCT)
+    value = k.find(f"bpf_struct_ops_{struct_name}", Kind.STRUCT)
+    data = value.member("data").offset // 8
+    members = {m.name: (i, data + m.offset // 8) for i, m in enumerate(kern.members)}
+    return kern.id, value.id, value.size, members
+
+
+def test_struct_ops_value_layout_follows_the_kernel_btf():
+    """The value bpfload builds: the kernel's bpf_struct_ops_<name> with the object's data
+    members at the kernel's offsets and each program in its member's slot."""
+    from bpfload.btf.kernel import vmlinux
+    from bpfload.structops import build_value, plan
+    spec = bpfload.BpfObject.open(bpf_object("parity_struct_ops")).spec
+    assert sorted(spec.struct_ops) == ["dummy", "parity_cc"]
+    p = plan(spec, spec.struct_ops["parity_cc"], vmlinux())
+    kid, vid, vsize, members = _kernel_layout("tcp_congestion_ops")
+    assert (p.struct_name, p.kern_type_id, p.value_type_id, p.value_size) == \
+        ("tcp_congestion_ops", kid, vid, vsize)
+    name_off = members["name"][1]
+    assert p.template[name_off:name_off + 16] == b"parity_cc".ljust(16, b"\0")
+    want = {"cc_ssthresh": "ssthresh", "cc_cong_avoid": "cong_avoid", "cc_undo_cwnd": "undo_cwnd"}
+    assert p.slots == {members[m][1]: prog for prog, m in want.items()}
+    assert p.programs == {prog: (kid, members[m][0]) for prog, m in want.items()}
+    value = build_value(p, {"cc_ssthresh": 101, "cc_cong_avoid": 102, "cc_undo_cwnd": 103})
+    for fd, (prog, m) in zip((101, 102, 103), want.items()):
+        off = members[m][1]
+        assert struct.unpack_from("<Q", value, off)[0] == fd
+    # everything else is the template: zero but for the name
+    rest = bytearray(value)
+    for prog, m in want.items():
+        rest[members[m][1]:members[m][1] + 8] = bytes(8)
+    assert bytes(rest) == p.template
+    d = plan(spec, spec.struct_ops["dummy"], vmlinux())
+    kid, vid, _, members = _kernel_layout("bpf_dummy_ops")
+    assert d.programs == {"dummy_1": (kid, members["test_1"][0]),
+                          "dummy_2": (kid, members["test_2"][0])}
+
+
+def test_struct_ops_load_run_and_register():
+    """Programs load for their members (the verifier checks each against the member's
+    prototype); bpf_dummy_ops' test_1 runs; registering parity_cc adds a TCP congestion
+    control the kernel lists and a socket can select, and closing the Link removes it."""
+    import errno
+    import socket
+
+    def available():
+        with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as f:
+            return f.read().split()
+
+    def select(s):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"parity_cc")
+
+    assert "parity_cc" not in available()
+    with bpfload.load(bpf_object("parity_struct_ops")) as obj:
+        _, vid, vsize, _ = _kernel_layout("tcp_congestion_ops")
+        info = obj.maps["parity_cc"].info()
+        assert (info.type, info.btf_vmlinux_value_type_id, info.value_size, info.max_entries) == \
+            (bpfload.MapType.STRUCT_OPS, vid, vsize, 1)
+        assert {p.type for p in obj.programs.values()} == {bpfload.ProgType.STRUCT_OPS}
+        assert obj.programs["dummy_1"].test_run(ctx=bytes(8)).retval == 7
+        with pytest.raises(bpfload.AttachError) as ei:
+            obj.attach_struct_ops("dummy")
+        assert ei.value.errno == errno.EOPNOTSUPP and "bpf_dummy_ops" in str(ei.value)
+        with pytest.raises(bpfload.NotFoundError):
+            obj.attach_struct_ops("nope")
+        link = obj.attach_struct_ops("parity_cc")
+        try:
+            assert "parity_cc" in available()
+            with socket.socket() as s:
+                select(s)
+                assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16) \
+                    .rstrip(b"\0") == b"parity_cc"
+        finally:
+            link.close()
+        assert "parity_cc" not in available()
+        with socket.socket() as s, pytest.raises(OSError) as oe:
+            select(s)
+        assert oe.value.errno == errno.ENOENT
