@@ -333,3 +333,26 @@ def test_struct_ops_load_run_and_register():
         with socket.socket() as s, pytest.raises(OSError) as oe:
             select(s)
         assert oe.value.errno == errno.ENOENT
+
+
+def test_struct_ops_link_registers_through_a_bpf_link():
+    """A .struct_ops.link variable: the map has BPF_F_LINK, registration is a BPF link
+    naming the map, and closing the link unregisters the congestion control."""
+    from bpfload.structops import BPF_F_LINK
+
+    def available():
+        with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as f:
+            return f.read().split()
+
+    with bpfload.load(bpf_object("parity_struct_ops_link")) as obj:
+        m = obj.maps["parity_ccl"]
+        assert m.info().flags & BPF_F_LINK
+        assert "parity_ccl" not in available()       # a BPF_F_LINK map registers only by link
+        link = obj.attach_struct_ops("parity_ccl")
+        try:
+            info = link.info()
+            assert info.type == bpfload.LinkType.STRUCT_OPS and info.map_id == m.id
+            assert "parity_ccl" in available()
+        finally:
+            link.close()
+        assert "parity_ccl" not in available()
