@@ -146,6 +146,8 @@ def check_invariants(spec: ObjectSpec) -> None:
         assert m.form == "data" and v.offset + v.size <= m.value_size
 
 
+#: relocation entries in code no function symbol owns (test_parity.py's weak body)
+DEAD_RELOCS = {"parity_weak.bpf.o": 1}
 #: objects that need a parse option (tc's map definitions: see test_parity.py)
 PARSE_OPTIONS = {"parity_iproute2.bpf.o": {"map_format": "iproute2"}}
 
@@ -736,5 +738,7 @@ def test_reloc_indexes_match_the_elf_relocation_entries(obj):
             assert r.kind == RelocKind.CALL and code == 0x85 and src == 1, \
                 f"{fn.name}: relocation at {idx} has no ELF entry and is not a pseudo call"
         checked += len(from_elf)
-    # every entry of an executable section belongs to exactly one function
-    assert checked == sum(len(offs) for offs in entries.values())
+    # every entry of an executable section belongs to exactly one function, but for
+    # entries in an overridden weak body the linker left without a symbol (dead code)
+    dead = DEAD_RELOCS.get(obj.name, 0)
+    assert checked == sum(len(offs) for offs in entries.values()) - dead

@@ -12,6 +12,8 @@
 """
 from __future__ import annotations
 
+import os
+import shutil
 import struct
 
 import pytest
@@ -356,3 +358,28 @@ def test_struct_ops_link_registers_through_a_bpf_link():
         finally:
             link.close()
         assert "parity_ccl" not in available()
+
+
+def test_iproute2_rollback_at_every_syscall(bpffs):
+    """A failure at any bpf(2) call of an iproute2 load leaves no fd, no pin and no tc/
+    directory behind (the pins and directories it made are removed)."""
+    import errno
+    from bpfload._core import syscall as core
+    path = bpf_object("parity_iproute2")
+    before = core.syscall_count()
+    with bpfload.load(path, pin_root=bpffs, map_format="iproute2"):
+        n = core.syscall_count() - before
+    shutil.rmtree(bpffs / "tc")
+    assert n >= 8
+    fds = sorted(os.listdir("/proc/self/fd"))
+    for k in range(1, n + 1):
+        core.inject_fault(k, errno.ENOMEM)
+        try:
+            obj = bpfload.BpfObject.open(path, map_format="iproute2")
+            with pytest.raises(bpfload.BpfError):
+                obj.load(pin_root=bpffs)
+            assert not core.fault_pending()
+        finally:
+            core.inject_fault(0, 0)
+        assert sorted(os.listdir("/proc/self/fd")) == fds, f"call {k}: fd leak"
+        assert not (bpffs / "tc").exists(), f"call {k}: pins or directories left"
