@@ -57,9 +57,6 @@ EXCLUDED = {
                       "(libbpf creates it as written, the kernel refuses it) and section "
                       "spellings libbpf does not know (socket/NAME, sk_lookup/NAME, xdp/NAME)",
                       "map 'events': failed to create: Invalid argument"),
-    "parity_struct_ops_link": ("a .struct_ops.link section: libbpf 1.1 predates it (1.2 added it) "
-                               "and loads its programs with no struct to attach to",
-                               "skipping unrecognized data section(6) .struct_ops.link"),
     "parity_iproute2": ("iproute2's struct bpf_elf_map in the legacy 'maps' section (tc's form)",
                         "legacy map definitions in 'maps' section are not supported"),
     "parse_relocs": ("a static function in a program section (libbpf refuses, bpfload links it)",
