@@ -445,11 +445,6 @@ _ATTACH_HINTS = {
     "priority= (or remove that filter)",
     ("tc", _errno.EINVAL): "the kernel refused the cls_bpf filter: the priority is taken by a "
     "filter of another kind or protocol, or an 'ingress' qdisc stands where clsact should be",
-    ("struct_ops", _errno.EOPNOTSUPP): "this struct_ops type cannot be registered (the kernel's "
-    "bpf_dummy_ops exists only for BPF_PROG_TEST_RUN), or the kernel lacks struct_ops trampolines",
-    ("struct_ops", _errno.EEXIST): "one of that name is already registered (e.g. a congestion "
-    "control of the same name)",
-    ("struct_ops", _errno.EBUSY): "this struct_ops map is already registered",
     ("link", _errno.EINVAL): "this link kind does not support the operation, or the new "
     "program's type or attach type differs from the old one's",
     ("link", _errno.EOPNOTSUPP): "the kernel does not support this operation for this link kind",

@@ -68,8 +68,6 @@ class LoadResult:
     reused: List[str]
     #: the order maps were obtained in, for ``inspect`` and tests
     order: List[str]
-    #: struct_ops variables (their maps are in ``maps``): name -> StructOpsPlan
-    struct_ops: Dict[str, object] = dataclasses.field(default_factory=dict)
 
 
 def _ringbuf_size(n: int) -> int:
@@ -183,8 +181,6 @@ class _Load:
         self.programs: Dict[str, Program] = {}
         self.pins: List[str] = []
         self.pin_dirs: List[str] = []
-        self.struct_ops: dict = {}
-        self.sops_progs: Dict[str, tuple] = {}
         self.reused: List[str] = []
         self.order: List[str] = []
         self.to_pin: List[str] = []
@@ -362,37 +358,11 @@ class _Load:
     def fd_of(self) -> Dict[str, int]:
         return {name: m.fd for name, m in self.maps.items()}
 
-    def plan_struct_ops(self) -> None:
-        """Lay out the struct_ops variables against the kernel's BTF (before programs load:
-        each struct_ops program is loaded for its member)."""
-        if not self.spec.struct_ops:
-            return
-        from .structops import plans
-        from .btf.kernel import vmlinux
-        self.struct_ops = {p.name: p for p in plans(self.spec, vmlinux())}
-        for p in self.struct_ops.values():
-            for prog, (kid, idx) in p.programs.items():
-                self.sops_progs[prog] = (kid, idx)
-
-    def create_struct_ops_maps(self) -> None:
-        """One STRUCT_OPS map per variable; registering it (writing its value) is
-        :meth:`bpfload.BpfObject.attach_struct_ops`'s, as libbpf's attach does."""
-        from .structops import BPF_F_LINK
-        for p in self.struct_ops.values():
-            m = self.own(Map.create(MapType.STRUCT_OPS, 4, p.value_size, 1,
-                                    flags=BPF_F_LINK if p.link else 0, name=kernel_name(p.name),
-                                    btf_fd=self.btf_fd, btf_vmlinux_value_type_id=p.value_type_id))
-            m.name = p.name
-            self.maps[p.name] = m
-            self.order.append(p.name)
-
     def load_programs(self) -> None:
         fds = self.fd_of()
         for ps in self.spec.programs.values():
             if not getattr(ps, "autoload", True):
                 continue
-            if ps.type == ProgType.STRUCT_OPS and ps.name not in self.sops_progs:
-                continue   # no struct_ops variable uses it: nothing to load it for (libbpf too)
             linked = _insn.link(ps.name, self.spec.functions)
             poisoned: dict = {}
             if self.spec.btf_ext is not None and self.spec.btf_ext.core_relos:
@@ -424,9 +394,6 @@ class _Load:
                 if li:
                     extra.update(line_info=li, line_info_rec_size=16)
             attach_btf_id = ps.attach_btf_id
-            eat = ps.expected_attach_type
-            if ps.name in self.sops_progs:   # the kernel struct and the member it implements
-                attach_btf_id, eat = self.sops_progs[ps.name]
             if not attach_btf_id and ps.type in _ATTACH_BTF_TYPES:
                 from .btf.kernel import resolve_attach_btf_id
                 attach_btf_id = resolve_attach_btf_id(ps.type, ps.expected_attach_type,
@@ -436,7 +403,7 @@ class _Load:
             try:
                 fdobj = load_program(ps.type, linked.insns, name=ps.name,
                                      license=ps.license or self.spec.license,
-                                     expected_attach_type=eat,
+                                     expected_attach_type=ps.expected_attach_type,
                                      log_level=self.log_level,
                                      kern_version=ps.kern_version or self.spec.kern_version,
                                      prog_flags=ps.flags, section=ps.section,
@@ -543,14 +510,12 @@ def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: in
         job.load_btf()
         job.load_maps()
         job.pin_maps()
-        job.plan_struct_ops()
         job.load_programs()
-        job.create_struct_ops_maps()
         job.fill_prog_arrays()
         for t in job.temporary:
             t.close()   # nothing after the load needs them: close now, not in the collector
         stack.pop_all()
-    return LoadResult(job.maps, job.programs, job.pins, job.reused, job.order, job.struct_ops)
+    return LoadResult(job.maps, job.programs, job.pins, job.reused, job.order)
 
 
 def creation_order(spec: ObjectSpec) -> List[str]:

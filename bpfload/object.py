@@ -259,24 +259,6 @@ class BpfObject:
             out.append(path)
         return out
 
-    def attach_struct_ops(self, name: str):
-        """Register struct_ops variable *name* with the kernel -> a :class:`bpfload.Link`.
-
-        Writes the STRUCT_OPS map's value (the kernel struct with each function
-        pointer set to its loaded program); for a ``.struct_ops.link`` variable
-        then creates its BPF link (Linux 6.4).  Closing the Link unregisters.
-        Raises :class:`bpfload.NotFoundError` for an unknown name and
-        :class:`bpfload.AttachError` when the kernel refuses (Linux 5.6+ for
-        struct_ops; the kernel's ``reg`` of that struct decides the rest).
-        """
-        self._require_loaded()
-        plan = self._result.struct_ops.get(name)
-        if plan is None:
-            raise errors.NotFoundError(f"object {self.name!r} has no struct_ops variable {name!r} "
-                                       f"(has: {', '.join(self._result.struct_ops) or 'none'})")
-        from .structops import register
-        return register(self.maps[name], plan, {n: p.fd for n, p in self.programs.items()})
-
     def attach_all(self) -> Dict[str, object]:
         """Attach every loaded program whose section says where (libbpf skeleton's attach).
 

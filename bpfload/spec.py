@@ -177,27 +177,6 @@ class MapSpec:
 
 
 @dataclasses.dataclass
-class StructOpsSpec:
-    """A variable of a ``.struct_ops`` / ``.struct_ops.link`` section: a kernel struct
-    (``struct tcp_congestion_ops``) whose function pointers name programs.
-
-    ``type_id``: the variable's struct in the object's BTF; ``data``: its bytes
-    in the section; ``programs``: byte offset of a function pointer member ->
-    the program it points to; ``link``: from ``.struct_ops.link`` (registered
-    through a BPF link, the map created with BPF_F_LINK).
-    """
-
-    name: str
-    section: str
-    type_id: int
-    data: bytes
-    programs: Dict[int, str] = dataclasses.field(default_factory=dict)
-    link: bool = False
-    #: where the variable starts in its section
-    offset: int = 0
-
-
-@dataclasses.dataclass
 class GlobalVar:
     """A global variable in a data section (``.data``, ``.rodata``, ``.bss``...)."""
 
@@ -221,8 +200,6 @@ class ObjectSpec:
     kern_version: int = 0
     #: undefined symbols (``.kconfig`` / ``__ksym`` externs): name -> weak?
     externs: Dict[str, bool] = dataclasses.field(default_factory=dict)
-    #: ``.struct_ops`` variables by name
-    struct_ops: Dict[str, StructOpsSpec] = dataclasses.field(default_factory=dict)
     #: parsed ``.BTF`` (a :class:`bpfload.btf.Btf`) and ``.BTF.ext``, or None
     btf: object = None
     btf_ext: object = None
@@ -247,5 +224,4 @@ class ObjectSpec:
         new.programs = {n: funcs[n] if n in funcs else copy.copy(p)
                         for n, p in self.programs.items()}
         new.variables = {n: copy.copy(v) for n, v in self.variables.items()}
-        new.struct_ops = {n: copy.deepcopy(v) for n, v in self.struct_ops.items()}
         return new

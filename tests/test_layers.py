@@ -27,7 +27,7 @@ LAYERS = {
     "_core": 1,
     "elf": 2, "btf": 2, "_pyinsn": 2,
     "maps": 3, "programs": 3, "events": 3, "link": 3, "externs": 3, "pins": 3,
-    "system": 3, "structops": 3,
+    "system": 3,
     "loader": 4,
     "object": 5,
     "cli": 6,

@@ -43,7 +43,6 @@ from elftools.elf.elffile import ELFFile
 
 from . import iproute2 as _iproute2
 from . import sections as _sections
-from . import struct_ops as _struct_ops
 from ..btf import Btf, BtfExt, Datasec, Kind, Var, VarLinkage, annotate_error, parse_map_def
 from ..constants import MapFlags, MapType, PinType
 from ..errors import BtfError, ElfError
@@ -233,7 +232,6 @@ class _Parser:
             self._read_legacy_maps()
             self._read_btf_maps()
             self._read_data_sections()
-            _struct_ops.read_variables(self.spec, self.sections, self.err)
             self._read_relocations()
             self._synthesize_calls()
             self._resolve_custom_relations()
@@ -647,8 +645,7 @@ class _Parser:
                                section=rs.name)
             is_code = target.executable
             is_maps = btf_maps_sec is not None and target.index == btf_maps_sec.index
-            is_sops = _struct_ops.is_struct_ops_section(target.name)
-            if not (is_code or is_maps or is_sops):
+            if not (is_code or is_maps):
                 continue  # .BTF, .BTF.ext, DWARF: nothing for the loader
             if rs.type == "SHT_RELA":
                 raise self.err("RELA relocations are not used by BPF objects", section=rs.name)
@@ -671,15 +668,6 @@ class _Parser:
                                    section=target.name, symbol=sym.name, offset=r_offset)
                 if is_code:
                     self._code_reloc(target, r_offset, sym)
-                elif is_sops:
-                    at = sym.value
-                    if sym.type == _STT_SECTION and r_offset + 8 <= len(target.data):
-                        at += int.from_bytes(target.data[r_offset:r_offset + 8], "little")
-                    fn = self.function_at(sym.shndx, at) if 0 < sym.shndx < _SHN_LORESERVE \
-                        else None
-                    _struct_ops.add_program(self.spec, target.name, r_offset,
-                                            fn[1] if fn is not None and fn[0].value == at
-                                            else None, sym.name, self.err)
                 else:
                     self._maps_reloc(target, r_offset, sym)
         for fn in self.spec.functions.values():
