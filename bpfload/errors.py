@@ -35,6 +35,7 @@ __all__ = [
     "NotFoundError",
     "IntRangeError",
     "LoadError",
+    "CoreRelocationError",
     "PinError",
     "IncompatibleMapError",
     "from_errno",
@@ -291,6 +292,39 @@ class LoadError(SyscallError):
         if summary:
             detail = (detail + "; " if detail else "") + "verifier log (tail):\n" + summary
         super().__init__(command, err, program, detail)
+
+
+class CoreRelocationError(LoadError):
+    """The verifier reached an instruction the loader poisoned because a CO-RE relocation
+    matched nothing in the kernel's BTF (libbpf's "failed to resolve CO-RE relocation").
+
+    Beyond :class:`LoadError`'s attributes: ``insn`` (the instruction in the loaded
+    program), ``kind`` (``"byte_off"``, ``"enumval_value"`` ...), ``relocation`` (the
+    local type and access, ``"[7] struct s.a (0:0 @ offset 0)"``), ``index`` (the
+    relocation's number in its section's BTF.ext records), ``function``, ``section``,
+    ``source`` (the source line the verifier log shows, or None) and ``object``.
+    ``log`` stays the kernel's complete log; ``str()`` shows it with the poisoned call
+    rewritten as libbpf does.
+    """
+
+    def __init__(self, program: str, err: int, log: str, *, insn: int, kind: str,
+                 relocation: str, index: int, function: str, section: str | None,
+                 source: str | None, object: str | None, message: str, hint: str):
+        self.program, self.log = program, log
+        self.insn, self.kind, self.relocation, self.index = insn, kind, relocation, index
+        self.function, self.section, self.source, self.object = function, section, source, object
+        shown = log.replace(f"{insn}: (85) call unknown#195896080\ninvalid func unknown#195896080",
+                            f"{insn}: <invalid CO-RE relocation>\nfailed to resolve CO-RE "
+                            f"relocation <{kind}> {relocation}")
+        detail = message + (f"; line info: {source}" if source else "") + f"; {hint}"
+        where = ", ".join(x for x in (f"object {object!r}" if object else "",
+                                      f"section {section!r}" if section else "") if x)
+        if where:
+            detail = where + ": " + detail
+        summary = _summarize_log(shown)
+        if summary:
+            detail += "; verifier log (tail):\n" + summary
+        SyscallError.__init__(self, "BPF_PROG_LOAD", err, program, detail)
 
 
 # -- event readers and pollers (raised by bpfload._core.events / poll) ------

@@ -152,7 +152,7 @@ class BpfObject:
 
     @classmethod
     def open(cls, path_or_bytes: Union[str, os.PathLike, bytes, bytearray, memoryview], *,
-             name: Optional[str] = None) -> "BpfObject":
+             name: Optional[str] = None, map_format: Optional[str] = None) -> "BpfObject":
         """Parse a BPF ELF object (a path or its bytes) without touching the kernel.
 
         Raises :class:`bpfload.ElfError` for a malformed or unsupported object,
@@ -160,7 +160,9 @@ class BpfObject:
         FileNotFoundError, IsADirectoryError, PermissionError) for a path that
         is not a readable regular file of at most 256 MiB (see
         :func:`read_object_file`), TypeError for anything but a path or bytes (an int is not a path:
-        it is never read as an fd).
+        it is never read as an fd).  *map_format* ``"iproute2"`` reads 36-byte definitions in
+        ``maps`` as iproute2's ``struct bpf_elf_map`` (tc objects: pinning ``PIN_GLOBAL_NS``
+        pins under ``<pin_root>/tc/globals``) instead of bpfload's ``struct bpfm_map_custom``.
         """
         from .elf import parse_object
         if not isinstance(path_or_bytes, (str, os.PathLike, bytes, bytearray, memoryview)):
@@ -173,7 +175,7 @@ class BpfObject:
                 base = os.path.basename(path)
                 name = base.split(".", 1)[0] or base
             path_or_bytes = read_object_file(path)
-        spec = parse_object(path_or_bytes, name=name)
+        spec = parse_object(path_or_bytes, name=name, map_format=map_format)
         return cls(spec, path=path)
 
     # -- state ----------------------------------------------------------------
@@ -418,7 +420,7 @@ def read_object_file(path: Union[str, os.PathLike], limit: int = errors.MAX_OBJE
 
 def load(path_or_bytes: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview], *,
          name: Optional[str] = None, pin_root: Optional[Union[str, "os.PathLike[str]"]] = None,
-         log_level: int = 0) -> BpfObject:
-    """Open and load a BPF object in one step (see :meth:`BpfObject.load`)."""
-    obj = BpfObject.open(path_or_bytes, name=name)
+         log_level: int = 0, map_format: Optional[str] = None) -> BpfObject:
+    """Open and load a BPF object in one step (see :meth:`BpfObject.open` and :meth:`BpfObject.load`)."""
+    obj = BpfObject.open(path_or_bytes, name=name, map_format=map_format)
     return obj.load(pin_root=pin_root, log_level=log_level)
