@@ -10,6 +10,8 @@
                                             what the kernel holds (cli/system.py)
     bpfload run OBJ [--set VAR=VALUE] [--events MAP] [--poll MAP[:sum]] [--duration S]
                                             load, attach, stream, poll (cli/system.py)
+    bpfload export CONFIG.yaml [--listen HOST:PORT] [--once]
+                                            Prometheus/OpenMetrics exporter (cli/export.py)
 """
 from __future__ import annotations
 
@@ -370,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="linkcmd", required=True)
     add_list_parsers(pp, mp, lp)
     add_run_parser(sub)
+    from .export import add_export_parser
+    add_export_parser(sub)
     return ap
 
 
