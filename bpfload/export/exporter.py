@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+from operator import itemgetter
 import struct
 import threading
 import time
@@ -87,21 +88,18 @@ class _Field:
     def __init__(self, off: int, size: int, code: str, decoders: List[Callable]):
         self.off, self.size, self.code, self.decoders = off, size, code, decoders
 
-    def decode_column(self, col) -> List[str]:
+    def decode_column(self, col) -> List[Any]:
         """Labels (escaped strings) for a column of raw values, each distinct value decoded once."""
-        cache: Dict[Any, str] = {}
         decs = self.decoders
-        out = []
-        append = out.append
-        for raw in col:
-            s = cache.get(raw)
-            if s is None:
-                v = raw
-                for d in decs:
-                    v = d(v)
-                s = cache[raw] = _escape(str(v))
-            append(s)
-        return out
+        if not decs:
+            return col          # ints and floats: formatted by %s as they are, nothing to escape
+        cache: Dict[Any, str] = {}
+        for raw in set(col):          # each distinct value once; the column is then mapped in C
+            v = raw
+            for d in decs:
+                v = d(v)
+            cache[raw] = _escape(str(v))
+        return list(map(cache.__getitem__, col))
 
 
 def _resolve_field(codec, path: Optional[str], where: str):
@@ -288,8 +286,8 @@ class _Metric:
             return []
         keys = snap.keys
         tuples = list(self.key_struct.iter_unpack(keys)) if n else []
-        cols = list(zip(*tuples)) if tuples else [()] * len(self.fields)
-        cols = [cols[i] for i in self.unsort]
+        # columns by itemgetter (C), not zip(*tuples): that makes one iterator per key
+        cols = [list(map(itemgetter(i), tuples)) for i in self.unsort]
         out = []
         for f, col in zip(self.fields, cols):
             if self.spec.bucket is not None and f is self.fields[-1] and self.bucket_in_key:
