@@ -68,6 +68,7 @@ def cmd_export(args) -> int:
         old = {s: signal.signal(s, h) for s, h in
                ((signal.SIGTERM, on_stop), (signal.SIGINT, on_stop), (signal.SIGHUP, on_hup))}
         try:
+            _print_links(exporter)
             bound = exporter.serve(host, port)
             print(f"serving http://{bound[0]}:{bound[1]}/metrics (pid {os.getpid()})",
                   flush=True)
@@ -78,6 +79,7 @@ def cmd_export(args) -> int:
                     hup.clear()
                     try:
                         exporter.reload()
+                        _print_links(exporter)
                         print("reloaded config", args.config, flush=True)
                     except Exception as e:   # keep serving the old config
                         log.error("reload of %s failed, keeping the running config: %s",
@@ -88,6 +90,14 @@ def cmd_export(args) -> int:
                 signal.signal(s, h)
     print(f"stopped by {stop[0] if stop else 'exit'}; detached", flush=True)
     return 0
+
+
+def _print_links(exporter) -> None:
+    for oname, obj in exporter.objects.items():
+        for prog, link in obj.links.items():
+            print(f"attached {oname}:{prog} -> {link.hook} (link id {link.id})", flush=True)
+        for prog, why in obj.unattached.items():
+            print(f"not attached {oname}:{prog}: {why}", flush=True)
 
 
 def add_export_parser(sub) -> None:

@@ -28,7 +28,14 @@ from ..pins import pin_name
 from .system import (ArgumentParser, UsageError, add_list_parsers, add_run_parser, apply_sets,
                      directory, int_range, map_ref, seconds)
 
-__all__ = ["main"]
+__all__ = ["main", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_LOAD", "EXIT_ATTACH"]
+
+# Exit statuses, for supervisors (documented in docs/exporter.md, "Fleet operation"):
+EXIT_OK = 0        # done, or stopped by SIGTERM/SIGINT (run, export)
+EXIT_ERROR = 1     # any other failure the kernel or the object reported
+EXIT_USAGE = 2     # bad arguments: options, paths, a missing object, a bad export config
+EXIT_LOAD = 3      # the kernel refused to load a program (bpfload.LoadError; verifier log printed)
+EXIT_ATTACH = 4    # a program could not be attached (bpfload.AttachError)
 
 
 def _enum_name(v) -> str:
@@ -399,7 +406,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"bpfload: {e.command} failed for program {e.program!r}: {e.hint}", file=sys.stderr)
         if e.log:
             print("verifier log:\n" + e.log.rstrip(), file=sys.stderr)
-        return 1
+        return EXIT_LOAD
+    except errors.AttachError as e:
+        print(f"bpfload: {e}", file=sys.stderr)
+        return EXIT_ATTACH
     except errors.BpfError as e:
         print(f"bpfload: {e}", file=sys.stderr)
         return 1
