@@ -145,6 +145,9 @@ def test_scrape_equals_maps(config_file):
         obj = ex.objects["app"]
         drive(obj)
         addr = ex.serve("127.0.0.1", 0)
+        assert ex.address == addr
+        with pytest.raises(RuntimeError, match="already serves"):
+            ex.serve("127.0.0.1", 0)
         ctype, text = scrape(addr)
         assert ctype.startswith("text/plain; version=0.0.4")
         fams = list(text_parse(text))

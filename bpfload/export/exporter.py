@@ -626,8 +626,11 @@ class Exporter:
         """Serve ``/metrics`` on *host*:*port* (0: any free port) from a daemon thread.
 
         Returns the bound ``(host, port)``.  Opens the exporter if needed.
-        Raises OSError when the address cannot be bound.
+        Raises OSError when the address cannot be bound, RuntimeError when
+        this exporter already serves (call :meth:`shutdown` first).
         """
+        if self._server is not None:
+            raise RuntimeError(f"exporter already serves on {self.address}")
         self.open()
         exporter = self
 
