@@ -63,7 +63,7 @@ def test_load_pins_maps_and_programs(bpffs):
 @pytest.mark.kernel
 def test_load_failure_prints_verifier_log_and_leaves_no_pins(bpffs):
     p = run("load", bpf_object("verifier_reject"), "--pin-root", bpffs, check=False)
-    assert p.returncode == 1
+    assert p.returncode == 3          # EXIT_LOAD: the kernel refused to load a program
     assert "bad_deref" in p.stderr and "invalid mem access" in p.stderr
     assert pins(bpffs) == []
 

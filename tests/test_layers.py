@@ -31,6 +31,7 @@ LAYERS = {
     "loader": 4,
     "object": 5,
     "cli": 6,
+    "export": 6,       # the exporter: uses object/loader/events; cli imports it
     "__init__": 7, "__main__": 7,   # the facade and the entry point sit on top
 }
 SHARED = {"errors", "constants", "spec", "_version"}

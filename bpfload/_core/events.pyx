@@ -749,6 +749,15 @@ cdef class RingBufferCore(_ReaderBase):
         finally:
             self._leave()
 
+    def _commit(self):
+        """Store every ring's read position on its consumer page (what was read goes back
+        to the kernel now, not at the next batch boundary).  No-op once closed."""
+        cdef Py_ssize_t i
+        if self._closed:
+            return
+        for i in range(self._nrings):
+            _ring_commit(<_Ring>self._rings[i])
+
     # -- state ----------------------------------------------------------------
     def _ring_stats(self, Py_ssize_t index):
         """(size, consumer position, producer position) of ring *index*."""

@@ -10,6 +10,8 @@
                                             what the kernel holds (cli/system.py)
     bpfload run OBJ [--set VAR=VALUE] [--events MAP] [--poll MAP[:sum]] [--duration S]
                                             load, attach, stream, poll (cli/system.py)
+    bpfload export CONFIG.yaml [--listen HOST:PORT] [--once]
+                                            Prometheus/OpenMetrics exporter (cli/export.py)
 """
 from __future__ import annotations
 
@@ -28,7 +30,14 @@ from .guide import check_no_pins, human_rate, kernel_step, prepare_pin_root, rem
 from .system import (ArgumentParser, UsageError, add_list_parsers, add_run_parser, apply_sets,
                      int_range, map_ref, path_arg, seconds)
 
-__all__ = ["main"]
+__all__ = ["main", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_LOAD", "EXIT_ATTACH"]
+
+# Exit statuses, for supervisors (documented in docs/exporter.md, "Fleet operation"):
+EXIT_OK = 0        # done, or stopped by SIGTERM/SIGINT (run, export)
+EXIT_ERROR = 1     # any other failure the kernel or the object reported
+EXIT_USAGE = 2     # bad arguments: options, paths, a missing object, a bad export config
+EXIT_LOAD = 3      # the kernel refused to load a program (bpfload.LoadError; verifier log printed)
+EXIT_ATTACH = 4    # a program could not be attached (bpfload.AttachError)
 
 
 def _enum_name(v) -> str:
@@ -403,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="linkcmd", required=True)
     add_list_parsers(pp, mp, lp)
     add_run_parser(sub)
+    from .export import add_export_parser
+    add_export_parser(sub)
     return ap
 
 
@@ -428,7 +439,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"bpfload: {e.command} failed for program {e.program!r}: {e.hint}", file=sys.stderr)
         if e.log:
             print("verifier log:\n" + e.log.rstrip(), file=sys.stderr)
-        return 1
+        return EXIT_LOAD
+    except errors.AttachError as e:
+        print(f"bpfload: {e}", file=sys.stderr)
+        return EXIT_ATTACH
     except errors.BpfError as e:
         print(f"bpfload: {e}", file=sys.stderr)
         return 1

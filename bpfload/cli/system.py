@@ -582,7 +582,7 @@ def add_run_parser(sub) -> None:
         "SIGINT/SIGTERM arrives, then detach and print a summary.")
     p.add_argument("object")
     p.add_argument("--attach-all", action="store_true",
-                   help="fail (exit 1) unless every program attaches; by default programs "
+                   help="fail (exit 4) unless every program attaches; by default programs "
                    "that need a target (XDP, tc, cgroup ...) are listed and skipped")
     p.add_argument("--pin-root", metavar="DIR", type=directory,
                    help="bpffs directory for maps pinned by name (default /sys/fs/bpf)")

@@ -25,8 +25,9 @@ permissive ``kernel.perf_event_paranoid``) and Linux 4.4 (BPF output events).
 """
 from __future__ import annotations
 
+import collections
 import warnings
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
 from .. import errors
 from .._core.events import (
@@ -35,6 +36,7 @@ from .._core.events import (
 )
 from .._core.syscall import parse_cpu_list
 from ..constants import MapType
+from .aio import AsyncReaderMixin
 from .ringbuf import _map_fields
 
 __all__ = [
@@ -52,7 +54,7 @@ def online_cpus() -> List[int]:
         return parse_cpu_list(f.read())
 
 
-class PerfBuffer(PerfBufferCore):
+class PerfBuffer(AsyncReaderMixin, PerfBufferCore):
     """Reads the per-CPU perf rings behind one PERF_EVENT_ARRAY map.
 
     ``PerfBuffer(perf_map, callback, lost_callback=None, page_count=8)``
@@ -75,6 +77,12 @@ class PerfBuffer(PerfBufferCore):
     because its ring was full; :attr:`lost` keeps the running total.
     Exceptions from either callback propagate out of poll/consume.
 
+    *callback* None: samples are read as ``(cpu, bytes)`` pairs with
+    :meth:`records` or, in a coroutine, ``async for cpu, data in
+    pb.records_async()`` (each consume then takes one sample and commits
+    its space; see docs/asyncio.md).  ``await pb.poll_async()`` works with
+    a callback too.
+
     *wakeup_events*: samples per wake-up (1 wakes on every sample, like
     libbpf's default; larger values trade latency for fewer wake-ups).
 
@@ -86,13 +94,22 @@ class PerfBuffer(PerfBufferCore):
     on any failure everything opened so far is closed again.
     """
 
-    def __init__(self, map, callback: Callable, lost_callback: Optional[Callable] = None,
+    def __init__(self, map, callback: Optional[Callable] = None, lost_callback: Optional[Callable] = None,
                  page_count: int = 8, *, cpus: Optional[Iterable[int]] = None,
                  wakeup_events: int = 1):
         self._map = None
         self._slots: List[int] = []
         fd, max_entries, name = _map_fields(map, MapType.PERF_EVENT_ARRAY, "PerfBuffer")
-        if not callable(callback):
+        self._pending = None
+        if callback is None:
+            # no callback: each consume takes one sample into _pending and stops
+            # there, so records()/records_async() hand over exactly what was read
+            pending = self._pending = collections.deque()
+
+            def callback(cpu, data):
+                pending.append((cpu, bytes(data)))
+                return -1
+        elif not callable(callback):
             raise TypeError(f"PerfBuffer: callback must be callable, not {type(callback).__name__}")
         if lost_callback is not None and not callable(lost_callback):
             raise TypeError("PerfBuffer: lost_callback must be callable or None, "
@@ -123,6 +140,47 @@ class PerfBuffer(PerfBufferCore):
         except BaseException:
             self.close()
             raise
+
+    def _aio_next(self) -> Optional[Tuple[int, bytes]]:
+        q = self._pending
+        if q is None:
+            raise TypeError("PerfBuffer: records_async()/records() need a PerfBuffer made with "
+                            "callback=None (with a callback, use poll_async())")
+        if not q:
+            self.consume()
+        return q.popleft() if q else None
+
+    def records(self, timeout_ms: int = -1) -> Iterator[Tuple[int, bytes]]:
+        """Yield ``(cpu, data)`` for every sample (a copy), waiting up to *timeout_ms*
+        (-1: forever) whenever the rings are empty; ends on a timed-out wait or close.
+
+        Only for a PerfBuffer made with ``callback=None``: raises TypeError
+        otherwise, :class:`ReaderClosedError` when started on a closed
+        reader.  Lost samples are counted in :attr:`lost`.
+        """
+        if self.closed:
+            raise ReaderClosedError("perf buffer is closed")
+        while not self.closed:
+            rec = self._aio_next()
+            if rec is None:
+                if self.poll(timeout_ms) == 0:
+                    return
+                rec = self._pending.popleft() if self._pending else None
+                if rec is None:
+                    continue
+            yield rec
+
+    def stats(self) -> List[Tuple[int, int]]:
+        """``[(cpu, pending_bytes), ...]``: bytes not read yet in each CPU's ring (of
+        ``page_count`` pages); with :attr:`lost`, what a slow consumer looks at.
+
+        Raises :class:`ReaderClosedError` after close.
+        """
+        out = []
+        for i, cpu in enumerate(self.cpus):
+            size, tail, head = self._ring_stats(i)
+            out.append((cpu, head - tail))
+        return out
 
     def close(self) -> None:
         """Empty the map slots this reader filled, close its events and unmap the rings.

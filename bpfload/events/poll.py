@@ -27,6 +27,7 @@ from .. import errors
 from .._core.events import EventConfigError, MapTypeError, ReaderClosedError
 from .._core.poll import PollerCore, monotonic_ns, to_dict as _to_dict
 from ..constants import MapType
+from .aio import AsyncPollerMixin
 
 __all__ = ["MapPoller", "Snapshot", "SnapshotArrays", "Sample", "StaleSnapshotError",
            "MapTypeError", "EventConfigError", "ReaderClosedError"]
@@ -198,7 +199,7 @@ class Snapshot:
                 f"{self.removed_keys} removed, elapsed {self.elapsed:.3f}s>")
 
 
-class MapPoller(PollerCore):
+class MapPoller(AsyncPollerMixin, PollerCore):
     """Snapshots a map every *interval* seconds, with per-key deltas and rates.
 
     ``MapPoller(m, interval=1.0, sum_cpus=True)`` sizes every buffer for
@@ -206,7 +207,8 @@ class MapPoller(PollerCore):
     :meth:`poll` then waits for the next tick (ticks are ``interval`` apart
     from the baseline; a poll more than a tick late takes its snapshot at
     once and restarts the ticks from there) and returns a :class:`Snapshot`.
-    ``for snap in poller`` polls forever.  :meth:`snapshot` reads now
+    ``for snap in poller`` polls forever; in a coroutine, ``async for snap in
+    poller`` (or ``await poller.poll_async()``) sleeps on the running loop.  :meth:`snapshot` reads now
     without waiting.
 
     *m* is a :class:`bpfload.Map` of a type in :data:`POLLABLE_TYPES`

@@ -29,6 +29,7 @@ from .._core.events import (
     RingBufferCore,
 )
 from ..constants import MapType
+from .aio import AsyncReaderMixin
 
 __all__ = [
     "RingBuffer", "RingStats", "ReaderClosedError", "ReaderBusyError", "MapTypeError",
@@ -79,16 +80,20 @@ class RingStats(tuple):
     consumer_pos = property(lambda self: self[1], doc="Where this reader is.")
     producer_pos = property(lambda self: self[2], doc="Where the kernel has reserved up to.")
     pending = property(lambda self: self[3], doc="Bytes not consumed yet (headers included).")
+    free = property(lambda self: self[0] - self[3],
+                    doc="Bytes not holding unread records (backpressure): a record of n bytes "
+                        "takes n + 8 rounded up to 8, and the kernel refuses it (the program "
+                        "sees -EAGAIN / NULL) unless that is less than ``free``.")
 
     def __repr__(self) -> str:
         return (f"RingStats(size={self[0]}, consumer_pos={self[1]}, producer_pos={self[2]}, "
-                f"pending={self[3]})")
+                f"pending={self[3]}, free={self[0] - self[3]})")
 
 
 _SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 
 
-class RingBuffer(RingBufferCore):
+class RingBuffer(AsyncReaderMixin, RingBufferCore):
     """A consumer of one or more BPF ring buffer maps, woken through one epoll set.
 
     ``RingBuffer()`` is empty; :meth:`add` a ring buffer map with a callback
@@ -96,6 +101,8 @@ class RingBuffer(RingBufferCore):
     waits and handles records, :meth:`consume` handles what is there now;
     both return how many records were handled.  ``for data in rb`` (or
     :meth:`records`) yields copies of records instead of calling callbacks.
+    In a coroutine, ``await rb.poll_async()`` and ``async for data in
+    rb.records_async()`` wait on the running loop (docs/asyncio.md).
     Close with :meth:`close` or a ``with`` block; the reader owns a dup of
     each map fd, so closing the :class:`bpfload.Map` first is fine.
 
@@ -178,6 +185,13 @@ class RingBuffer(RingBufferCore):
             yield rec
             if self.closed:
                 return
+
+    def _aio_next(self) -> Optional[bytes]:
+        # records_async(): one record, its space given back to the kernel at once
+        rec = self._iter_next(0)
+        if rec is not None:
+            self._commit()
+        return rec
 
     def __iter__(self) -> Iterator[bytes]:
         """``for data in rb``: :meth:`records` with no timeout (ends on :meth:`close`)."""
