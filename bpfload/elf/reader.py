@@ -1,14 +1,14 @@
 """BPF ELF object -> :class:`~bpfload.spec.ObjectSpec`.
 
-The only module that imports ``elftools``.  pyelftools reads the ELF header,
-the section header table and section names; the fixed-size symbol and
-relocation records are read with :mod:`struct` from section data that was
-bounds-checked against the file first.  Every pyelftools failure is wrapped,
-and every offset, size and index read from the file is checked, so a
-malformed object raises :class:`~bpfload.errors.ElfError` (or its subclass
-:class:`~bpfload.errors.BtfError`) naming the object and, where it applies,
-the section, symbol and offset -- never ``IndexError``, ``KeyError``,
-``struct.error`` or a pyelftools exception.
+bpfload's own ELF64 reader (:mod:`.file`) reads the ELF header, the section
+header table and section names; the fixed-size symbol and relocation records
+are read here with :mod:`struct` from section data that was bounds-checked
+against the file first.  Every offset, size and index read from the file is
+checked, so a malformed object raises :class:`~bpfload.errors.ElfError` (or
+its subclass :class:`~bpfload.errors.BtfError`) naming the object and, where
+it applies, the section, symbol and offset -- never ``IndexError``,
+``KeyError`` or ``struct.error``.  pyelftools is not used here (the tests use
+it as the reference the reader is checked against).
 
 No syscalls: parsing needs no privileges.  See :mod:`bpfload.spec` for the
 instruction-level contract this module fills (functions with their own
@@ -34,14 +34,13 @@ from __future__ import annotations
 
 import bisect
 import copy
-import io
 import os
 import struct
 from typing import Dict, List, Optional, Tuple, Union
 
-from elftools.elf.elffile import ELFFile
 
 from . import sections as _sections
+from .file import ElfFile, ElfSection
 from ..btf import Btf, BtfExt, Datasec, Kind, Var, VarLinkage, annotate_error, parse_map_def
 from ..constants import MapFlags, MapType, PinType
 from ..errors import BtfError, ElfError
@@ -54,7 +53,6 @@ __all__ = ["parse_object", "kernel_map_name", "BPF_OBJ_NAME_LEN"]
 BPF_OBJ_NAME_LEN = 16
 
 # ELF constants
-_SHF_EXECINSTR = 0x4
 _SHN_UNDEF = 0
 _SHN_LORESERVE = 0xFF00
 _STB_LOCAL, _STB_GLOBAL, _STB_WEAK = 0, 1, 2
@@ -136,26 +134,6 @@ def parse_object(path_or_bytes: Union[str, "os.PathLike[str]", bytes, bytearray,
 # internal records
 # --------------------------------------------------------------------------
 
-class _Section:
-    __slots__ = ("index", "name", "type", "flags", "size", "link", "info", "entsize", "data", "nobits")
-
-    def __init__(self, index, name, type_, flags, size, link, info, entsize, data, nobits):
-        self.index = index
-        self.name = name
-        self.type = type_
-        self.flags = flags
-        self.size = size
-        self.link = link
-        self.info = info
-        self.entsize = entsize
-        self.data = data
-        self.nobits = nobits
-
-    @property
-    def executable(self) -> bool:
-        return self.type == "SHT_PROGBITS" and bool(self.flags & _SHF_EXECINSTR)
-
-
 class _Symbol:
     __slots__ = ("index", "name", "value", "size", "bind", "type", "shndx", "visibility")
 
@@ -197,7 +175,8 @@ class _Parser:
         self.data = data
         self.name = name
         self.spec = ObjectSpec(name=name)
-        self.sections: List[_Section] = []
+        self.elf: Optional[ElfFile] = None
+        self.sections: List[ElfSection] = []
         self.symbols: List[_Symbol] = []
         self.symtab_index = -1
         # executable section index -> sorted function starts and the functions
@@ -235,62 +214,19 @@ class _Parser:
     # -- ELF structure -----------------------------------------------------
 
     def _read_elf(self) -> None:
-        data = self.data
-        if len(data) < 4 or data[:4] != b"\x7fELF":
-            raise self.err("not an ELF file")
         try:
-            elf = ELFFile(io.BytesIO(data))
-            if elf.elfclass != 64:
-                raise self.err(f"ELF class {elf.elfclass}: BPF objects are 64-bit")
-            if not elf.little_endian:
-                raise self.err("big-endian ELF: only little-endian BPF objects are supported")
-            machine = elf["e_machine"]
-            if machine != "EM_BPF":
-                raise self.err(f"not a BPF object (e_machine {machine})")
-            if elf["e_type"] != "ET_REL":
-                raise self.err(f"not a relocatable object (e_type {elf['e_type']})")
-            nsec = elf.num_sections()
-            if nsec > 0xFFFF:
-                raise self.err(f"too many sections ({nsec})")
-            shstrndx = elf.get_shstrndx()
-            if not 0 < shstrndx < nsec or elf.get_section(shstrndx)["sh_type"] != "SHT_STRTAB":
-                raise self.err(f"section name table index {shstrndx} is not a string table")
-            for i in range(nsec):
-                sec = elf.get_section(i)
-                hdr = sec.header
-                sname = sec.name
-                if not isinstance(sname, str):
-                    raise self.err(f"section #{i}: unreadable name")
-                stype = hdr["sh_type"]
-                off, size = int(hdr["sh_offset"]), int(hdr["sh_size"])
-                nobits = stype == "SHT_NOBITS"
-                if stype == "SHT_NULL":
-                    content, size = b"", 0  # no data, whatever the header claims
-                elif nobits:
-                    content = b""
-                else:
-                    if off + size > len(data):
-                        raise self.err(f"section #{i} ({off:#x}+{size:#x}) extends past the end of "
-                                       f"the file ({len(data):#x} bytes)", section=sname)
-                    content = data[off:off + size]
-                self.sections.append(_Section(i, sname, stype, int(hdr["sh_flags"]), size,
-                                              int(hdr["sh_link"]), int(hdr["sh_info"]),
-                                              int(hdr["sh_entsize"]), content, nobits))
-        except ElfError:
-            raise
-        except Exception as e:  # pyelftools raises many kinds (ELFError, construct, struct, ...)
-            raise self.err(f"malformed ELF: {type(e).__name__}: {e}") from e
+            self.elf = ElfFile(self.data)
+        except ElfError as e:
+            raise _with_object(e, self.name) from None
+        self.sections = self.elf.sections
 
-    def section(self, idx: int) -> Optional[_Section]:
+    def section(self, idx: int) -> Optional[ElfSection]:
         if 0 <= idx < len(self.sections):
             return self.sections[idx]
         return None
 
-    def section_by_name(self, name: str) -> Optional[_Section]:
-        for s in self.sections:
-            if s.name == name:
-                return s
-        return None
+    def section_by_name(self, name: str) -> Optional[ElfSection]:
+        return self.elf.section_by_name(name)
 
     def _read_symbols(self) -> None:
         symtabs = [s for s in self.sections if s.type == "SHT_SYMTAB"]
@@ -653,7 +589,7 @@ class _Parser:
         for fn in self.spec.functions.values():
             fn.relocs.sort(key=lambda r: r.insn)
 
-    def _code_reloc(self, sec: _Section, r_offset: int, sym: _Symbol) -> None:
+    def _code_reloc(self, sec: ElfSection, r_offset: int, sym: _Symbol) -> None:
         found = self.function_at(sec.index, r_offset)
         if found is None:
             raise self.err("relocation outside any function", section=sec.name, symbol=sym.name,
@@ -734,7 +670,7 @@ class _Parser:
         raise fail(f"relocation against section {tsec.name!r}, which is neither code, maps nor "
                    f"global data")
 
-    def _maps_reloc(self, sec: _Section, r_offset: int, sym: _Symbol) -> None:
+    def _maps_reloc(self, sec: ElfSection, r_offset: int, sym: _Symbol) -> None:
         """``.rel.maps``: a static initializer of a map-in-map or program array ``values``."""
 
         def fail(msg: str) -> ElfError:
