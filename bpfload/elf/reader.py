@@ -186,6 +186,8 @@ class _Parser:
         self.map_at: Dict[Tuple[int, int], str] = {}
         self.btf_maps: List[_BtfMap] = []
         self.data_sections: Dict[int, str] = {}
+        # executable section index -> offsets with a relocation entry (one per instruction)
+        self.reloc_offsets: Dict[int, set] = {}
 
     def err(self, msg: str, *, section: Optional[str] = None, symbol: Optional[str] = None,
             offset: Optional[int] = None, cls=ElfError) -> ElfError:
@@ -571,8 +573,7 @@ class _Parser:
             if rs.size % _REL.size:
                 raise self.err(f"relocation section size {rs.size} is not a multiple of {_REL.size}",
                                section=rs.name)
-            for i in range(rs.size // _REL.size):
-                r_offset, r_info = _REL.unpack_from(rs.data, i * _REL.size)
+            for i, (r_offset, r_info) in enumerate(_REL.iter_unpack(rs.data)):
                 sym_idx = r_info >> 32
                 if sym_idx == 0 or sym_idx >= len(self.symbols):
                     raise self.err(f"relocation #{i} has bad symbol index {sym_idx}",
@@ -596,12 +597,15 @@ class _Parser:
                            offset=r_offset)
         fsym, fn = found
         insn_idx = (r_offset - fsym.value) // _INSN_SIZE
-        if any(r.insn == insn_idx for r in fn.relocs):
+        seen = self.reloc_offsets.setdefault(sec.index, set())
+        if r_offset in seen:
             raise self.err("two relocations for one instruction", section=sec.name, symbol=sym.name,
                            offset=r_offset)
-        code = sec.data[r_offset]
-        src_reg = sec.data[r_offset + 1] >> 4
-        (imm,) = _I32.unpack_from(sec.data, r_offset + 4)
+        seen.add(r_offset)
+        data = sec.data
+        code = data[r_offset]
+        src_reg = data[r_offset + 1] >> 4
+        (imm,) = _I32.unpack_from(data, r_offset + 4)
         is_call = code == _CALL
         is_ld64 = code == _LD_IMM64
 
