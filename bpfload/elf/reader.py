@@ -573,20 +573,20 @@ class _Parser:
             if rs.size % _REL.size:
                 raise self.err(f"relocation section size {rs.size} is not a multiple of {_REL.size}",
                                section=rs.name)
+            symbols = self.symbols
+            nsym, tsize = len(symbols), target.size
+            code_reloc = self._code_reloc if is_code else self._maps_reloc
             for i, (r_offset, r_info) in enumerate(_REL.iter_unpack(rs.data)):
                 sym_idx = r_info >> 32
-                if sym_idx == 0 or sym_idx >= len(self.symbols):
+                if sym_idx == 0 or sym_idx >= nsym:
                     raise self.err(f"relocation #{i} has bad symbol index {sym_idx}",
                                    section=target.name, offset=r_offset)
-                sym = self.symbols[sym_idx]
-                if r_offset % _INSN_SIZE or r_offset >= target.size:
+                sym = symbols[sym_idx]
+                if r_offset % _INSN_SIZE or r_offset >= tsize:
                     raise self.err(f"relocation #{i} offset is outside the section (size "
-                                   f"{target.size:#x}) or not 8-byte aligned",
+                                   f"{tsize:#x}) or not 8-byte aligned",
                                    section=target.name, symbol=sym.name, offset=r_offset)
-                if is_code:
-                    self._code_reloc(target, r_offset, sym)
-                else:
-                    self._maps_reloc(target, r_offset, sym)
+                code_reloc(target, r_offset, sym)
         for fn in self.spec.functions.values():
             fn.relocs.sort(key=lambda r: r.insn)
 
@@ -597,26 +597,45 @@ class _Parser:
                            offset=r_offset)
         fsym, fn = found
         insn_idx = (r_offset - fsym.value) // _INSN_SIZE
-        seen = self.reloc_offsets.setdefault(sec.index, set())
+        seen = self.reloc_offsets.get(sec.index)
+        if seen is None:
+            seen = self.reloc_offsets[sec.index] = set()
         if r_offset in seen:
             raise self.err("two relocations for one instruction", section=sec.name, symbol=sym.name,
                            offset=r_offset)
         seen.add(r_offset)
         data = sec.data
         code = data[r_offset]
+        shndx = sym.shndx
+        if code == _LD_IMM64:
+            if r_offset + 2 * _INSN_SIZE > fsym.value + fsym.size:
+                raise self._reloc_err(sec, sym, r_offset, f"ld_imm64 at the end of {fn.name!r} is "
+                                      "missing its second half")
+            if 0 < shndx < _SHN_LORESERVE:
+                # the common case first: a map or global-data address
+                (imm,) = _I32.unpack_from(data, r_offset + 4)
+                mname = self.map_at.get((shndx, sym.value + (imm if sym.type == _STT_SECTION else 0)))
+                if mname is not None:
+                    fn.relocs.append(Reloc(insn_idx, RelocKind.MAP, mname))
+                    return
+        elif code != _CALL:
+            raise self._reloc_err(sec, sym, r_offset, f"relocation against instruction {insn_idx} of "
+                                  f"{fn.name!r} (opcode {code:#04x}), which is neither ld_imm64 nor call")
+        self._code_reloc_other(sec, r_offset, sym, fsym, fn, insn_idx, code == _CALL)
+
+    def _reloc_err(self, sec: ElfSection, sym: _Symbol, r_offset: int, msg: str) -> ElfError:
+        return self.err(msg, section=sec.name, symbol=sym.name, offset=r_offset)
+
+    def _code_reloc_other(self, sec: ElfSection, r_offset: int, sym: _Symbol, fsym: _Symbol,
+                          fn: FunctionSpec, insn_idx: int, is_call: bool) -> None:
+        """A relocated call, function address, extern or data address (maps: _code_reloc)."""
+        data = sec.data
         src_reg = data[r_offset + 1] >> 4
         (imm,) = _I32.unpack_from(data, r_offset + 4)
-        is_call = code == _CALL
-        is_ld64 = code == _LD_IMM64
 
         def fail(msg: str) -> ElfError:
-            return self.err(msg, section=sec.name, symbol=sym.name, offset=r_offset)
+            return self._reloc_err(sec, sym, r_offset, msg)
 
-        if not (is_call or is_ld64):
-            raise fail(f"relocation against instruction {insn_idx} of {fn.name!r} (opcode {code:#04x}), "
-                       f"which is neither ld_imm64 nor call")
-        if is_ld64 and r_offset + 2 * _INSN_SIZE > fsym.value + fsym.size:
-            raise fail(f"ld_imm64 at the end of {fn.name!r} is missing its second half")
         if sym.shndx == _SHN_UNDEF:
             if not sym.name:
                 raise fail("relocation against an undefined symbol without a name")
@@ -658,12 +677,9 @@ class _Parser:
             return
         if tsec.name in (_MAPS_SEC, _BTF_MAPS_SEC):
             off = sym.value + (imm if sym.type == _STT_SECTION else 0)
-            mname = self.map_at.get((tsec.index, off))
-            if mname is None:
-                raise fail(f"map relocation against offset {off:#x} of {tsec.name!r}, where no map is "
-                           f"defined")
-            fn.relocs.append(Reloc(insn_idx, RelocKind.MAP, mname))
-            return
+            # (a map found here was taken by _code_reloc's fast path)
+            raise fail(f"map relocation against offset {off:#x} of {tsec.name!r}, where no map is "
+                       f"defined")
         dname = self.data_sections.get(tsec.index)
         if dname is not None:
             addend = sym.value + imm
