@@ -63,6 +63,7 @@ _STV_INTERNAL, _STV_HIDDEN = 1, 2
 _INSN_SIZE = 8
 _LD_IMM64 = 0x18   # BPF_LD | BPF_IMM | BPF_DW
 _CALL = 0x85       # BPF_JMP | BPF_CALL
+_CALL_BYTE = bytes([_CALL])
 _PSEUDO_CALL = 1
 
 _SYM = struct.Struct("<IBBHQQ")   # Elf64_Sym
@@ -731,33 +732,43 @@ class _Parser:
         outer.slots[slot] = name
 
     def _synthesize_calls(self) -> None:
-        """CALL relocations for calls clang resolved itself (callee in the same section)."""
+        """CALL relocations for calls clang resolved itself (callee in the same section).
+
+        Candidates are found with ``bytes.find`` for the call opcode at instruction
+        boundaries, not by decoding every instruction; a candidate is the second half of
+        an ld_imm64 when an odd run of ld_imm64 opcodes precedes it (what a walk from the
+        function start would have skipped).
+        """
         for shndx, funcs in self.func_list.items():
             for fsym, fn in funcs:
-                have = {r.insn for r in fn.relocs}
                 insns = fn.insns
-                n = len(insns) // _INSN_SIZE
-                i = 0
-                while i < n:
-                    p = i * _INSN_SIZE
-                    code = insns[p]
-                    if code == _LD_IMM64:
-                        i += 2
-                        continue
-                    if code == _CALL and insns[p + 1] >> 4 == _PSEUDO_CALL and i not in have:
-                        (imm,) = _I32.unpack_from(insns, p + 4)
-                        target_byte = fsym.value + (i + imm + 1) * _INSN_SIZE
-                        callee = self.function_at(shndx, target_byte)
-                        if callee is None:
-                            raise self.err(f"call at instruction {i} of {fn.name!r} jumps to "
-                                           f"{target_byte:#x}, which is in no function",
-                                           section=fn.section, symbol=fn.name,
-                                           offset=fsym.value + p)
-                        csym, cfn = callee
-                        fn.relocs.append(Reloc(i, RelocKind.CALL, cfn.name,
-                                               (target_byte - csym.value) // _INSN_SIZE))
-                    i += 1
-                fn.relocs.sort(key=lambda r: r.insn)
+                have = None
+                added = False
+                p = insns.find(_CALL_BYTE)
+                while p >= 0:
+                    if p % _INSN_SIZE == 0 and insns[p + 1] >> 4 == _PSEUDO_CALL:
+                        i = p // _INSN_SIZE
+                        run = 0
+                        while run < i and insns[(i - run - 1) * _INSN_SIZE] == _LD_IMM64:
+                            run += 1
+                        if have is None:
+                            have = {r.insn for r in fn.relocs}
+                        if run % 2 == 0 and i not in have:
+                            (imm,) = _I32.unpack_from(insns, p + 4)
+                            target_byte = fsym.value + (i + imm + 1) * _INSN_SIZE
+                            callee = self.function_at(shndx, target_byte)
+                            if callee is None:
+                                raise self.err(f"call at instruction {i} of {fn.name!r} jumps to "
+                                               f"{target_byte:#x}, which is in no function",
+                                               section=fn.section, symbol=fn.name,
+                                               offset=fsym.value + p)
+                            csym, cfn = callee
+                            fn.relocs.append(Reloc(i, RelocKind.CALL, cfn.name,
+                                                   (target_byte - csym.value) // _INSN_SIZE))
+                            added = True
+                    p = insns.find(_CALL_BYTE, (p // _INSN_SIZE + 1) * _INSN_SIZE)
+                if added:
+                    fn.relocs.sort(key=lambda r: r.insn)
 
     def _resolve_custom_relations(self) -> None:
         """bpfm_map_custom: outer -> inner template, inner -> slot of its outer (see bpfm.h)."""
