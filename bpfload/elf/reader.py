@@ -574,55 +574,91 @@ class _Parser:
             if rs.size % _REL.size:
                 raise self.err(f"relocation section size {rs.size} is not a multiple of {_REL.size}",
                                section=rs.name)
-            symbols = self.symbols
-            nsym, tsize = len(symbols), target.size
-            code_reloc = self._code_reloc if is_code else self._maps_reloc
+            if is_code:
+                self._code_relocs(rs, target)
+                continue
             for i, (r_offset, r_info) in enumerate(_REL.iter_unpack(rs.data)):
-                sym_idx = r_info >> 32
-                if sym_idx == 0 or sym_idx >= nsym:
-                    raise self.err(f"relocation #{i} has bad symbol index {sym_idx}",
-                                   section=target.name, offset=r_offset)
-                sym = symbols[sym_idx]
-                if r_offset % _INSN_SIZE or r_offset >= tsize:
-                    raise self.err(f"relocation #{i} offset is outside the section (size "
-                                   f"{tsize:#x}) or not 8-byte aligned",
-                                   section=target.name, symbol=sym.name, offset=r_offset)
-                code_reloc(target, r_offset, sym)
+                self._maps_reloc(target, r_offset, self._reloc_symbol(target, i, r_offset, r_info))
         for fn in self.spec.functions.values():
             fn.relocs.sort(key=lambda r: r.insn)
 
-    def _code_reloc(self, sec: ElfSection, r_offset: int, sym: _Symbol) -> None:
-        found = self.function_at(sec.index, r_offset)
-        if found is None:
-            raise self.err("relocation outside any function", section=sec.name, symbol=sym.name,
-                           offset=r_offset)
-        fsym, fn = found
-        insn_idx = (r_offset - fsym.value) // _INSN_SIZE
+    def _reloc_symbol(self, target: ElfSection, i: int, r_offset: int, r_info: int) -> _Symbol:
+        """The symbol of relocation entry #*i* against *target*, its offset checked."""
+        sym_idx = r_info >> 32
+        if sym_idx == 0 or sym_idx >= len(self.symbols):
+            raise self.err(f"relocation #{i} has bad symbol index {sym_idx}",
+                           section=target.name, offset=r_offset)
+        sym = self.symbols[sym_idx]
+        if r_offset % _INSN_SIZE or r_offset >= target.size:
+            raise self.err(f"relocation #{i} offset is outside the section (size "
+                           f"{target.size:#x}) or not 8-byte aligned",
+                           section=target.name, symbol=sym.name, offset=r_offset)
+        return sym
+
+    def _code_relocs(self, rs: ElfSection, sec: ElfSection) -> None:
+        """The REL entries *rs* holds for executable section *sec*.
+
+        One loop with the section's lookups in locals (the entries of a large object
+        number in the thousands); map and global-data ``ld_imm64`` entries, nearly all of
+        them, are finished here, the rest in :meth:`_code_reloc_other`.
+        """
+        symbols = self.symbols
+        nsym, size, data = len(symbols), sec.size, sec.data
+        starts = self.func_starts.get(sec.index) or []
+        funcs = self.func_list.get(sec.index) or []
         seen = self.reloc_offsets.get(sec.index)
         if seen is None:
             seen = self.reloc_offsets[sec.index] = set()
-        if r_offset in seen:
-            raise self.err("two relocations for one instruction", section=sec.name, symbol=sym.name,
-                           offset=r_offset)
-        seen.add(r_offset)
-        data = sec.data
-        code = data[r_offset]
-        shndx = sym.shndx
-        if code == _LD_IMM64:
-            if r_offset + 2 * _INSN_SIZE > fsym.value + fsym.size:
-                raise self._reloc_err(sec, sym, r_offset, f"ld_imm64 at the end of {fn.name!r} is "
-                                      "missing its second half")
-            if 0 < shndx < _SHN_LORESERVE:
-                # the common case first: a map or global-data address
-                (imm,) = _I32.unpack_from(data, r_offset + 4)
-                mname = self.map_at.get((shndx, sym.value + (imm if sym.type == _STT_SECTION else 0)))
-                if mname is not None:
-                    fn.relocs.append(Reloc(insn_idx, RelocKind.MAP, mname))
-                    return
-        elif code != _CALL:
-            raise self._reloc_err(sec, sym, r_offset, f"relocation against instruction {insn_idx} of "
-                                  f"{fn.name!r} (opcode {code:#04x}), which is neither ld_imm64 nor call")
-        self._code_reloc_other(sec, r_offset, sym, fsym, fn, insn_idx, code == _CALL)
+        map_at = self.map_at
+        unpack_i32 = _I32.unpack_from
+        kind_map, kind_call = RelocKind.MAP, RelocKind.CALL
+        sections = self.sections
+        nsec = min(len(sections), _SHN_LORESERVE)
+        for i, (r_offset, r_info) in enumerate(_REL.iter_unpack(rs.data)):
+            sym_idx = r_info >> 32
+            if sym_idx == 0 or sym_idx >= nsym or r_offset % _INSN_SIZE or r_offset >= size:
+                self._reloc_symbol(sec, i, r_offset, r_info)   # raises, saying which
+            sym = symbols[sym_idx]
+            j = bisect.bisect_right(starts, r_offset) - 1
+            if j < 0 or r_offset >= funcs[j][0].value + funcs[j][0].size:
+                raise self.err("relocation outside any function", section=sec.name, symbol=sym.name,
+                               offset=r_offset)
+            fsym, fn = funcs[j]
+            if r_offset in seen:
+                raise self.err("two relocations for one instruction", section=sec.name,
+                               symbol=sym.name, offset=r_offset)
+            seen.add(r_offset)
+            insn_idx = (r_offset - fsym.value) // _INSN_SIZE
+            code = data[r_offset]
+            if code == _LD_IMM64:
+                if r_offset + 2 * _INSN_SIZE > fsym.value + fsym.size:
+                    raise self._reloc_err(sec, sym, r_offset, f"ld_imm64 at the end of {fn.name!r} is "
+                                          "missing its second half")
+                shndx = sym.shndx
+                if 0 < shndx < _SHN_LORESERVE:
+                    off = sym.value
+                    if sym.type == _STT_SECTION:
+                        off += unpack_i32(data, r_offset + 4)[0]
+                    mname = map_at.get((shndx, off))
+                    if mname is not None:
+                        fn.relocs.append(Reloc(insn_idx, kind_map, mname))
+                        continue
+            elif code != _CALL:
+                raise self._reloc_err(sec, sym, r_offset, f"relocation against instruction {insn_idx} "
+                                      f"of {fn.name!r} (opcode {code:#04x}), which is neither ld_imm64 "
+                                      "nor call")
+            elif data[r_offset + 1] >> 4 == _PSEUDO_CALL and 0 < sym.shndx < nsec \
+                    and not sym.value % _INSN_SIZE and sections[sym.shndx].executable:
+                # a bpf-to-bpf call into another section: the callee by its start
+                cidx = sym.shndx
+                target_byte = (sym.value // _INSN_SIZE + unpack_i32(data, r_offset + 4)[0] + 1) * _INSN_SIZE
+                callee = self.function_at(cidx, target_byte)
+                if callee is not None:
+                    csym, cfn = callee
+                    fn.relocs.append(Reloc(insn_idx, kind_call, cfn.name,
+                                           (target_byte - csym.value) // _INSN_SIZE))
+                    continue
+            self._code_reloc_other(sec, r_offset, sym, fsym, fn, insn_idx, code == _CALL)
 
     def _reloc_err(self, sec: ElfSection, sym: _Symbol, r_offset: int, msg: str) -> ElfError:
         return self.err(msg, section=sec.name, symbol=sym.name, offset=r_offset)
