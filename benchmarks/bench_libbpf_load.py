@@ -15,6 +15,17 @@ Objects: ``globals`` (minimal: two small programs and global data),
 .rodata), ``large`` (48 programs, 16 maps).  None pins maps by name, so
 neither side touches a bpffs.
 
+Cold start (``test_cold_start_vs_libbpf``): what bpfload adds to a fresh
+process, ``python -c "import bpfload; bpfload.load(OBJ).close()"`` minus
+``python -c pass``, against the libbpf driver (``c_libbpf_load.c`` built as a
+program) opening, loading and closing OBJ as a process.  A round runs the
+three processes back to back (the C driver first, then the two Pythons, their
+order alternating); each is timed by the CPU time (user + system) the kernel
+reports for the child at ``wait4``, so time spent waiting for a CPU on this
+shared machine counts on neither side.  ``test_cold_import`` holds ``import
+bpfload`` minus ``python -c pass`` against its 20 ms budget (the "C" column
+of that row is the budget, not a program).
+
 Run: ``python3 -m pytest benchmarks/bench_libbpf_load.py --benchmark-only``.
 Needs a C compiler and libbpf-dev (the reference only; bpfload never links it).
 """
@@ -24,6 +35,7 @@ import ctypes
 import os
 import shlex
 import subprocess
+import sys
 import time
 
 import pytest
@@ -88,4 +100,101 @@ def test_load_vs_libbpf(benchmark, name, libbpf_ref, pairs, kernel):
         pair.py.append(py)
     benchmark.group = "load-vs-libbpf"
     benchmark.pedantic(one, rounds=ROUNDS, iterations=1)
+    benchmark.extra_info["ratio"] = pair.ratio()
+
+
+# --------------------------------------------------------------------------
+# cold start: fresh processes
+
+#: object -> target ratio (bpfload's addition to a start) / (the libbpf driver process)
+COLD = {"globals": 10.0, "core_task": 1.5}
+COLD_ROUNDS = int(os.environ.get("BPFLOAD_BENCH_COLD_ROUNDS", "11"))
+#: ``import bpfload`` minus ``python -c pass``: the issue's budget
+IMPORT_BUDGET = 0.020
+IMPORT_PAIRS = 4
+
+
+@pytest.fixture(scope="module")
+def libbpf_driver():
+    if not os.path.exists("/usr/include/bpf/libbpf.h"):
+        pytest.skip("libbpf-dev is not installed (the reference only)")
+    BUILD.mkdir(exist_ok=True)
+    out = BUILD / "c_libbpf_load"
+    tmp = BUILD / f"c_libbpf_load.{os.getpid()}"
+    cmd = shlex.split(os.environ.get("CC", "cc")) + [
+        "-O2", "-Wall", "-DCREF_MAIN", "-o", str(tmp), str(HERE / "c_libbpf_load.c"), "-lbpf"]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        pytest.fail(f"building the libbpf driver failed: {p.stderr}", pytrace=False)
+    os.replace(tmp, out)
+    return str(out)
+
+
+#: The children compile bpfload once and then import from cached bytecode, as an installed
+#: package does (pip writes the .pyc files); this tree's environment may set
+#: PYTHONDONTWRITEBYTECODE, which would make every start compile every module from source.
+_CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+_CHILD_ENV["PYTHONPYCACHEPREFIX"] = str(BUILD / "pycache")
+
+
+def _child_cpu(argv) -> float:
+    """Run *argv* to completion; the CPU time (user + system, seconds) the child used."""
+    pid = os.posix_spawn(argv[0], argv, _CHILD_ENV)
+    _, status, ru = os.wait4(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        p = subprocess.run(argv, capture_output=True, text=True, env=_CHILD_ENV)
+        pytest.fail(f"{argv} failed: {p.stderr[-2000:]}", pytrace=False)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _py(code: str):
+    return [sys.executable, "-c", code]
+
+
+@pytest.mark.parametrize("name", sorted(COLD))
+def test_cold_start_vs_libbpf(benchmark, name, libbpf_driver, pairs, kernel):
+    path = str(BPF / f"{name}.bpf.o")
+    load = _py(f"import bpfload; bpfload.load({path!r}).close()")
+    empty = _py("pass")
+    pair = pairs.get_pair(f"cold {name}", 1, "start", COLD[name])
+    for argv in ([libbpf_driver, path], load, empty):   # warm: page cache, .pyc files
+        _child_cpu(argv)
+    flip = [False]
+
+    def one():
+        c = _child_cpu([libbpf_driver, path])
+        if flip[0]:
+            base, full = _child_cpu(empty), _child_cpu(load)
+        else:
+            full, base = _child_cpu(load), _child_cpu(empty)
+        flip[0] = not flip[0]
+        pair.c.append(c)
+        pair.c_twin.append(c)
+        pair.py.append(max(full - base, 1e-6))
+    benchmark.group = "cold-start-vs-libbpf"
+    benchmark.pedantic(one, rounds=COLD_ROUNDS, iterations=1)
+    benchmark.extra_info["ratio"] = pair.ratio()
+
+
+def test_cold_import(benchmark, pairs):
+    imp, empty = _py("import bpfload"), _py("pass")
+    pair = pairs.get_pair("cold import (20ms)", 1, "import", 1.0)
+    _child_cpu(imp)
+    flip = [False]
+
+    def one():
+        # the difference is well under a millisecond: average it over a few pairs of starts
+        diff = 0.0
+        for _ in range(IMPORT_PAIRS):
+            if flip[0]:
+                base, full = _child_cpu(empty), _child_cpu(imp)
+            else:
+                full, base = _child_cpu(imp), _child_cpu(empty)
+            flip[0] = not flip[0]
+            diff += full - base
+        pair.c.append(IMPORT_BUDGET)
+        pair.c_twin.append(IMPORT_BUDGET)
+        pair.py.append(max(diff / IMPORT_PAIRS, 1e-6))   # (a negative mean: below the noise)
+    benchmark.group = "cold-import"
+    benchmark.pedantic(one, rounds=COLD_ROUNDS, iterations=1)
     benchmark.extra_info["ratio"] = pair.ratio()

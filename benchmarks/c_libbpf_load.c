@@ -11,6 +11,13 @@
  * not time spent waiting, so a busy shared machine moves it less.
  *
  * Built by the benchmark: cc -O2 -shared -fPIC -o .build/c_libbpf_load.so ... -lbpf
+ *
+ * With -DCREF_MAIN it is also the cold-start reference, a program:
+ *
+ *   c_libbpf_load OBJ        open + load + close OBJ once, exit 0 (or 1 with the error)
+ *
+ * which bench_libbpf_load.py::test_cold_start_vs_libbpf runs as a process
+ * beside "python -c 'import bpfload; bpfload.load(OBJ).close()'".
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -51,3 +58,21 @@ long cref_libbpf_load(const char *path, int rounds)
 	}
 	return now_ns() - start;
 }
+
+#ifdef CREF_MAIN
+int main(int argc, char **argv)
+{
+	long ns;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s OBJ\n", argv[0]);
+		return 2;
+	}
+	ns = cref_libbpf_load(argv[1], 1);
+	if (ns < 0) {
+		fprintf(stderr, "%s: libbpf could not load it: errno %ld\n", argv[1], -ns);
+		return 1;
+	}
+	return 0;
+}
+#endif

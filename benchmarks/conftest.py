@@ -119,6 +119,11 @@ class Pair:
         """The verdict: median over rounds of bpfload / the C round just before it."""
         return statistics.median(p / c for p, c in zip(self.py, self.c))
 
+    def spread(self) -> tuple:
+        """(lowest, highest) per-pair ratio bpfload / C of the interleaved rounds."""
+        r = sorted(p / c for p, c in zip(self.py, self.c))
+        return r[0], r[-1]
+
     def ratio_min(self) -> float:
         """min(bpfload rounds) / min(interleaved C rounds): each side at its least disturbed."""
         return min(self.py) / min(self.c)
@@ -171,6 +176,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tr.write_line("ns: fastest round / operations per round.  ratio: median over rounds of "
                   "bpfload / the C round run just before it (the verdict).  ratio(min): fastest "
                   "bpfload round / fastest of those C rounds.")
+    tr.write_line("spread (lowest-highest per-pair ratio): " + ", ".join(
+        f"{p.group} {p.spread()[0]:.2f}-{p.spread()[1]:.2f}" for p in done))
     for p in done:
         if p.floor and p.floor_c:
             tr.write_line(f"{p.group}: CPython's dict() over an already built items() list "

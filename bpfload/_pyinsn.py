@@ -22,7 +22,6 @@ DATA and ignored for MAP.  Any C-contiguous buffer of format ``'i'``
 """
 from __future__ import annotations
 
-import dataclasses
 import struct
 from array import array
 
@@ -304,7 +303,7 @@ def link(entry_name, functions):
             else:
                 if kind != KIND_EXTERN:
                     _check_ld_imm64(name, fn, out, base, idx, n, kind)
-                out_relocs.append(dataclasses.replace(r, insn=base + idx))
+                out_relocs.append(type(r)(base + idx, r.kind, r.target, r.addend))
         for idx in range(n):
             p = (base + idx) * 8
             if out[p] == CALL and out[p + 1] >> 4 == PSEUDO_CALL and idx not in claimed:

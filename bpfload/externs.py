@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import gzip
 import os
 import struct
 import sys
@@ -78,6 +77,7 @@ def kernel_config() -> Dict[str, str]:
     if _config_cache is None:
         text = ""
         try:
+            import gzip   # only when the object has .kconfig externs
             with gzip.open("/proc/config.gz", "rt") as f:
                 text = f.read()
         except OSError:

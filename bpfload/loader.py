@@ -347,6 +347,9 @@ class _Load:
         lost.close()
 
     def plan_externs(self) -> None:
+        if not self.spec.externs:       # most objects: no extern, nothing to import
+            self.externs = None
+            return
         from .externs import plan_externs
         from .btf.kernel import vmlinux
         self.externs = plan_externs(self.spec, vmlinux)

@@ -113,6 +113,10 @@ class ProgramSpec(FunctionSpec):
     autoload: bool = True
 
 
+#: values MapSpec.__deepcopy__ shares instead of copying
+_IMMUTABLE = (int, str, bytes, float, type(None), enum.Enum)
+
+
 @dataclasses.dataclass
 class MapSpec:
     """A map definition, editable before load.
@@ -166,11 +170,14 @@ class MapSpec:
     def __deepcopy__(self, memo):
         # The reused map/fd is shared, never copied: a copy of an fd owner
         # would close the caller's fd when collected.
+        # Immutable values (names, sizes, enums, the data image) are shared as they are;
+        # everything else (slots, the inner template) is deep-copied.
         new = copy.copy(self)
         memo[id(self)] = new
-        for f in dataclasses.fields(self):
-            if f.name != "reused":
-                setattr(new, f.name, copy.deepcopy(getattr(self, f.name), memo))
+        fields = new.__dict__
+        for k, v in fields.items():
+            if k != "reused" and not isinstance(v, _IMMUTABLE):
+                fields[k] = copy.deepcopy(v, memo)
         return new
 
     @property

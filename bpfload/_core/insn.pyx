@@ -18,7 +18,6 @@ DATA and ignored for MAP.  Any C-contiguous buffer of format ``'i'``
 (``array('i')``, a numpy int32 array) or raw bytes in that layout is accepted.
 :func:`build_relocs` makes one from a :class:`LinkedProgram`'s relocations.
 """
-import dataclasses
 import struct
 from array import array
 
@@ -356,7 +355,7 @@ def link(entry_name, functions):
             else:
                 if kind != KIND_EXTERN:
                     _check_ld_imm64(name, fn, ob, cbase, idx, cn_, kind)
-                out_relocs.append(dataclasses.replace(r, insn=cbase + idx))
+                out_relocs.append(type(r)(cbase + idx, r.kind, r.target, r.addend))  # replace(): 5x slower
         for i in range(cn_):
             p = &ob[(cbase + i) * 8]
             if bpfl_code(p) == C_CALL and bpfl_src(p) == C_PSEUDO_CALL and i not in claimed:

@@ -1,14 +1,14 @@
 """BPF ELF object -> :class:`~bpfload.spec.ObjectSpec`.
 
-The only module that imports ``elftools``.  pyelftools reads the ELF header,
-the section header table and section names; the fixed-size symbol and
-relocation records are read with :mod:`struct` from section data that was
-bounds-checked against the file first.  Every pyelftools failure is wrapped,
-and every offset, size and index read from the file is checked, so a
-malformed object raises :class:`~bpfload.errors.ElfError` (or its subclass
-:class:`~bpfload.errors.BtfError`) naming the object and, where it applies,
-the section, symbol and offset -- never ``IndexError``, ``KeyError``,
-``struct.error`` or a pyelftools exception.
+bpfload's own ELF64 reader (:mod:`.file`) reads the ELF header, the section
+header table and section names; the fixed-size symbol and relocation records
+are read here with :mod:`struct` from section data that was bounds-checked
+against the file first.  Every offset, size and index read from the file is
+checked, so a malformed object raises :class:`~bpfload.errors.ElfError` (or
+its subclass :class:`~bpfload.errors.BtfError`) naming the object and, where
+it applies, the section, symbol and offset -- never ``IndexError``,
+``KeyError`` or ``struct.error``.  pyelftools is not used here (the tests use
+it as the reference the reader is checked against).
 
 No syscalls: parsing needs no privileges.  See :mod:`bpfload.spec` for the
 instruction-level contract this module fills (functions with their own
@@ -34,15 +34,14 @@ from __future__ import annotations
 
 import bisect
 import copy
-import io
 import os
 import struct
 from typing import Dict, List, Optional, Tuple, Union
 
-from elftools.elf.elffile import ELFFile
 
 from . import iproute2 as _iproute2
 from . import sections as _sections
+from .file import ElfFile, ElfSection
 from ..btf import Btf, BtfExt, Datasec, Kind, Var, VarLinkage, annotate_error, parse_map_def
 from ..constants import MapFlags, MapType, PinType, ProgType
 from ..errors import BtfError, ElfError
@@ -55,7 +54,6 @@ __all__ = ["parse_object", "kernel_map_name", "BPF_OBJ_NAME_LEN"]
 BPF_OBJ_NAME_LEN = 16
 
 # ELF constants
-_SHF_EXECINSTR = 0x4
 _SHN_UNDEF = 0
 _SHN_LORESERVE = 0xFF00
 _STB_LOCAL, _STB_GLOBAL, _STB_WEAK = 0, 1, 2
@@ -66,6 +64,7 @@ _STV_INTERNAL, _STV_HIDDEN = 1, 2
 _INSN_SIZE = 8
 _LD_IMM64 = 0x18   # BPF_LD | BPF_IMM | BPF_DW
 _CALL = 0x85       # BPF_JMP | BPF_CALL
+_CALL_BYTE = bytes([_CALL])
 _PSEUDO_CALL = 1
 
 _SYM = struct.Struct("<IBBHQQ")   # Elf64_Sym
@@ -148,26 +147,6 @@ def parse_object(path_or_bytes: Union[str, "os.PathLike[str]", bytes, bytearray,
 # internal records
 # --------------------------------------------------------------------------
 
-class _Section:
-    __slots__ = ("index", "name", "type", "flags", "size", "link", "info", "entsize", "data", "nobits")
-
-    def __init__(self, index, name, type_, flags, size, link, info, entsize, data, nobits):
-        self.index = index
-        self.name = name
-        self.type = type_
-        self.flags = flags
-        self.size = size
-        self.link = link
-        self.info = info
-        self.entsize = entsize
-        self.data = data
-        self.nobits = nobits
-
-    @property
-    def executable(self) -> bool:
-        return self.type == "SHT_PROGBITS" and bool(self.flags & _SHF_EXECINSTR)
-
-
 class _Symbol:
     __slots__ = ("index", "name", "value", "size", "bind", "type", "shndx", "visibility")
 
@@ -211,7 +190,8 @@ class _Parser:
         self.iproute2 = iproute2
         self.defs36: List[bytes] = []   # the 36-byte map definitions, for iproute2 detection
         self.spec = ObjectSpec(name=name)
-        self.sections: List[_Section] = []
+        self.elf: Optional[ElfFile] = None
+        self.sections: List[ElfSection] = []
         self.symbols: List[_Symbol] = []
         self.symtab_index = -1
         # executable section index -> sorted function starts and the functions
@@ -222,7 +202,9 @@ class _Parser:
         self.btf_maps: List[_BtfMap] = []
         self.data_sections: Dict[int, str] = {}
         # relocations in .struct_ops sections: (section, offset, symbol)
-        self.st_ops_relocs: List[Tuple[_Section, int, _Symbol]] = []
+        self.st_ops_relocs: List[Tuple[ElfSection, int, _Symbol]] = []
+        # executable section index -> offsets with a relocation entry (one per instruction)
+        self.reloc_offsets: Dict[int, set] = {}
 
     def err(self, msg: str, *, section: Optional[str] = None, symbol: Optional[str] = None,
             offset: Optional[int] = None, cls=ElfError) -> ElfError:
@@ -257,62 +239,19 @@ class _Parser:
     # -- ELF structure -----------------------------------------------------
 
     def _read_elf(self) -> None:
-        data = self.data
-        if len(data) < 4 or data[:4] != b"\x7fELF":
-            raise self.err("not an ELF file")
         try:
-            elf = ELFFile(io.BytesIO(data))
-            if elf.elfclass != 64:
-                raise self.err(f"ELF class {elf.elfclass}: BPF objects are 64-bit")
-            if not elf.little_endian:
-                raise self.err("big-endian ELF: only little-endian BPF objects are supported")
-            machine = elf["e_machine"]
-            if machine != "EM_BPF":
-                raise self.err(f"not a BPF object (e_machine {machine})")
-            if elf["e_type"] != "ET_REL":
-                raise self.err(f"not a relocatable object (e_type {elf['e_type']})")
-            nsec = elf.num_sections()
-            if nsec > 0xFFFF:
-                raise self.err(f"too many sections ({nsec})")
-            shstrndx = elf.get_shstrndx()
-            if not 0 < shstrndx < nsec or elf.get_section(shstrndx)["sh_type"] != "SHT_STRTAB":
-                raise self.err(f"section name table index {shstrndx} is not a string table")
-            for i in range(nsec):
-                sec = elf.get_section(i)
-                hdr = sec.header
-                sname = sec.name
-                if not isinstance(sname, str):
-                    raise self.err(f"section #{i}: unreadable name")
-                stype = hdr["sh_type"]
-                off, size = int(hdr["sh_offset"]), int(hdr["sh_size"])
-                nobits = stype == "SHT_NOBITS"
-                if stype == "SHT_NULL":
-                    content, size = b"", 0  # no data, whatever the header claims
-                elif nobits:
-                    content = b""
-                else:
-                    if off + size > len(data):
-                        raise self.err(f"section #{i} ({off:#x}+{size:#x}) extends past the end of "
-                                       f"the file ({len(data):#x} bytes)", section=sname)
-                    content = data[off:off + size]
-                self.sections.append(_Section(i, sname, stype, int(hdr["sh_flags"]), size,
-                                              int(hdr["sh_link"]), int(hdr["sh_info"]),
-                                              int(hdr["sh_entsize"]), content, nobits))
-        except ElfError:
-            raise
-        except Exception as e:  # pyelftools raises many kinds (ELFError, construct, struct, ...)
-            raise self.err(f"malformed ELF: {type(e).__name__}: {e}") from e
+            self.elf = ElfFile(self.data)
+        except ElfError as e:
+            raise _with_object(e, self.name) from None
+        self.sections = self.elf.sections
 
-    def section(self, idx: int) -> Optional[_Section]:
+    def section(self, idx: int) -> Optional[ElfSection]:
         if 0 <= idx < len(self.sections):
             return self.sections[idx]
         return None
 
-    def section_by_name(self, name: str) -> Optional[_Section]:
-        for s in self.sections:
-            if s.name == name:
-                return s
-        return None
+    def section_by_name(self, name: str) -> Optional[ElfSection]:
+        return self.elf.section_by_name(name)
 
     def _read_symbols(self) -> None:
         symtabs = [s for s in self.sections if s.type == "SHT_SYMTAB"]
@@ -689,7 +628,7 @@ class _Parser:
                     struct_ops=StructOpsSpec(st.name, st.id, bytes(sec.data[vsi.offset:vsi.offset + vsi.size]),
                                              progs, link))
 
-    def _struct_ops_program(self, sec: _Section, off: int, sym: _Symbol, var: str) -> str:
+    def _struct_ops_program(self, sec: ElfSection, off: int, sym: _Symbol, var: str) -> str:
         """The program a struct_ops relocation at *off* points at (a function or section symbol)."""
         if sym.type == _STT_FUNC:
             name = sym.name
@@ -731,55 +670,114 @@ class _Parser:
             if rs.size % _REL.size:
                 raise self.err(f"relocation section size {rs.size} is not a multiple of {_REL.size}",
                                section=rs.name)
-            for i in range(rs.size // _REL.size):
-                r_offset, r_info = _REL.unpack_from(rs.data, i * _REL.size)
-                sym_idx = r_info >> 32
-                if sym_idx == 0 or sym_idx >= len(self.symbols):
-                    raise self.err(f"relocation #{i} has bad symbol index {sym_idx}",
-                                   section=target.name, offset=r_offset)
-                sym = self.symbols[sym_idx]
-                if r_offset % _INSN_SIZE or r_offset >= target.size:
-                    raise self.err(f"relocation #{i} offset is outside the section (size "
-                                   f"{target.size:#x}) or not 8-byte aligned",
-                                   section=target.name, symbol=sym.name, offset=r_offset)
-                if is_code:
-                    self._code_reloc(target, r_offset, sym)
-                elif is_st_ops:
+            if is_code:
+                self._code_relocs(rs, target)
+                continue
+            for i, (r_offset, r_info) in enumerate(_REL.iter_unpack(rs.data)):
+                sym = self._reloc_symbol(target, i, r_offset, r_info)
+                if is_st_ops:
                     self.st_ops_relocs.append((target, r_offset, sym))
                 else:
                     self._maps_reloc(target, r_offset, sym)
         for fn in self.spec.functions.values():
             fn.relocs.sort(key=lambda r: r.insn)
 
-    def _code_reloc(self, sec: _Section, r_offset: int, sym: _Symbol) -> None:
-        found = self.function_at(sec.index, r_offset)
-        if found is None:
-            # Code no function symbol owns: the linker left an overridden __weak body
-            # behind without its symbol.  It is never loaded (functions are cut out by
-            # their symbols), so its relocations are dropped, as libbpf and cilium do.
-            if self.func_starts.get(sec.index):
-                return
-            raise self.err("relocation outside any function", section=sec.name, symbol=sym.name,
-                           offset=r_offset)
-        fsym, fn = found
-        insn_idx = (r_offset - fsym.value) // _INSN_SIZE
-        if any(r.insn == insn_idx for r in fn.relocs):
-            raise self.err("two relocations for one instruction", section=sec.name, symbol=sym.name,
-                           offset=r_offset)
-        code = sec.data[r_offset]
-        src_reg = sec.data[r_offset + 1] >> 4
-        (imm,) = _I32.unpack_from(sec.data, r_offset + 4)
-        is_call = code == _CALL
-        is_ld64 = code == _LD_IMM64
+    def _reloc_symbol(self, target: ElfSection, i: int, r_offset: int, r_info: int) -> _Symbol:
+        """The symbol of relocation entry #*i* against *target*, its offset checked."""
+        sym_idx = r_info >> 32
+        if sym_idx == 0 or sym_idx >= len(self.symbols):
+            raise self.err(f"relocation #{i} has bad symbol index {sym_idx}",
+                           section=target.name, offset=r_offset)
+        sym = self.symbols[sym_idx]
+        if r_offset % _INSN_SIZE or r_offset >= target.size:
+            raise self.err(f"relocation #{i} offset is outside the section (size "
+                           f"{target.size:#x}) or not 8-byte aligned",
+                           section=target.name, symbol=sym.name, offset=r_offset)
+        return sym
+
+    def _code_relocs(self, rs: ElfSection, sec: ElfSection) -> None:
+        """The REL entries *rs* holds for executable section *sec*.
+
+        One loop with the section's lookups in locals (the entries of a large object
+        number in the thousands); map and global-data ``ld_imm64`` entries, nearly all of
+        them, are finished here, the rest in :meth:`_code_reloc_other`.
+        """
+        symbols = self.symbols
+        nsym, size, data = len(symbols), sec.size, sec.data
+        starts = self.func_starts.get(sec.index) or []
+        funcs = self.func_list.get(sec.index) or []
+        seen = self.reloc_offsets.get(sec.index)
+        if seen is None:
+            seen = self.reloc_offsets[sec.index] = set()
+        map_at = self.map_at
+        unpack_i32 = _I32.unpack_from
+        kind_map, kind_call = RelocKind.MAP, RelocKind.CALL
+        sections = self.sections
+        nsec = min(len(sections), _SHN_LORESERVE)
+        for i, (r_offset, r_info) in enumerate(_REL.iter_unpack(rs.data)):
+            sym_idx = r_info >> 32
+            if sym_idx == 0 or sym_idx >= nsym or r_offset % _INSN_SIZE or r_offset >= size:
+                self._reloc_symbol(sec, i, r_offset, r_info)   # raises, saying which
+            sym = symbols[sym_idx]
+            j = bisect.bisect_right(starts, r_offset) - 1
+            if j < 0 or r_offset >= funcs[j][0].value + funcs[j][0].size:
+                # Code no function symbol owns: the linker left an overridden __weak body
+                # behind without its symbol.  It is never loaded (functions are cut out by
+                # their symbols), so its relocations are dropped, as libbpf and cilium do.
+                if starts:
+                    continue
+                raise self.err("relocation outside any function", section=sec.name, symbol=sym.name,
+                               offset=r_offset)
+            fsym, fn = funcs[j]
+            if r_offset in seen:
+                raise self.err("two relocations for one instruction", section=sec.name,
+                               symbol=sym.name, offset=r_offset)
+            seen.add(r_offset)
+            insn_idx = (r_offset - fsym.value) // _INSN_SIZE
+            code = data[r_offset]
+            if code == _LD_IMM64:
+                if r_offset + 2 * _INSN_SIZE > fsym.value + fsym.size:
+                    raise self._reloc_err(sec, sym, r_offset, f"ld_imm64 at the end of {fn.name!r} is "
+                                          "missing its second half")
+                shndx = sym.shndx
+                if 0 < shndx < _SHN_LORESERVE:
+                    off = sym.value
+                    if sym.type == _STT_SECTION:
+                        off += unpack_i32(data, r_offset + 4)[0]
+                    mname = map_at.get((shndx, off))
+                    if mname is not None:
+                        fn.relocs.append(Reloc(insn_idx, kind_map, mname))
+                        continue
+            elif code != _CALL:
+                raise self._reloc_err(sec, sym, r_offset, f"relocation against instruction {insn_idx} "
+                                      f"of {fn.name!r} (opcode {code:#04x}), which is neither ld_imm64 "
+                                      "nor call")
+            elif data[r_offset + 1] >> 4 == _PSEUDO_CALL and 0 < sym.shndx < nsec \
+                    and not sym.value % _INSN_SIZE and sections[sym.shndx].executable:
+                # a bpf-to-bpf call into another section: the callee by its start
+                cidx = sym.shndx
+                target_byte = (sym.value // _INSN_SIZE + unpack_i32(data, r_offset + 4)[0] + 1) * _INSN_SIZE
+                callee = self.function_at(cidx, target_byte)
+                if callee is not None:
+                    csym, cfn = callee
+                    fn.relocs.append(Reloc(insn_idx, kind_call, cfn.name,
+                                           (target_byte - csym.value) // _INSN_SIZE))
+                    continue
+            self._code_reloc_other(sec, r_offset, sym, fsym, fn, insn_idx, code == _CALL)
+
+    def _reloc_err(self, sec: ElfSection, sym: _Symbol, r_offset: int, msg: str) -> ElfError:
+        return self.err(msg, section=sec.name, symbol=sym.name, offset=r_offset)
+
+    def _code_reloc_other(self, sec: ElfSection, r_offset: int, sym: _Symbol, fsym: _Symbol,
+                          fn: FunctionSpec, insn_idx: int, is_call: bool) -> None:
+        """A relocated call, function address, extern or data address (maps: _code_reloc)."""
+        data = sec.data
+        src_reg = data[r_offset + 1] >> 4
+        (imm,) = _I32.unpack_from(data, r_offset + 4)
 
         def fail(msg: str) -> ElfError:
-            return self.err(msg, section=sec.name, symbol=sym.name, offset=r_offset)
+            return self._reloc_err(sec, sym, r_offset, msg)
 
-        if not (is_call or is_ld64):
-            raise fail(f"relocation against instruction {insn_idx} of {fn.name!r} (opcode {code:#04x}), "
-                       f"which is neither ld_imm64 nor call")
-        if is_ld64 and r_offset + 2 * _INSN_SIZE > fsym.value + fsym.size:
-            raise fail(f"ld_imm64 at the end of {fn.name!r} is missing its second half")
         if sym.shndx == _SHN_UNDEF:
             if not sym.name:
                 raise fail("relocation against an undefined symbol without a name")
@@ -821,12 +819,9 @@ class _Parser:
             return
         if tsec.name in (_MAPS_SEC, _BTF_MAPS_SEC):
             off = sym.value + (imm if sym.type == _STT_SECTION else 0)
-            mname = self.map_at.get((tsec.index, off))
-            if mname is None:
-                raise fail(f"map relocation against offset {off:#x} of {tsec.name!r}, where no map is "
-                           f"defined")
-            fn.relocs.append(Reloc(insn_idx, RelocKind.MAP, mname))
-            return
+            # (a map found here was taken by _code_reloc's fast path)
+            raise fail(f"map relocation against offset {off:#x} of {tsec.name!r}, where no map is "
+                       f"defined")
         dname = self.data_sections.get(tsec.index)
         if dname is not None:
             addend = sym.value + imm
@@ -837,7 +832,7 @@ class _Parser:
         raise fail(f"relocation against section {tsec.name!r}, which is neither code, maps nor "
                    f"global data")
 
-    def _maps_reloc(self, sec: _Section, r_offset: int, sym: _Symbol) -> None:
+    def _maps_reloc(self, sec: ElfSection, r_offset: int, sym: _Symbol) -> None:
         """``.rel.maps``: a static initializer of a map-in-map or program array ``values``."""
 
         def fail(msg: str) -> ElfError:
@@ -878,33 +873,43 @@ class _Parser:
         outer.slots[slot] = name
 
     def _synthesize_calls(self) -> None:
-        """CALL relocations for calls clang resolved itself (callee in the same section)."""
+        """CALL relocations for calls clang resolved itself (callee in the same section).
+
+        Candidates are found with ``bytes.find`` for the call opcode at instruction
+        boundaries, not by decoding every instruction; a candidate is the second half of
+        an ld_imm64 when an odd run of ld_imm64 opcodes precedes it (what a walk from the
+        function start would have skipped).
+        """
         for shndx, funcs in self.func_list.items():
             for fsym, fn in funcs:
-                have = {r.insn for r in fn.relocs}
                 insns = fn.insns
-                n = len(insns) // _INSN_SIZE
-                i = 0
-                while i < n:
-                    p = i * _INSN_SIZE
-                    code = insns[p]
-                    if code == _LD_IMM64:
-                        i += 2
-                        continue
-                    if code == _CALL and insns[p + 1] >> 4 == _PSEUDO_CALL and i not in have:
-                        (imm,) = _I32.unpack_from(insns, p + 4)
-                        target_byte = fsym.value + (i + imm + 1) * _INSN_SIZE
-                        callee = self.function_at(shndx, target_byte)
-                        if callee is None:
-                            raise self.err(f"call at instruction {i} of {fn.name!r} jumps to "
-                                           f"{target_byte:#x}, which is in no function",
-                                           section=fn.section, symbol=fn.name,
-                                           offset=fsym.value + p)
-                        csym, cfn = callee
-                        fn.relocs.append(Reloc(i, RelocKind.CALL, cfn.name,
-                                               (target_byte - csym.value) // _INSN_SIZE))
-                    i += 1
-                fn.relocs.sort(key=lambda r: r.insn)
+                have = None
+                added = False
+                p = insns.find(_CALL_BYTE)
+                while p >= 0:
+                    if p % _INSN_SIZE == 0 and insns[p + 1] >> 4 == _PSEUDO_CALL:
+                        i = p // _INSN_SIZE
+                        run = 0
+                        while run < i and insns[(i - run - 1) * _INSN_SIZE] == _LD_IMM64:
+                            run += 1
+                        if have is None:
+                            have = {r.insn for r in fn.relocs}
+                        if run % 2 == 0 and i not in have:
+                            (imm,) = _I32.unpack_from(insns, p + 4)
+                            target_byte = fsym.value + (i + imm + 1) * _INSN_SIZE
+                            callee = self.function_at(shndx, target_byte)
+                            if callee is None:
+                                raise self.err(f"call at instruction {i} of {fn.name!r} jumps to "
+                                               f"{target_byte:#x}, which is in no function",
+                                               section=fn.section, symbol=fn.name,
+                                               offset=fsym.value + p)
+                            csym, cfn = callee
+                            fn.relocs.append(Reloc(i, RelocKind.CALL, cfn.name,
+                                                   (target_byte - csym.value) // _INSN_SIZE))
+                            added = True
+                    p = insns.find(_CALL_BYTE, (p // _INSN_SIZE + 1) * _INSN_SIZE)
+                if added:
+                    fn.relocs.sort(key=lambda r: r.insn)
 
     def _resolve_custom_relations(self) -> None:
         """bpfm_map_custom: outer -> inner template, inner -> slot of its outer (see bpfm.h)."""

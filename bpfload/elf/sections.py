@@ -230,6 +230,25 @@ def classify(section_name: str, *, strict: bool = False) -> Optional[SectionDef]
     definition with ``known=False`` (the user may set the type before load),
     or with ``strict=True`` raises :class:`ElfError` naming the section.
     """
+    found = _CLASSIFIED.get(section_name, _MISSING)
+    if found is _MISSING:
+        found = _classify(section_name)
+        if len(_CLASSIFIED) < _CLASSIFIED_MAX:
+            _CLASSIFIED[section_name] = found
+    if found is not None and strict and not found.known:
+        raise ElfError("unknown program section name; set the program type by hand",
+                       section=section_name)
+    return found
+
+
+#: section name -> its (immutable) SectionDef: an object's sections are classified at
+#: every open, and a process opens the same few objects again and again
+_CLASSIFIED: dict = {}
+_CLASSIFIED_MAX = 4096
+_MISSING = object()
+
+
+def _classify(section_name: str) -> Optional[SectionDef]:
     name = section_name[1:] if section_name.startswith("?") else section_name
     if not is_program_section_name(name):
         return None
@@ -258,7 +277,4 @@ def classify(section_name: str, *, strict: bool = False) -> Optional[SectionDef]
         if how == "=" and name.startswith(pfx + "/"):
             pattern, ptype, atype, flags, btf = entry
             return SectionDef(ptype, atype, None, flags, btf, pattern, True)
-    if strict:
-        raise ElfError("unknown program section name; set the program type by hand",
-                       section=section_name)
     return SectionDef(ProgType.UNSPEC, None, None, 0, False, "", False)
