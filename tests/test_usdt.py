@@ -552,6 +552,52 @@ def test_section_auto_attach(binaries, mode, monkeypatch):
         assert obj.bss["regs_count"] == 2 * N
 
 
+LIB = r"""
+#include <sys/sdt.h>
+__attribute__((noinline)) long bl_lib_call(long x)
+{
+	volatile int k = -(int)x;
+	DTRACE_PROBE2(bllib, call, x, k);
+	return x + 1;
+}
+"""
+
+LIB_MAIN = r"""
+#include <stdio.h>
+#include <stdlib.h>
+long bl_lib_call(long x);
+int main(int argc, char **argv)
+{
+	long n = argc > 1 ? atol(argv[1]) : 1, s = 0;
+	for (long i = 1; i <= n; i++)
+		s += bl_lib_call(i * 10);
+	printf("%ld\n", s);
+	return 0;
+}
+"""
+
+
+@kernel_test
+def test_shared_library_probe(binaries, mode, monkeypatch, tmp_path):
+    """A probe in a shared library: attached by the library's path, fires in its users."""
+    lib, exe = tmp_path / "libblusdt.so", tmp_path / "bl_lib_user"
+    (tmp_path / "lib.c").write_text(LIB)
+    (tmp_path / "main.c").write_text(LIB_MAIN)
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(lib), str(tmp_path / "lib.c")],
+                   check=True)
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(tmp_path / "main.c"), f"-L{tmp_path}",
+                    "-lblusdt", f"-Wl,-rpath,{tmp_path}"], check=True)
+    site = notes_mod.read_usdt_notes(lib).probes("bllib", "call")
+    assert len(site) == 1 and notes_mod.read_usdt_notes(lib).elf_type == 3
+    with _open(mode, monkeypatch) as obj:
+        with obj.programs["on_usdt"].attach_usdt(lib, "bllib", "call", cookie=3):
+            subprocess.run([str(exe), str(N)], check=True, capture_output=True, timeout=30)
+        subprocess.run([str(exe), str(N)], check=True, capture_output=True, timeout=30)
+        got = _records(obj)[3]
+        assert [(r[0], r[1], r[2][:2], r[3][:3]) for r in got] == \
+            [(2, 3, [10 * i, -10 * i], [0, 0, -errno.ENOENT]) for i in range(1, N + 1)]
+
+
 @kernel_test
 def test_pid_filter(binaries, mode, monkeypatch):
     binary = binaries["pie"]
