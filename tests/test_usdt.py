@@ -662,6 +662,23 @@ def test_errors_name_the_binary_and_probe(binaries, monkeypatch, tmp_path):
             p.attach_usdt(binary, "bl", "mem")
 
 
+@kernel_test
+def test_feature_probe_caches_only_answers(monkeypatch):
+    """A failure of the uprobe_multi probe itself (ENOMEM) is not taken for the kernel's answer."""
+    from bpfload._core import syscall as core
+    monkeypatch.delitem(usdt_mod._features, "uprobe_multi", raising=False)
+    core.inject_fault(1, errno.ENOMEM)
+    try:
+        assert usdt_mod.uprobe_multi_supported() is False
+        assert not core.fault_pending()
+    finally:
+        core.inject_fault(0, 0)
+    assert "uprobe_multi" not in usdt_mod._features
+    assert usdt_mod.uprobe_multi_supported() is True            # Linux 6.18 has them
+    assert usdt_mod._features["uprobe_multi"] is True
+    assert usdt_mod.load_attach_type() == bpfload.AttachType.TRACE_UPROBE_MULTI
+
+
 def test_auto_attach_reason():
     from bpfload.link.attach import auto_attach_reason, section_kind
 

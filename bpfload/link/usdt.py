@@ -213,6 +213,8 @@ class _SpecIds:
 
 _features: Dict[str, bool] = {}
 _BPF_EXIT_0 = bytes.fromhex("b700000000000000" "9500000000000000")     # r0 = 0; exit
+#: errnos of a kernel that does not know what was asked (not of a transient failure)
+_NO_FEATURE = frozenset({_errno.EINVAL, _errno.EOPNOTSUPP, 524, _errno.E2BIG})
 
 
 def uprobe_multi_supported() -> bool:
@@ -220,17 +222,21 @@ def uprobe_multi_supported() -> bool:
 
     A trivial KPROBE program with expected attach type
     ``BPF_TRACE_UPROBE_MULTI`` is loaded and linked to ``/`` (a directory):
-    a kernel with uprobe_multi links refuses the path with EBADF.  Never
-    raises; False when the probe itself cannot run.
+    a kernel with uprobe_multi links refuses the path with EBADF, one
+    without them the program (EINVAL) or the link (EINVAL, EOPNOTSUPP).
+    Those answers are cached; any other failure (ENOMEM, EPERM ...) gives
+    False for this call and is asked again next time.  Never raises.
     """
     if "uprobe_multi" in _features:
         return _features["uprobe_multi"]
-    ok = False
+    answer: Optional[bool] = None
     try:
         ret = _sys.prog_load(ProgType.KPROBE, _BPF_EXIT_0, "GPL", "bl_probe_umulti",
                              expected_attach_type=AttachType.TRACE_UPROBE_MULTI)
         fd = ret[0] if isinstance(ret, tuple) else ret
-        if fd >= 0:
+        if fd < 0:
+            answer = False if -fd in _NO_FEATURE else None
+        else:
             with FD(fd, "program"):
                 try:
                     lfd = _sys.link_create(fd, 0, AttachType.TRACE_UPROBE_MULTI,
@@ -238,11 +244,14 @@ def uprobe_multi_supported() -> bool:
                                                          0, 0))
                     lfd.close()          # cannot happen: "/" is no file
                 except errors.SyscallError as e:
-                    ok = e.errno == _errno.EBADF
+                    answer = True if e.errno == _errno.EBADF else \
+                        False if e.errno in _NO_FEATURE else None
     except (errors.BpfError, OSError):
-        ok = False
-    _features["uprobe_multi"] = ok
-    return ok
+        answer = None
+    if answer is None:
+        return False
+    _features["uprobe_multi"] = answer
+    return answer
 
 
 def load_attach_type() -> Optional[AttachType]:
