@@ -39,7 +39,7 @@ import os
 import re
 import struct
 import threading
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Set
 
 from .. import errors
 from .._core import syscall as _sys
@@ -449,8 +449,3 @@ def _attach_perf(prog: Any, path: str, sites: List[UsdtProbe], id_of: Dict[str, 
                 hook=f"{hook}, {n} site{'s' if n > 1 else ''} (perf-event uprobes)",
                 detach=detach, holds=[held])
 
-
-def sites_of(binary, provider: str, name: str) -> Tuple[str, List[UsdtProbe]]:
-    """(resolved path, located sites) of a probe; for tools and tests.  Raises ElfError."""
-    path = resolve_binary(binary)
-    return path, read_usdt_notes(path).probes(provider, name)
