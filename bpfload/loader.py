@@ -56,6 +56,12 @@ _ARRAY_LIKE = {MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY,
                MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.ARRAY_OF_MAPS}
 
 
+def _is_usdt(section: Optional[str]) -> bool:
+    """``usdt``, ``usdt/...``, ``usdt.s`` ... (libbpf's usdt sections)."""
+    head = (section or "").lstrip("?").split("/", 1)[0]
+    return head in ("usdt", "usdt.s")
+
+
 @dataclasses.dataclass
 class LoadResult:
     """What a successful load hands to :class:`bpfload.BpfObject`."""
@@ -452,11 +458,15 @@ class _Load:
                 attach_btf_id = resolve_attach_btf_id(ps.type, ps.expected_attach_type,
                                                       ps.attach_target, program=ps.name,
                                                       obj_name=self.spec.name)
+            eat = ps.expected_attach_type
+            if eat is None and ps.type == ProgType.KPROBE and _is_usdt(ps.section):
+                from .link.usdt import load_attach_type    # uprobe_multi where the kernel has it
+                eat = load_attach_type()
             log: list = []
             try:
                 fdobj = load_program(ps.type, linked.insns, name=ps.name,
                                      license=ps.license or self.spec.license,
-                                     expected_attach_type=ps.expected_attach_type,
+                                     expected_attach_type=eat,
                                      log_level=self.log_level,
                                      kern_version=ps.kern_version or self.spec.kern_version,
                                      prog_flags=ps.flags, section=ps.section,
@@ -468,7 +478,7 @@ class _Load:
                         raise better from e
                 raise
             p = Program(fdobj, ps.name, ps.type, section=ps.section,
-                        expected_attach_type=ps.expected_attach_type,
+                        expected_attach_type=eat,
                         attach_target=ps.attach_target,
                         verifier_log=log[0] if log else None)
             self.programs[ps.name] = self.own(p)

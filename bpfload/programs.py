@@ -373,6 +373,16 @@ class Program:
         from .link.uprobe import attach_uprobe
         return attach_uprobe(self, binary, symbol, offset=offset, retprobe=retprobe, pid=pid, **kw)
 
+    def attach_usdt(self, binary: Union[str, "os.PathLike[str]"], provider: str, name: str, *,
+                    pid: int = -1, cookie: int = 0, **kw: Any) -> "Link":
+        """Attach to every site of USDT probe *provider*:*name* in *binary* (usdt.bpf.h's
+        argument specs filled in; ``bpf_usdt_cookie()`` returns *cookie*) -> one
+        :class:`bpfload.Link`.  Raises :class:`bpfload.AttachError` (no such probe, with the
+        binary's probes in the hint).  Linux 5.15+ (one uprobe_multi link on 6.6+).  See
+        :func:`bpfload.link.usdt.attach_usdt`."""
+        from .link.usdt import attach_usdt
+        return attach_usdt(self, binary, provider, name, pid=pid, cookie=cookie, **kw)
+
     def attach_perf_event(self, pfd: Optional[int] = None, **kw: Any) -> "Link":
         """Attach to the perf event fd *pfd*, or open one event per CPU from ``type``/``config``."""
         from .link.tracing import attach_perf_event

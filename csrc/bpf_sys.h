@@ -332,6 +332,10 @@ struct bl_link_create_attr {
         struct { __u32 target_btf_id; __u32 pad; __u64 cookie; } tracing;
         struct { __u32 pf; __u32 hooknum; __s32 priority; __u32 flags; } netfilter;
         struct { __u32 relative_fd_or_id; __u32 pad; __u64 expected_revision; } tcx;
+        struct {
+            __u64 path, offsets, ref_ctr_offsets, cookies;
+            __u32 cnt, flags, pid;
+        } uprobe_multi;
         __u64 pad[8];
     } u;
 };
@@ -345,6 +349,7 @@ enum bl_link_kind {
     BL_LINK_TRACING = 3,    /* target_btf_id + cookie */
     BL_LINK_NETFILTER = 4,  /* pf, hooknum, priority, flags */
     BL_LINK_TCX = 5,        /* relative fd/id, expected_revision */
+    BL_LINK_UPROBE_MULTI = 6, /* path, offsets, ref_ctr_offsets, cookies, cnt, flags, pid */
 };
 
 struct bl_link_create_opts {
@@ -358,6 +363,8 @@ struct bl_link_create_opts {
     __s32 nf_priority;
     __u32 relative_fd_or_id;
     __u64 expected_revision;
+    const void *um_path, *um_offsets, *um_ref_ctr_offsets, *um_cookies;
+    __u32 um_cnt, um_flags, um_pid;
 };
 
 static inline int bl_link_create_ex(const struct bl_link_create_opts *o)
@@ -389,6 +396,15 @@ static inline int bl_link_create_ex(const struct bl_link_create_opts *o)
     case BL_LINK_TCX:
         a.u.tcx.relative_fd_or_id = o->relative_fd_or_id;
         a.u.tcx.expected_revision = o->expected_revision;
+        break;
+    case BL_LINK_UPROBE_MULTI:
+        a.u.uprobe_multi.path = BL_PTR(o->um_path);
+        a.u.uprobe_multi.offsets = BL_PTR(o->um_offsets);
+        a.u.uprobe_multi.ref_ctr_offsets = BL_PTR(o->um_ref_ctr_offsets);
+        a.u.uprobe_multi.cookies = BL_PTR(o->um_cookies);
+        a.u.uprobe_multi.cnt = o->um_cnt;
+        a.u.uprobe_multi.flags = o->um_flags;
+        a.u.uprobe_multi.pid = o->um_pid;
         break;
     default:
         a.u.target_btf_id = o->target_btf_id;

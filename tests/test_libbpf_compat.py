@@ -99,6 +99,12 @@ def _libbpf_syscall_wrapper(monkeypatch) -> None:
 OBJECTS = sorted(p.name[:-len(".bpf.o")] for p in (REPO / "bpf").glob("*.bpf.o")
                  if p.name[:-len(".bpf.o")] not in EXCLUDED)
 
+#: Compared objects that wait for a fix on another branch (xfail strict: the marker must go
+#: when the fix lands, or the XPASS fails the run).
+PENDING = {
+    "usdt_args": "usdt.bpf.h's __hidden helpers need the hidden->static FUNC rule (speed-btf)",
+}
+
 DRIVER_SRC = REPO / "tests" / "libbpf_driver.c"
 _LD_IMM64 = 0x18
 #: src_reg of an ld_imm64 whose imm is a map (BPF_PSEUDO_MAP_FD/VALUE/IDX/IDX_VALUE):
@@ -324,8 +330,14 @@ def _prog_namer():
     return name
 
 
-@pytest.mark.parametrize("name", OBJECTS)
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=PENDING[n])) if n in PENDING else n
+    for n in OBJECTS])
 def test_same_as_libbpf(name, driver, bpffs, monkeypatch):
+    # libbpf 1.1 predates uprobe_multi links and loads usdt programs as plain kprobes; load
+    # ours the same way (libbpf 1.3+, like bpfload, loads them for uprobe_multi)
+    from bpfload.link import usdt
+    monkeypatch.setitem(usdt._features, "uprobe_multi", False)
     _libbpf_syscall_wrapper(monkeypatch)
     path = str(bpf_object(name))
     lib_dir, our_dir = bpffs / "libbpf", bpffs / "bpfload"

@@ -139,9 +139,20 @@ def test_every_loadable_object_is_covered():
     assert len(LOADABLE) >= 18 and "globals" in LOADABLE
 
 
-@pytest.mark.parametrize("name", LOADABLE)
+#: loadable once a fix on another branch lands (xfail strict: drop the entry then)
+PENDING = {"usdt_args": "usdt.bpf.h's __hidden helpers need the hidden->static FUNC rule "
+                        "(speed-btf)"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=PENDING[n])) if n in PENDING else n
+    for n in LOADABLE])
 def test_rollback_at_every_syscall(name, bpffs):
     kw = {"pin_root": bpffs}
+    # the loader asks the kernel once per process whether it has uprobe_multi links (for usdt
+    # sections): ask before counting, so every load below makes the same calls
+    from bpfload.link import usdt
+    usdt.uprobe_multi_supported()
     n = _load_calls(name, **kw)
     for p in pins(bpffs):
         os.unlink(bpffs / p)

@@ -143,6 +143,11 @@ cdef extern from "bpf_sys.h" nogil:
         int32_t nf_priority
         uint32_t relative_fd_or_id
         uint64_t expected_revision
+        const void *um_path
+        const void *um_offsets
+        const void *um_ref_ctr_offsets
+        const void *um_cookies
+        uint32_t um_cnt, um_flags, um_pid
 
     enum:
         BL_LINK_PLAIN
@@ -151,6 +156,7 @@ cdef extern from "bpf_sys.h" nogil:
         BL_LINK_TRACING
         BL_LINK_NETFILTER
         BL_LINK_TCX
+        BL_LINK_UPROBE_MULTI
 
     int bl_link_create_ex(const bl_link_create_opts *o)
     int bl_link_update(int link_fd, int new_prog_fd, uint32_t flags, int old_prog_fd)
@@ -753,7 +759,7 @@ def prog_test_run(prog_fd, data=None, ctx=None, *, uint32_t repeat=1, uint32_t f
 def link_create(int prog_fd, int target_fd, uint32_t attach_type, uint32_t flags=0,
                 uint32_t target_btf_id=0, target=None, *, iter_info=None, perf_cookie=None,
                 tracing_cookie=None, netfilter=None, tcx_relative=None,
-                uint64_t expected_revision=0):
+                uint64_t expected_revision=0, uprobe_multi=None):
     """BPF_LINK_CREATE -> :class:`FD` of the new link.
 
     *target_fd* is the hook: a cgroup fd, a perf event fd, an ifindex (XDP,
@@ -762,10 +768,15 @@ def link_create(int prog_fd, int target_fd, uint32_t attach_type, uint32_t flags
     (``BPF_PERF_EVENT``), *tracing_cookie* (fentry/fexit/tp_btf with a
     cookie), *netfilter* (``(pf, hooknum, priority, flags)``), *tcx_relative*
     (an fd or id with ``BPF_F_BEFORE``/``BPF_F_AFTER`` in *flags*) with
-    *expected_revision*.  *target* names the program in errors.
+    *expected_revision*, *uprobe_multi* (``(path, offsets, ref_ctr_offsets,
+    cookies, flags, pid)`` for ``BPF_TRACE_UPROBE_MULTI``, Linux 6.6+: the
+    path as bytes, the three arrays as packed native u64 bytes of the same
+    count, ref_ctr_offsets and cookies may be None).  *target* names the
+    program in errors.
     """
     cdef bl_link_create_opts o
     cdef bytes info
+    cdef bytes um_path, um_offs, um_refs = None, um_cookies = None
     cdef int ret
     memset(&o, 0, sizeof(o))
     o.prog_fd = prog_fd
@@ -792,6 +803,29 @@ def link_create(int prog_fd, int target_fd, uint32_t attach_type, uint32_t flags
         o.kind = BL_LINK_TCX
         o.relative_fd_or_id = tcx_relative or 0
         o.expected_revision = expected_revision
+    elif uprobe_multi is not None:
+        path, offs, refs, cookies, um_flags, um_pid = uprobe_multi
+        um_path = bytes(path)
+        if b"\0" in um_path:
+            raise ValueError("uprobe_multi path contains a NUL byte")
+        um_offs = bytes(offs)
+        if not um_offs or len(um_offs) % 8:
+            raise ValueError("uprobe_multi offsets: a non-empty packed u64 array")
+        o.kind = BL_LINK_UPROBE_MULTI
+        o.um_cnt = <uint32_t>(len(um_offs) // 8)
+        for arr in (refs, cookies):
+            if arr is not None and len(arr) != len(um_offs):
+                raise ValueError("uprobe_multi arrays differ in length")
+        o.um_path = <const char *>um_path
+        o.um_offsets = <const char *>um_offs
+        if refs is not None:
+            um_refs = bytes(refs)
+            o.um_ref_ctr_offsets = <const char *>um_refs
+        if cookies is not None:
+            um_cookies = bytes(cookies)
+            o.um_cookies = <const char *>um_cookies
+        o.um_flags = um_flags
+        o.um_pid = um_pid
     with nogil:
         ret = bl_link_create_ex(&o)
     return _new_fd(ret, "BPF_LINK_CREATE", target, f"link {target or ''}".strip())

@@ -11,6 +11,7 @@ section                                attach function (module)
 ``fmod_ret/``, ``lsm/``
 ``kprobe/FUNC[+OFF]``, ``kretprobe/``   :func:`~.tracing.attach_kprobe`
 ``uprobe/PATH:SYM[+OFF]``, ``uretprobe``:func:`~.uprobe.attach_uprobe`
+``usdt/PATH:PROVIDER:NAME``             :func:`~.usdt.attach_usdt`
 ``perf_event``                          :func:`~.tracing.attach_perf_event`
 ``xdp``                                 :func:`~.net.attach_xdp`
 ``tc``, ``tcx/ingress``, ``tcx/egress`` :func:`~.net.attach_tc`
@@ -44,6 +45,7 @@ _KINDS: Tuple[Tuple[str, str], ...] = (
     ("kprobe", "kprobe"), ("kretprobe", "kretprobe"),
     ("ksyscall", "kprobe"), ("kretsyscall", "kretprobe"),
     ("uprobe", "uprobe"), ("uretprobe", "uretprobe"),
+    ("usdt", "usdt"),
     ("perf_event", "perf_event"),
     ("xdp", "xdp"), ("xdp.frags", "xdp"),
     ("tcx", "tc"), ("tc", "tc"), ("classifier", "tc"),
@@ -152,6 +154,26 @@ def _uprobe(prog: Any, kw: Dict[str, Any], retprobe: bool) -> Link:
     return attach_uprobe(prog, binary, symbol, retprobe=retprobe, **kw)
 
 
+def _usdt(prog: Any, kw: Dict[str, Any]) -> Link:
+    from .usdt import attach_usdt
+    path, provider, name = _usdt_target(_target(prog))
+    binary = kw.pop("binary", None) or path
+    provider = kw.pop("provider", None) or provider
+    name = kw.pop("name", None) or name
+    if not (binary and provider and name):
+        raise _need(prog, "binary, provider and name (usdt/PATH:PROVIDER:NAME)", "usdt")
+    return attach_usdt(prog, binary, provider, name, **kw)
+
+
+def _usdt_target(target: str) -> Tuple[str, str, str]:
+    """``"/usr/bin/x:prov:name"`` -> (path, provider, name); empty parts when absent."""
+    rest, _, name = target.rpartition(":")
+    path, _, provider = rest.rpartition(":")
+    if not (path and provider and name):
+        return "", "", ""
+    return path, provider, name
+
+
 def _perf_event(prog: Any, kw: Dict[str, Any]) -> Link:
     from .tracing import attach_perf_event
     if not kw:
@@ -192,6 +214,7 @@ _DISPATCH: Dict[str, Callable[[Any, Dict[str, Any]], Link]] = {
     "kretprobe": lambda p, kw: _kprobe(p, kw, True),
     "uprobe": lambda p, kw: _uprobe(p, kw, False),
     "uretprobe": lambda p, kw: _uprobe(p, kw, True),
+    "usdt": _usdt,
     "perf_event": _perf_event,
     "xdp": _with("iface", "xdp", "attach_xdp", "net"),
     "tc": _with("iface", "tc", "attach_tc", "net"),
@@ -229,13 +252,15 @@ def auto_attach_reason(prog: Any) -> Optional[str]:
         return "the section does not name the target"
     if kind in ("uprobe", "uretprobe") and ":" not in target:
         return "the section does not name PATH:SYMBOL"
+    if kind == "usdt" and not _usdt_target(target)[0]:
+        return "the section does not name PATH:PROVIDER:NAME"
     if kind == "iter":
         need = _ITER_NEEDS.get(target)
         if need:
             return f"iter/{target} needs a {need} (attach_iter({need}=...))"
         return None
     if kind in ("tracepoint", "raw_tracepoint", "trace", "kprobe", "kretprobe", "uprobe",
-                "uretprobe"):
+                "uretprobe", "usdt"):
         return None
     what = {"perf_event": "a perf event (pfd= or type=/config=)", "xdp": "an interface",
             "tc": "an interface", "cgroup": "a cgroup", "sockmap": "a sockmap",

@@ -57,6 +57,7 @@ _FIELDS: Dict[int, Tuple[Tuple[str, int, str], ...]] = {
     LinkType.NETFILTER: (("pf", 16, "I"), ("hooknum", 20, "I"), ("priority", 24, "i"),
                          ("flags", 28, "I")),
     LinkType.KPROBE_MULTI: (("count", 24, "I"), ("flags", 28, "I"), ("missed", 32, "Q")),
+    LinkType.UPROBE_MULTI: (("count", 52, "I"), ("flags", 56, "I")),
     LinkType.TCX: (("ifindex", 16, "I"), ("attach_type", 20, "I")),
     LinkType.NETKIT: (("ifindex", 16, "I"), ("attach_type", 20, "I")),
     LinkType.SOCKMAP: (("map_id", 16, "I"), ("attach_type", 20, "I")),
@@ -66,6 +67,7 @@ _FIELDS: Dict[int, Tuple[Tuple[str, int, str], ...]] = {
 _NAMES: Dict[int, Tuple[str, int, int]] = {
     LinkType.RAW_TRACEPOINT: ("tp_name", 16, 24),
     LinkType.ITER: ("target_name", 16, 24),
+    LinkType.UPROBE_MULTI: ("file_name", 16, 48),
 }
 
 # perf-event links: the event kind at 16, then a union at 24
