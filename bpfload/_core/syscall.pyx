@@ -453,12 +453,27 @@ cdef class FD:
             self._fd = -1
 
 
-cdef inline FD _holder(object fd):
-    """The FD owner behind *fd* when it is one (its use is then taken), else None."""
+cdef inline int _held(object fd, void **owner) except? -1:
+    """The number to pass the kernel for *fd*, an int or an :class:`FD`.
+
+    An FD's use is taken (MapClosedError once closed) and *owner* set to it
+    until :func:`_unheld`; an int is its own number (*owner* NULL).  The
+    caller's argument keeps the FD alive, so *owner* borrows it.  Between
+    the two, a wrapper makes its call with the GIL released, which cannot
+    raise: no ``try`` is needed unless something else can.
+    """
+    owner[0] = NULL
     if type(fd) is FD:
         (<FD>fd)._acquire()
-        return <FD>fd
-    return None
+        owner[0] = <void *>fd
+        return (<FD>fd)._fd
+    return fd
+
+
+cdef inline void _unheld(void *owner) noexcept:
+    """Drop the use :func:`_held` took (nothing for an int)."""
+    if owner != NULL:
+        (<FD>owner)._release()
 
 
 cdef FD _new_fd(int ret, str command, object target, object what, bint is_map=False):
@@ -502,14 +517,11 @@ def map_create(uint32_t map_type, uint32_t key_size, uint32_t value_size, uint32
 def map_freeze(fd, target=None):
     """BPF_MAP_FREEZE: no more writes from user space.  *fd*: an int or an :class:`FD` (held)."""
     cdef int ret
-    cdef FD h = _holder(fd)
-    cdef int cfd = h._fd if h is not None else fd
-    try:
-        with nogil:
-            ret = bl_map_freeze(cfd)
-    finally:
-        if h is not None:
-            h._release()
+    cdef void *held
+    cdef int cfd = _held(fd, &held)
+    with nogil:
+        ret = bl_map_freeze(cfd)
+    _unheld(held)
     if ret < 0:
         _raise("BPF_MAP_FREEZE", ret, target, True)
 
@@ -519,18 +531,14 @@ def obj_pin(fd, path, target=None):
     cdef bytes p = _os.fsencode(path)
     cdef const char *cp = p
     cdef int ret
-    cdef FD h
+    cdef void *held
     cdef int cfd
     if b"\0" in p:
         raise ValueError("embedded null byte in pin path")
-    h = _holder(fd)
-    cfd = h._fd if h is not None else fd
-    try:
-        with nogil:
-            ret = bl_obj_pin(cfd, cp)
-    finally:
-        if h is not None:
-            h._release()
+    cfd = _held(fd, &held)
+    with nogil:
+        ret = bl_obj_pin(cfd, cp)
+    _unheld(held)
     if ret < 0:
         _raise("BPF_OBJ_PIN", ret, target, False, f"path {_os.fsdecode(p)}")
 
@@ -582,15 +590,12 @@ def obj_get_info(fd, uint32_t size, target=None, bytes prefill=None):
 
 cdef int _get_info(object fd, char *p, uint32_t *n, object target) except -1:
     """BPF_OBJ_GET_INFO_BY_FD into *p* (*n* in/out), *fd* held for the call when an FD."""
-    cdef FD h = _holder(fd)
-    cdef int cfd = h._fd if h is not None else fd
+    cdef void *held
+    cdef int cfd = _held(fd, &held)
     cdef int ret
-    try:
-        with nogil:
-            ret = bl_obj_get_info_by_fd(cfd, p, n)
-    finally:
-        if h is not None:
-            h._release()
+    with nogil:
+        ret = bl_obj_get_info_by_fd(cfd, p, n)
+    _unheld(held)
     if ret < 0:
         _raise("BPF_OBJ_GET_INFO_BY_FD", ret, target)
     return 0
@@ -705,14 +710,13 @@ def prog_test_run(prog_fd, data=None, ctx=None, *, uint32_t repeat=1, uint32_t f
     close cannot hand the number to another object mid-run).
     """
     cdef bl_test_run_opts o
-    cdef FD h
+    cdef void *held
     cdef _View vd = _View(data) if data is not None else None
     cdef _View vc = _View(ctx) if ctx is not None else None
     cdef bytearray dout = None
     cdef bytearray cout = None
     cdef int ret
     memset(&o, 0, sizeof(o))
-    o.prog_fd = -1 if type(prog_fd) is FD else prog_fd
     o.repeat = repeat
     o.flags = flags
     o.cpu = cpu
@@ -734,15 +738,10 @@ def prog_test_run(prog_fd, data=None, ctx=None, *, uint32_t repeat=1, uint32_t f
             cout = bytearray(ctx_out_size)
             o.ctx_out = PyByteArray_AS_STRING(cout)
             o.ctx_size_out = <uint32_t>ctx_out_size
-    h = _holder(prog_fd)
-    if h is not None:
-        o.prog_fd = h._fd
-    try:
-        with nogil:
-            ret = bl_prog_test_run(&o)
-    finally:
-        if h is not None:
-            h._release()
+    o.prog_fd = _held(prog_fd, &held)
+    with nogil:
+        ret = bl_prog_test_run(&o)
+    _unheld(held)
     if ret < 0:
         _raise("BPF_PROG_TEST_RUN", ret, target)
     return (o.retval, o.duration,
@@ -804,20 +803,20 @@ def link_update(link_fd, new_prog_fd, uint32_t flags=0, old_prog_fd=0, target=No
     close cannot hand its number to another object mid-call).
     """
     cdef int ret
-    cdef FD hl = _holder(link_fd), hn = None, ho = None
+    cdef void *hl = NULL
+    cdef void *hn = NULL
+    cdef void *ho = NULL
     cdef int cl, cn, co
-    try:
-        hn = _holder(new_prog_fd)
-        ho = _holder(old_prog_fd)
-        cl = hl._fd if hl is not None else link_fd
-        cn = hn._fd if hn is not None else new_prog_fd
-        co = ho._fd if ho is not None else old_prog_fd
+    try:  # a later fd may be closed or not an int: give back the uses taken
+        cl = _held(link_fd, &hl)
+        cn = _held(new_prog_fd, &hn)
+        co = _held(old_prog_fd, &ho)
         with nogil:
             ret = bl_link_update(cl, cn, flags, co)
     finally:
-        for h in (hl, hn, ho):
-            if h is not None:
-                (<FD>h)._release()
+        _unheld(hl)
+        _unheld(hn)
+        _unheld(ho)
     if ret < 0:
         _raise("BPF_LINK_UPDATE", ret, target)
 
@@ -827,14 +826,11 @@ def link_detach(link_fd, target=None):
 
     *link_fd*: an int or an :class:`FD` (held for the call)."""
     cdef int ret
-    cdef FD h = _holder(link_fd)
-    cdef int cfd = h._fd if h is not None else link_fd
-    try:
-        with nogil:
-            ret = bl_link_detach(cfd)
-    finally:
-        if h is not None:
-            h._release()
+    cdef void *held
+    cdef int cfd = _held(link_fd, &held)
+    with nogil:
+        ret = bl_link_detach(cfd)
+    _unheld(held)
     if ret < 0:
         _raise("BPF_LINK_DETACH", ret, target)
 
@@ -877,14 +873,11 @@ def iter_create(link_fd, uint32_t flags=0, target=None):
 
     *link_fd*: an int or an :class:`FD` (held for the call)."""
     cdef int ret
-    cdef FD h = _holder(link_fd)
-    cdef int cfd = h._fd if h is not None else link_fd
-    try:
-        with nogil:
-            ret = bl_iter_create(cfd, flags)
-    finally:
-        if h is not None:
-            h._release()
+    cdef void *held
+    cdef int cfd = _held(link_fd, &held)
+    with nogil:
+        ret = bl_iter_create(cfd, flags)
+    _unheld(held)
     return _new_fd(ret, "BPF_ITER_CREATE", target, f"iterator {target or ''}".strip())
 
 
@@ -2160,7 +2153,7 @@ def prog_map_ids(fd, uint32_t count):
     cdef char info[232]
     cdef uint32_t n = 232
     cdef int ret
-    cdef FD h
+    cdef void *held
     cdef int cfd
     if ids == NULL:
         raise MemoryError()
@@ -2168,14 +2161,10 @@ def prog_map_ids(fd, uint32_t count):
         memset(info, 0, 232)
         (<uint32_t *>(info + 52))[0] = count
         (<uint64_t *>(info + 56))[0] = <uint64_t><size_t>ids
-        h = _holder(fd)
-        cfd = h._fd if h is not None else fd
-        try:
-            with nogil:
-                ret = bl_obj_get_info_by_fd(cfd, info, &n)
-        finally:
-            if h is not None:
-                h._release()
+        cfd = _held(fd, &held)
+        with nogil:
+            ret = bl_obj_get_info_by_fd(cfd, info, &n)
+        _unheld(held)
         if ret < 0:
             _raise("BPF_OBJ_GET_INFO_BY_FD", ret, None)
         count = min(count, (<uint32_t *>(info + 52))[0])
