@@ -515,8 +515,9 @@ def _releases_the_gil(op, deadline_s: float = 5.0) -> bool:
 @pytest.mark.parametrize("mtype", [MapType.HASH, MapType.ARRAY, MapType.PERCPU_HASH,
                                    MapType.LRU_HASH], ids=lambda t: t.name)
 def test_element_syscalls_release_the_gil(mtype):
-    # "The GIL is released around syscalls": lookup/update/delete included,
-    # on every map type (they once kept it on hash/array maps).
+    # "The GIL is released around syscalls" whenever another Python thread
+    # exists: lookup/update/delete included, on every map type.  (A sole
+    # thread keeps it: see test_sole_thread_is_detected.)
     with Map.create(mtype, 4, 8, 8, name="gil") as m:
         m.update(1, 1)
         assert _releases_the_gil(lambda: m.lookup(1))
@@ -528,6 +529,26 @@ def test_element_syscalls_release_the_gil(mtype):
             assert _releases_the_gil(delete)
         # control: a loop that makes no syscall never lets the other thread in
         assert not _releases_the_gil(lambda: m.key_size, deadline_s=0.2)
+
+
+def test_sole_thread_is_detected():
+    # The element calls keep the GIL only while the caller is the only Python
+    # thread (nothing could run meanwhile); the test that decides it must see
+    # a second thread as soon as it exists, and until it has ended.
+    code = (
+        "import threading\n"
+        "from bpfload._core import syscall\n"
+        "assert syscall._sole_thread()\n"
+        "go, stop = threading.Event(), threading.Event()\n"
+        "t = threading.Thread(target=lambda: (go.set(), stop.wait()))\n"
+        "t.start(); go.wait()\n"
+        "assert not syscall._sole_thread()\n"
+        "stop.set(); t.join()\n"
+        "assert syscall._sole_thread()\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
 
 
 # -- key and value packing (the inlined fast path and the general one agree) ------------
