@@ -2,7 +2,7 @@
 
     python3 benchmarks/elem_anatomy.py
 
-Builds ``elem_anatomy.pyx`` with pyximport (Cython must be installed) and
+Builds ``_elem_anatomy.pyx`` with pyximport (Cython must be installed) and
 times ``for k in keys: m.<piece>(k)`` for each piece, thread CPU time, the
 fastest of ROUNDS rounds, the pieces interleaved within each round so that
 load from other processes hits them alike.  Prints ns per call and what each
@@ -25,10 +25,10 @@ PIECES = ("call", "pack", "hold", "alloc", "check", "release")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 pyximport.install(language_level=3, build_dir=os.path.join(tempfile.gettempdir(), "bpfload-anatomy"))
-import elem_anatomy  # noqa: E402  (built by the line above)
+import _elem_anatomy  # noqa: E402  (built by the line above)
 
 
-class Sub(elem_anatomy.Core):
+class Sub(_elem_anatomy.Core):
     """bpfload's Map is a Python subclass of the Cython MapCore: called the same way."""
 
 
