@@ -196,12 +196,22 @@ def _c_lookup(cref, m, elem_keys):
     return c_round
 
 
-@LOOKUP.mark()
-def test_lookup_elem_c(benchmark, pairs, cref, hash_map, elem_keys):
-    run_c(benchmark, pairs, LOOKUP, _c_lookup(cref, hash_map, elem_keys))
+def elem_cases(hash_case: Case, array_case: Case):
+    """Parametrize a per-element test over (case, map fixture): the HASH map and the ARRAY."""
+    return pytest.mark.parametrize("case, map_name", [
+        pytest.param(hash_case, "hash_map", marks=hash_case.mark(), id="hash"),
+        pytest.param(array_case, "array_map", marks=array_case.mark(), id="array"),
+    ])
 
 
-def _py_lookup(benchmark, pairs, cref, case, m, elem_keys):
+@elem_cases(LOOKUP, LOOKUP_ARRAY)
+def test_lookup_elem_c(benchmark, pairs, cref, request, elem_keys, case, map_name):
+    run_c(benchmark, pairs, case, _c_lookup(cref, request.getfixturevalue(map_name), elem_keys))
+
+
+@elem_cases(LOOKUP, LOOKUP_ARRAY)
+def test_lookup_elem_bpfload(benchmark, pairs, cref, request, elem_keys, case, map_name):
+    m = request.getfixturevalue(map_name)
     keys = elem_keys[0]
 
     def py_round():
@@ -210,21 +220,6 @@ def _py_lookup(benchmark, pairs, cref, case, m, elem_keys):
 
     run_py(benchmark, pairs, case, py_round, _c_lookup(cref, m, elem_keys))
     assert m.lookup(keys[0]) == keys[0].to_bytes(8, sys.byteorder)
-
-
-@LOOKUP.mark()
-def test_lookup_elem_bpfload(benchmark, pairs, cref, hash_map, elem_keys):
-    _py_lookup(benchmark, pairs, cref, LOOKUP, hash_map, elem_keys)
-
-
-@LOOKUP_ARRAY.mark()
-def test_lookup_array_c(benchmark, pairs, cref, array_map, elem_keys):
-    run_c(benchmark, pairs, LOOKUP_ARRAY, _c_lookup(cref, array_map, elem_keys))
-
-
-@LOOKUP_ARRAY.mark()
-def test_lookup_array_bpfload(benchmark, pairs, cref, array_map, elem_keys):
-    _py_lookup(benchmark, pairs, cref, LOOKUP_ARRAY, array_map, elem_keys)
 
 
 # --------------------------------------------------------------------------
@@ -239,12 +234,14 @@ def _c_update(cref, m, elem_keys):
     return c_round
 
 
-@UPDATE.mark()
-def test_update_elem_c(benchmark, pairs, cref, hash_map, elem_keys):
-    run_c(benchmark, pairs, UPDATE, _c_update(cref, hash_map, elem_keys))
+@elem_cases(UPDATE, UPDATE_ARRAY)
+def test_update_elem_c(benchmark, pairs, cref, request, elem_keys, case, map_name):
+    run_c(benchmark, pairs, case, _c_update(cref, request.getfixturevalue(map_name), elem_keys))
 
 
-def _py_update(benchmark, pairs, cref, case, m, elem_keys):
+@elem_cases(UPDATE, UPDATE_ARRAY)
+def test_update_elem_bpfload(benchmark, pairs, cref, request, elem_keys, case, map_name):
+    m = request.getfixturevalue(map_name)
     keys = elem_keys[0]
 
     def py_round():
@@ -253,21 +250,6 @@ def _py_update(benchmark, pairs, cref, case, m, elem_keys):
 
     run_py(benchmark, pairs, case, py_round, _c_update(cref, m, elem_keys))
     assert m.lookup(keys[-1]) == keys[-1].to_bytes(8, sys.byteorder)
-
-
-@UPDATE.mark()
-def test_update_elem_bpfload(benchmark, pairs, cref, hash_map, elem_keys):
-    _py_update(benchmark, pairs, cref, UPDATE, hash_map, elem_keys)
-
-
-@UPDATE_ARRAY.mark()
-def test_update_array_c(benchmark, pairs, cref, array_map, elem_keys):
-    run_c(benchmark, pairs, UPDATE_ARRAY, _c_update(cref, array_map, elem_keys))
-
-
-@UPDATE_ARRAY.mark()
-def test_update_array_bpfload(benchmark, pairs, cref, array_map, elem_keys):
-    _py_update(benchmark, pairs, cref, UPDATE_ARRAY, array_map, elem_keys)
 
 
 # --------------------------------------------------------------------------

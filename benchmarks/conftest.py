@@ -121,7 +121,10 @@ class Pair:
 
     def spread(self) -> tuple[float, float]:
         """First and third quartiles of the paired round ratios (the verdict's spread)."""
-        q = statistics.quantiles((p / c for p, c in zip(self.py, self.c)), n=4)
+        ratios = [p / c for p, c in zip(self.py, self.c)]
+        if len(ratios) < 2:
+            return ratios[0], ratios[0]
+        q = statistics.quantiles(ratios, n=4)
         return q[0], q[2]
 
     def ratio_min(self) -> float:
