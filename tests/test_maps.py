@@ -628,6 +628,33 @@ def test_to_dict_of_a_hash_equals_dict_of_items():
         assert m.to_dict(int_values=True) == {k: _u(v) for k, v in d.items()}
 
 
+@pytest.mark.parametrize("key_size, keys", [
+    (2, list(range(2**16))),                                    # every u16: 65,536 entries
+    (4, [(k * 2654435761) % 2**32 for k in range(70_000)]),     # u32 spread over the range
+    (8, [2**64 - 1 - k for k in range(40_000)]                  # above 2^61 - 1: hash = k mod it
+        + [2**61 - 1 + k for k in range(-20_000, 20_000)]       # around the hash modulus
+        + [k << 40 for k in range(1, 10_001)]),                 # equal low bits
+], ids=["u16", "u32", "u64"])
+def test_to_dict_int_keys_of_a_big_map_in_hash_order(key_size, keys):
+    # to_dict(int_keys=True) of 65,536 entries or more inserts them sorted by
+    # the low bits of the keys' hashes (bl_hash_order): every entry, once,
+    # with its own value, whatever the key's size or place around 2^61 - 1.
+    code = {2: "H", 4: "I", 8: "Q"}[key_size]
+    with Map.create(MapType.HASH, key_size, 8, len(keys), name="td_big") as m:
+        m.update_batch(array.array(code, keys), array.array("Q", (k ^ 0x5A5A for k in keys)))
+        want = {k: k ^ 0x5A5A for k in keys}
+        ints = m.to_dict(int_keys=True, int_values=True)
+        assert len(ints) == len(keys) and ints == want
+        assert m.to_dict(int_keys=True) == {k: v.to_bytes(8, NATIVE) for k, v in want.items()}
+        # in the order of the dict's slots: the low bits of hash(k) (k mod 2^61 - 1) for a
+        # table of 2^bits slots, 2/3 of them usable; keys below 2^bits: ascending
+        bits = next(b for b in range(1, 23) if 2 * 2**b >= 3 * len(keys))
+        slots = [hash(k) % 2**bits for k in ints]
+        assert slots == sorted(slots)
+        if key_size == 2:
+            assert list(ints) == sorted(keys)
+
+
 def test_to_dict_of_an_array_has_every_index():
     with Map.create(MapType.ARRAY, 4, 4, 5, name="td_arr") as m:
         m[3] = 0xFFFFFFFF

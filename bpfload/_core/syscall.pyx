@@ -183,6 +183,7 @@ cdef enum:
     KIND_FDVALUE = 2
     KIND_KEYLESS = 3
     TMP_KEY = 256
+    HASH_ORDER_MIN = 65536   # to_dict(int_keys=True) sorts dumps this big by hash (bl_hash_order)
 
 # Map types by number (mirrors bpfload.constants; _core imports nothing else).
 cdef enum:
@@ -1033,7 +1034,66 @@ cdef extern from *:
         Py_END_ALLOW_THREADS
         return ret;
     }
+
+    /* to_dict(int_keys=True) of a big map: the dump's (key, value) records
+     * reordered by the low `bits` bits of the keys' int hashes (a stable LSD
+     * radix sort, two passes of at most 11 bits), so that the dict's index
+     * is written in slot order instead of one random cache and TLB miss per
+     * entry.  An unsigned key's hash is the key modulo 2^61 - 1 (CPython's
+     * _PyHASH_MODULUS on 64-bit builds).  -> malloc'd n records of ks + vs
+     * bytes (the caller frees it), or NULL when out of memory. */
+    static inline uint64_t bl_int_hash(const char *p, Py_ssize_t ks)
+    {
+        uint64_t v;
+        switch (ks) {
+        case 1: v = *(const uint8_t *)p; break;
+        case 2: { uint16_t x; memcpy(&x, p, 2); v = x; break; }
+        case 4: { uint32_t x; memcpy(&x, p, 4); v = x; break; }
+        default: memcpy(&v, p, 8); break;
+        }
+        return v % 0x1FFFFFFFFFFFFFFFULL;
+    }
+
+    static char *bl_hash_order(const char *kb, const char *vb, Py_ssize_t n, Py_ssize_t ks,
+                               Py_ssize_t vs, int bits)
+    {
+        Py_ssize_t rs = ks + vs, i, pos0[2048], pos1[2048];
+        int b0 = bits < 11 ? bits : 11, b1 = bits - b0 < 11 ? bits - b0 : 11;
+        uint64_t m0 = ((uint64_t)1 << b0) - 1, m1 = ((uint64_t)1 << b1) - 1, h;
+        char *a = malloc((size_t)(n * rs) + 1), *b = malloc((size_t)(n * rs) + 1);
+        char *r;
+
+        if (a == NULL || b == NULL) {
+            free(a);
+            free(b);
+            return NULL;
+        }
+        memset(pos0, 0, sizeof(pos0));
+        memset(pos1, 0, sizeof(pos1));
+        for (i = 0; i < n; i++) {
+            h = bl_int_hash(kb + i * ks, ks);
+            pos0[h & m0]++;
+            pos1[(h >> b0) & m1]++;
+        }
+        for (Py_ssize_t d = 0, t0 = 0, t1 = 0, c; d < 2048; d++) {
+            c = pos0[d]; pos0[d] = t0; t0 += c;
+            c = pos1[d]; pos1[d] = t1; t1 += c;
+        }
+        for (i = 0; i < n; i++) {
+            r = a + pos0[bl_int_hash(kb + i * ks, ks) & m0]++ * rs;
+            memcpy(r, kb + i * ks, ks);
+            memcpy(r + ks, vb + i * vs, vs);
+        }
+        for (i = 0; i < n; i++) {
+            r = a + i * rs;
+            memcpy(b + pos1[(bl_int_hash(r, ks) >> b0) & m1]++ * rs, r, rs);
+        }
+        free(a);
+        return b;
+    }
     """
+    char *bl_hash_order(const char *kb, const char *vb, Py_ssize_t n, Py_ssize_t ks,
+                        Py_ssize_t vs, int bits) nogil
     const char *bl_fast_buf(object o, Py_ssize_t size, char *tmp)
     int bl_sole_thread()
     int bl_map_elem_call(int cmd, int fd, const void *key, void *value, uint64_t flags)
@@ -2030,9 +2090,14 @@ cdef class MapCore:
         arrays).  *int_keys* / *int_values*: unsigned native-endian ints
         instead of bytes (cheaper to create and hash), for a ``key_size`` /
         ``value_size`` of 1, 2, 4 or 8 (else ValueError); per-CPU values
-        become lists of ints.  Raises :class:`bpfload.MapClosedError` once
-        closed, :class:`bpfload.NotSupportedError` for maps without keys
-        (queue, stack, bloom filter).
+        become lists of ints.  The dict's order is the kernel's (as
+        :meth:`items`), except with *int_keys* on a dump of 65,536 entries
+        or more: there the entries are inserted in the order of the dict's
+        own slots (the low bits of the keys' hashes; ascending for keys
+        below the table size), which saves a cache miss per entry.  Raises
+        :class:`bpfload.MapClosedError` once closed,
+        :class:`bpfload.NotSupportedError` for maps without keys (queue,
+        stack, bloom filter).
         """
         cdef char *kb = NULL
         cdef char *vb = NULL
@@ -2041,6 +2106,9 @@ cdef class MapCore:
         cdef const char *kp
         cdef const char *vp
         cdef dict d
+        cdef Py_ssize_t kstep = ks, vstep = vs
+        cdef char *rec = NULL
+        cdef int bits = 1
         self._check()
         if int_keys and ks not in (1, 2, 4, 8):
             raise ValueError(f"map {self.name!r}: keys of {ks} bytes cannot be ints "
@@ -2052,6 +2120,15 @@ cdef class MapCore:
         kp = kb
         vp = vb
         try:
+            if int_keys and self._kind == KIND_PLAIN and n >= HASH_ORDER_MIN:
+                while (<Py_ssize_t>1 << bits) * 2 < n * 3:   # the dict's table: 2/3 usable
+                    bits += 1
+                with nogil:
+                    rec = bl_hash_order(kb, vb, n, ks, vs, min(bits, 22))
+                if rec != NULL:   # else (no memory for it): in dump order
+                    kp = rec
+                    vp = rec + ks
+                    kstep = vstep = ks + vs
             d = _PyDict_NewPresized(n)
             if self._kind == KIND_PLAIN:
                 # One loop per combination: nothing in the loop but the two new
@@ -2060,14 +2137,14 @@ cdef class MapCore:
                     for i in range(n):
                         PyDict_SetItem(d, PyLong_FromUnsignedLongLong(load_uint(kp, ks)),
                                        PyLong_FromUnsignedLongLong(load_uint(vp, vs)))
-                        kp += ks
-                        vp += vs
+                        kp += kstep
+                        vp += vstep
                 elif int_keys:
                     for i in range(n):
                         PyDict_SetItem(d, PyLong_FromUnsignedLongLong(load_uint(kp, ks)),
                                        PyBytes_FromStringAndSize(vp, vs))
-                        kp += ks
-                        vp += vs
+                        kp += kstep
+                        vp += vstep
                 elif int_values:
                     for i in range(n):
                         PyDict_SetItem(d, PyBytes_FromStringAndSize(kp, ks),
@@ -2091,6 +2168,7 @@ cdef class MapCore:
         finally:
             free(kb)
             free(vb)
+            free(rec)
 
     def keys(self):
         """Every key as bytes (batch lookup; get_next_key where batch is missing).
