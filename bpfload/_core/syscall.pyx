@@ -1057,19 +1057,20 @@ cdef extern from *:
     static char *bl_hash_order(const char *kb, const char *vb, Py_ssize_t n, Py_ssize_t ks,
                                Py_ssize_t vs, int bits)
     {
-        Py_ssize_t rs = ks + vs, i, pos0[2048], pos1[2048];
+        Py_ssize_t rs = ks + vs, i;
         int b0 = bits < 11 ? bits : 11, b1 = bits - b0 < 11 ? bits - b0 : 11;
         uint64_t m0 = ((uint64_t)1 << b0) - 1, m1 = ((uint64_t)1 << b1) - 1, h;
         char *a = malloc((size_t)(n * rs) + 1), *b = malloc((size_t)(n * rs) + 1);
+        /* the two passes' bucket positions: 32 KB, not on a thread's stack */
+        Py_ssize_t *pos0 = calloc(2 * 2048, sizeof(Py_ssize_t)), *pos1 = pos0 + 2048;
         char *r;
 
-        if (a == NULL || b == NULL) {
+        if (a == NULL || b == NULL || pos0 == NULL) {
             free(a);
             free(b);
+            free(pos0);
             return NULL;
         }
-        memset(pos0, 0, sizeof(pos0));
-        memset(pos1, 0, sizeof(pos1));
         for (i = 0; i < n; i++) {
             h = bl_int_hash(kb + i * ks, ks);
             pos0[h & m0]++;
@@ -1089,6 +1090,7 @@ cdef extern from *:
             memcpy(b + pos1[(bl_int_hash(r, ks) >> b0) & m1]++ * rs, r, rs);
         }
         free(a);
+        free(pos0);
         return b;
     }
     """
