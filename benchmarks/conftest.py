@@ -124,6 +124,14 @@ class Pair:
         r = sorted(p / c for p, c in zip(self.py, self.c))
         return r[0], r[-1]
 
+    def iqr(self) -> tuple[float, float]:
+        """First and third quartiles of the paired round ratios (the verdict's spread)."""
+        ratios = [p / c for p, c in zip(self.py, self.c)]
+        if len(ratios) < 2:
+            return ratios[0], ratios[0]
+        q = statistics.quantiles(ratios, n=4)
+        return q[0], q[2]
+
     def ratio_min(self) -> float:
         """min(bpfload rounds) / min(interleaved C rounds): each side at its least disturbed."""
         return min(self.py) / min(self.c)
@@ -162,7 +170,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tr = terminalreporter
     tr.write_sep("=", "bpfload / C reference (same work, same map fd)")
     head = (f"{'group':<24} {'per':<7} {'C ns':>8} {'bpfload ns':>11} {'ratio':>7} "
-            f"{'ratio(min)':>11} {'target':>7}  verdict")
+            f"{'ratio(min)':>11} {'IQR':>13} {'target':>7}  verdict")
     tr.write_line(head)
     tr.write_line("-" * len(head))
     missed = []
@@ -172,10 +180,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         if r > p.target:
             missed.append(p)
         tr.write_line(f"{p.group:<24} {p.what:<7} {p.ns(p.c):>8.1f} {p.ns(p.py):>11.1f} "
-                      f"{r:>7.3f} {p.ratio_min():>11.3f} {p.target:>7.2f}  {verdict}")
+                      f"{r:>7.3f} {p.ratio_min():>11.3f} {'%.3f-%.3f' % p.iqr():>13} "
+                      f"{p.target:>7.2f}  {verdict}")
     tr.write_line("ns: fastest round / operations per round.  ratio: median over rounds of "
-                  "bpfload / the C round run just before it (the verdict).  ratio(min): fastest "
-                  "bpfload round / fastest of those C rounds.")
+                  "bpfload / the C round run just before it (the verdict); IQR: its quartiles.  "
+                  "ratio(min): fastest bpfload round / fastest of those C rounds.")
     tr.write_line("spread (lowest-highest per-pair ratio): " + ", ".join(
         f"{p.group} {p.spread()[0]:.2f}-{p.spread()[1]:.2f}" for p in done))
     for p in done:

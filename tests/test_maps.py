@@ -515,8 +515,9 @@ def _releases_the_gil(op, deadline_s: float = 5.0) -> bool:
 @pytest.mark.parametrize("mtype", [MapType.HASH, MapType.ARRAY, MapType.PERCPU_HASH,
                                    MapType.LRU_HASH], ids=lambda t: t.name)
 def test_element_syscalls_release_the_gil(mtype):
-    # "The GIL is released around syscalls": lookup/update/delete included,
-    # on every map type (they once kept it on hash/array maps).
+    # "The GIL is released around syscalls" whenever another Python thread
+    # exists: lookup/update/delete included, on every map type.  (A sole
+    # thread keeps it: see test_sole_thread_is_detected.)
     with Map.create(mtype, 4, 8, 8, name="gil") as m:
         m.update(1, 1)
         assert _releases_the_gil(lambda: m.lookup(1))
@@ -528,6 +529,26 @@ def test_element_syscalls_release_the_gil(mtype):
             assert _releases_the_gil(delete)
         # control: a loop that makes no syscall never lets the other thread in
         assert not _releases_the_gil(lambda: m.key_size, deadline_s=0.2)
+
+
+def test_sole_thread_is_detected():
+    # The element calls keep the GIL only while the caller is the only Python
+    # thread (nothing could run meanwhile); the test that decides it must see
+    # a second thread as soon as it exists, and until it has ended.
+    code = (
+        "import threading\n"
+        "from bpfload._core import syscall\n"
+        "assert syscall._sole_thread()\n"
+        "go, stop = threading.Event(), threading.Event()\n"
+        "t = threading.Thread(target=lambda: (go.set(), stop.wait()))\n"
+        "t.start(); go.wait()\n"
+        "assert not syscall._sole_thread()\n"
+        "stop.set(); t.join()\n"
+        "assert syscall._sole_thread()\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
 
 
 # -- key and value packing (the inlined fast path and the general one agree) ------------
@@ -605,6 +626,33 @@ def test_to_dict_of_a_hash_equals_dict_of_items():
         assert all(type(k) is int and type(v) is int for k, v in ints.items())
         assert m.to_dict(int_keys=True) == {_u(k): v for k, v in d.items()}
         assert m.to_dict(int_values=True) == {k: _u(v) for k, v in d.items()}
+
+
+@pytest.mark.parametrize("key_size, keys", [
+    (2, list(range(2**16))),                                    # every u16: 65,536 entries
+    (4, [(k * 2654435761) % 2**32 for k in range(70_000)]),     # u32 spread over the range
+    (8, [2**64 - 1 - k for k in range(40_000)]                  # above 2^61 - 1: hash = k mod it
+        + [2**61 - 1 + k for k in range(-20_000, 20_000)]       # around the hash modulus
+        + [k << 40 for k in range(1, 10_001)]),                 # equal low bits
+], ids=["u16", "u32", "u64"])
+def test_to_dict_int_keys_of_a_big_map_in_hash_order(key_size, keys):
+    # to_dict(int_keys=True) of 65,536 entries or more inserts them sorted by
+    # the low bits of the keys' hashes (bl_hash_order): every entry, once,
+    # with its own value, whatever the key's size or place around 2^61 - 1.
+    code = {2: "H", 4: "I", 8: "Q"}[key_size]
+    with Map.create(MapType.HASH, key_size, 8, len(keys), name="td_big") as m:
+        m.update_batch(array.array(code, keys), array.array("Q", (k ^ 0x5A5A for k in keys)))
+        want = {k: k ^ 0x5A5A for k in keys}
+        ints = m.to_dict(int_keys=True, int_values=True)
+        assert len(ints) == len(keys) and ints == want
+        assert m.to_dict(int_keys=True) == {k: v.to_bytes(8, NATIVE) for k, v in want.items()}
+        # in the order of the dict's slots: the low bits of hash(k) (k mod 2^61 - 1) for a
+        # table of 2^bits slots, 2/3 of them usable; keys below 2^bits: ascending
+        bits = next(b for b in range(1, 23) if 2 * 2**b >= 3 * len(keys))
+        slots = [hash(k) % 2**bits for k in ints]
+        assert slots == sorted(slots)
+        if key_size == 2:
+            assert list(ints) == sorted(keys)
 
 
 def test_to_dict_of_an_array_has_every_index():

@@ -189,6 +189,7 @@ cdef enum:
     KIND_FDVALUE = 2
     KIND_KEYLESS = 3
     TMP_KEY = 256
+    HASH_ORDER_MIN = 65536   # to_dict(int_keys=True) sorts dumps this big by hash (bl_hash_order)
 
 # Map types by number (mirrors bpfload.constants; _core imports nothing else).
 cdef enum:
@@ -459,12 +460,27 @@ cdef class FD:
             self._fd = -1
 
 
-cdef inline FD _holder(object fd):
-    """The FD owner behind *fd* when it is one (its use is then taken), else None."""
+cdef inline int _held(object fd, void **owner) except? -1:
+    """The number to pass the kernel for *fd*, an int or an :class:`FD`.
+
+    An FD's use is taken (MapClosedError once closed) and *owner* set to it
+    until :func:`_unheld`; an int is its own number (*owner* NULL).  The
+    caller's argument keeps the FD alive, so *owner* borrows it.  Between
+    the two, a wrapper makes its call with the GIL released, which cannot
+    raise: no ``try`` is needed unless something else can.
+    """
+    owner[0] = NULL
     if type(fd) is FD:
         (<FD>fd)._acquire()
-        return <FD>fd
-    return None
+        owner[0] = <void *>fd
+        return (<FD>fd)._fd
+    return fd
+
+
+cdef inline void _unheld(void *owner) noexcept:
+    """Drop the use :func:`_held` took (nothing for an int)."""
+    if owner != NULL:
+        (<FD>owner)._release()
 
 
 cdef FD _new_fd(int ret, str command, object target, object what, bint is_map=False):
@@ -508,14 +524,11 @@ def map_create(uint32_t map_type, uint32_t key_size, uint32_t value_size, uint32
 def map_freeze(fd, target=None):
     """BPF_MAP_FREEZE: no more writes from user space.  *fd*: an int or an :class:`FD` (held)."""
     cdef int ret
-    cdef FD h = _holder(fd)
-    cdef int cfd = h._fd if h is not None else fd
-    try:
-        with nogil:
-            ret = bl_map_freeze(cfd)
-    finally:
-        if h is not None:
-            h._release()
+    cdef void *held
+    cdef int cfd = _held(fd, &held)
+    with nogil:
+        ret = bl_map_freeze(cfd)
+    _unheld(held)
     if ret < 0:
         _raise("BPF_MAP_FREEZE", ret, target, True)
 
@@ -525,18 +538,14 @@ def obj_pin(fd, path, target=None):
     cdef bytes p = _os.fsencode(path)
     cdef const char *cp = p
     cdef int ret
-    cdef FD h
+    cdef void *held
     cdef int cfd
     if b"\0" in p:
         raise ValueError("embedded null byte in pin path")
-    h = _holder(fd)
-    cfd = h._fd if h is not None else fd
-    try:
-        with nogil:
-            ret = bl_obj_pin(cfd, cp)
-    finally:
-        if h is not None:
-            h._release()
+    cfd = _held(fd, &held)
+    with nogil:
+        ret = bl_obj_pin(cfd, cp)
+    _unheld(held)
     if ret < 0:
         _raise("BPF_OBJ_PIN", ret, target, False, f"path {_os.fsdecode(p)}")
 
@@ -588,15 +597,12 @@ def obj_get_info(fd, uint32_t size, target=None, bytes prefill=None):
 
 cdef int _get_info(object fd, char *p, uint32_t *n, object target) except -1:
     """BPF_OBJ_GET_INFO_BY_FD into *p* (*n* in/out), *fd* held for the call when an FD."""
-    cdef FD h = _holder(fd)
-    cdef int cfd = h._fd if h is not None else fd
+    cdef void *held
+    cdef int cfd = _held(fd, &held)
     cdef int ret
-    try:
-        with nogil:
-            ret = bl_obj_get_info_by_fd(cfd, p, n)
-    finally:
-        if h is not None:
-            h._release()
+    with nogil:
+        ret = bl_obj_get_info_by_fd(cfd, p, n)
+    _unheld(held)
     if ret < 0:
         _raise("BPF_OBJ_GET_INFO_BY_FD", ret, target)
     return 0
@@ -711,14 +717,13 @@ def prog_test_run(prog_fd, data=None, ctx=None, *, uint32_t repeat=1, uint32_t f
     close cannot hand the number to another object mid-run).
     """
     cdef bl_test_run_opts o
-    cdef FD h
+    cdef void *held
     cdef _View vd = _View(data) if data is not None else None
     cdef _View vc = _View(ctx) if ctx is not None else None
     cdef bytearray dout = None
     cdef bytearray cout = None
     cdef int ret
     memset(&o, 0, sizeof(o))
-    o.prog_fd = -1 if type(prog_fd) is FD else prog_fd
     o.repeat = repeat
     o.flags = flags
     o.cpu = cpu
@@ -740,15 +745,10 @@ def prog_test_run(prog_fd, data=None, ctx=None, *, uint32_t repeat=1, uint32_t f
             cout = bytearray(ctx_out_size)
             o.ctx_out = PyByteArray_AS_STRING(cout)
             o.ctx_size_out = <uint32_t>ctx_out_size
-    h = _holder(prog_fd)
-    if h is not None:
-        o.prog_fd = h._fd
-    try:
-        with nogil:
-            ret = bl_prog_test_run(&o)
-    finally:
-        if h is not None:
-            h._release()
+    o.prog_fd = _held(prog_fd, &held)
+    with nogil:
+        ret = bl_prog_test_run(&o)
+    _unheld(held)
     if ret < 0:
         _raise("BPF_PROG_TEST_RUN", ret, target)
     return (o.retval, o.duration,
@@ -838,20 +838,20 @@ def link_update(link_fd, new_prog_fd, uint32_t flags=0, old_prog_fd=0, target=No
     close cannot hand its number to another object mid-call).
     """
     cdef int ret
-    cdef FD hl = _holder(link_fd), hn = None, ho = None
+    cdef void *hl = NULL
+    cdef void *hn = NULL
+    cdef void *ho = NULL
     cdef int cl, cn, co
-    try:
-        hn = _holder(new_prog_fd)
-        ho = _holder(old_prog_fd)
-        cl = hl._fd if hl is not None else link_fd
-        cn = hn._fd if hn is not None else new_prog_fd
-        co = ho._fd if ho is not None else old_prog_fd
+    try:  # a later fd may be closed or not an int: give back the uses taken
+        cl = _held(link_fd, &hl)
+        cn = _held(new_prog_fd, &hn)
+        co = _held(old_prog_fd, &ho)
         with nogil:
             ret = bl_link_update(cl, cn, flags, co)
     finally:
-        for h in (hl, hn, ho):
-            if h is not None:
-                (<FD>h)._release()
+        _unheld(hl)
+        _unheld(hn)
+        _unheld(ho)
     if ret < 0:
         _raise("BPF_LINK_UPDATE", ret, target)
 
@@ -861,14 +861,11 @@ def link_detach(link_fd, target=None):
 
     *link_fd*: an int or an :class:`FD` (held for the call)."""
     cdef int ret
-    cdef FD h = _holder(link_fd)
-    cdef int cfd = h._fd if h is not None else link_fd
-    try:
-        with nogil:
-            ret = bl_link_detach(cfd)
-    finally:
-        if h is not None:
-            h._release()
+    cdef void *held
+    cdef int cfd = _held(link_fd, &held)
+    with nogil:
+        ret = bl_link_detach(cfd)
+    _unheld(held)
     if ret < 0:
         _raise("BPF_LINK_DETACH", ret, target)
 
@@ -911,14 +908,11 @@ def iter_create(link_fd, uint32_t flags=0, target=None):
 
     *link_fd*: an int or an :class:`FD` (held for the call)."""
     cdef int ret
-    cdef FD h = _holder(link_fd)
-    cdef int cfd = h._fd if h is not None else link_fd
-    try:
-        with nogil:
-            ret = bl_iter_create(cfd, flags)
-    finally:
-        if h is not None:
-            h._release()
+    cdef void *held
+    cdef int cfd = _held(link_fd, &held)
+    with nogil:
+        ret = bl_iter_create(cfd, flags)
+    _unheld(held)
     return _new_fd(ret, "BPF_ITER_CREATE", target, f"iterator {target or ''}".strip())
 
 
@@ -1039,8 +1033,112 @@ cdef extern from *:
         }
         return NULL;
     }
+
+    /* True when the calling thread is the only Python thread (of the only
+     * interpreter).  Releasing the GIL then lets nothing else run and costs
+     * 20-40 ns here (drop_gil + take_gil: two mutexes and a condition
+     * variable, ~400 instructions), the largest share of bpfload's own time
+     * in an element call.  A thread state is alone in its interpreter's
+     * doubly linked list when it has neither prev nor next.  The lists are
+     * read without the runtime's lock: a thread state a C thread creates
+     * meanwhile (PyGILState_Ensure) waits for the GIL until this one call
+     * returns, as it would had it come a moment later.  A free-threaded
+     * build always detaches (it has no GIL to keep). */
+    static inline int bl_sole_thread(void)
+    {
+    #ifdef Py_GIL_DISABLED
+        return 0;
+    #else
+        PyThreadState *ts = PyThreadState_Get();
+        return ts->prev == NULL && ts->next == NULL
+            && PyInterpreterState_Next(PyInterpreterState_Head()) == NULL;
+    #endif
+    }
+
+    /* One BPF_MAP_*_ELEM command on a held fd (GIL held on entry and on
+     * return): the GIL is released around the syscall whenever another
+     * Python thread exists, kept when none does (bl_sole_thread). */
+    static inline int bl_map_elem_call(int cmd, int fd, const void *key, void *value, __u64 flags)
+    {
+        int ret;
+        if (bl_sole_thread())
+            return bl_map_elem(cmd, fd, key, value, flags);
+        Py_BEGIN_ALLOW_THREADS
+        ret = bl_map_elem(cmd, fd, key, value, flags);
+        Py_END_ALLOW_THREADS
+        return ret;
+    }
+
+    /* to_dict(int_keys=True) of a big map: the dump's (key, value) records
+     * reordered by the low `bits` bits of the keys' int hashes (a stable LSD
+     * radix sort, two passes of at most 11 bits), so that the dict's index
+     * is written in slot order instead of one random cache and TLB miss per
+     * entry.  An unsigned key's hash is the key modulo 2^61 - 1 (CPython's
+     * _PyHASH_MODULUS on 64-bit builds).  -> malloc'd n records of ks + vs
+     * bytes (the caller frees it), or NULL when out of memory. */
+    static inline uint64_t bl_int_hash(const char *p, Py_ssize_t ks)
+    {
+        uint64_t v;
+        switch (ks) {
+        case 1: v = *(const uint8_t *)p; break;
+        case 2: { uint16_t x; memcpy(&x, p, 2); v = x; break; }
+        case 4: { uint32_t x; memcpy(&x, p, 4); v = x; break; }
+        default: memcpy(&v, p, 8); break;
+        }
+        return v % 0x1FFFFFFFFFFFFFFFULL;
+    }
+
+    static char *bl_hash_order(const char *kb, const char *vb, Py_ssize_t n, Py_ssize_t ks,
+                               Py_ssize_t vs, int bits)
+    {
+        Py_ssize_t rs = ks + vs, i;
+        int b0 = bits < 11 ? bits : 11, b1 = bits - b0 < 11 ? bits - b0 : 11;
+        uint64_t m0 = ((uint64_t)1 << b0) - 1, m1 = ((uint64_t)1 << b1) - 1, h;
+        char *a = malloc((size_t)(n * rs) + 1), *b = malloc((size_t)(n * rs) + 1);
+        /* the two passes' bucket positions: 32 KB, not on a thread's stack */
+        Py_ssize_t *pos0 = calloc(2 * 2048, sizeof(Py_ssize_t)), *pos1 = pos0 + 2048;
+        char *r;
+
+        if (a == NULL || b == NULL || pos0 == NULL) {
+            free(a);
+            free(b);
+            free(pos0);
+            return NULL;
+        }
+        for (i = 0; i < n; i++) {
+            h = bl_int_hash(kb + i * ks, ks);
+            pos0[h & m0]++;
+            pos1[(h >> b0) & m1]++;
+        }
+        for (Py_ssize_t d = 0, t0 = 0, t1 = 0, c; d < 2048; d++) {
+            c = pos0[d]; pos0[d] = t0; t0 += c;
+            c = pos1[d]; pos1[d] = t1; t1 += c;
+        }
+        for (i = 0; i < n; i++) {
+            r = a + pos0[bl_int_hash(kb + i * ks, ks) & m0]++ * rs;
+            memcpy(r, kb + i * ks, ks);
+            memcpy(r + ks, vb + i * vs, vs);
+        }
+        for (i = 0; i < n; i++) {
+            r = a + i * rs;
+            memcpy(b + pos1[(bl_int_hash(r, ks) >> b0) & m1]++ * rs, r, rs);
+        }
+        free(a);
+        free(pos0);
+        return b;
+    }
     """
+    char *bl_hash_order(const char *kb, const char *vb, Py_ssize_t n, Py_ssize_t ks,
+                        Py_ssize_t vs, int bits) nogil
     const char *bl_fast_buf(object o, Py_ssize_t size, char *tmp)
+    int bl_sole_thread()
+    int bl_map_elem_call(int cmd, int fd, const void *key, void *value, uint64_t flags)
+
+
+def _sole_thread():
+    """True when the caller is the only Python thread, so that the element calls
+    (lookup/update/delete) keep the GIL around their syscall (tests, diagnostics)."""
+    return bool(bl_sole_thread())
 
 
 cpdef object index_int(object obj):
@@ -1193,6 +1291,19 @@ cdef class MapCore:
         f._users += 1
         return f._fd
 
+    cdef inline int _hold(self) noexcept:
+        """As :meth:`_use` without raising: -1 (nothing taken) once closed.
+
+        For the element calls, which must give back a key's buffer before
+        raising (no ``try`` on their common path: its exception-state save
+        and restore cost more than the rest of the hold).
+        """
+        cdef FD f = self._fdobj
+        if f is None or f._fd < 0:
+            return -1
+        f._users += 1
+        return f._fd
+
     cdef inline void _done(self) noexcept:
         self._fdobj._release()
 
@@ -1330,14 +1441,12 @@ cdef class MapCore:
             k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
         out = PyBytes_FromStringAndSize(NULL, self._vsize)
         v = PyBytes_AS_STRING(out)
-        try:
-            fd = self._use()
-        except BaseException:
+        fd = self._hold()
+        if fd < 0:
             if release:
                 PyBuffer_Release(&view)
-            raise
-        with nogil:  # the GIL is released around the syscall and nothing else
-            ret = bl_map_lookup(fd, k, v, flags)
+            self._closed()
+        ret = bl_map_elem_call(BPF_MAP_LOOKUP_ELEM, fd, k, v, flags)  # GIL: see bl_sole_thread
         self._done()
         if release:
             PyBuffer_Release(&view)
@@ -1372,16 +1481,14 @@ cdef class MapCore:
         v = bl_fast_buf(value, self._vsize, vtmp)
         if v == NULL:
             v = self._value_buf(value, vtmp, &vview, &vrel, &kview, krel)
-        try:
-            fd = self._use()
-        except BaseException:
+        fd = self._hold()
+        if fd < 0:
             if krel:
                 PyBuffer_Release(&kview)
             if vrel:
                 PyBuffer_Release(&vview)
-            raise
-        with nogil:  # the GIL is released around the syscall and nothing else
-            ret = bl_map_update(fd, k, v, flags)
+            self._closed()
+        ret = bl_map_elem_call(BPF_MAP_UPDATE_ELEM, fd, k, <void *>v, flags)  # GIL: bl_sole_thread
         self._done()
         if krel:
             PyBuffer_Release(&kview)
@@ -1409,14 +1516,12 @@ cdef class MapCore:
             k = self._buf(key, self.key_size, tmp, &view, &release, "key")
         if self.key_size == 0:
             k = NULL  # the UAPI wants no key pointer when key_size is 0 (ringbuf)
-        try:
-            fd = self._use()
-        except BaseException:
+        fd = self._hold()
+        if fd < 0:
             if release:
                 PyBuffer_Release(&view)
-            raise
-        with nogil:  # the GIL is released around the syscall and nothing else
-            ret = bl_map_delete(fd, k)
+            self._closed()
+        ret = bl_map_elem_call(BPF_MAP_DELETE_ELEM, fd, k, NULL, 0)  # GIL: see bl_sole_thread
         self._done()
         if release:
             PyBuffer_Release(&view)
@@ -2021,9 +2126,14 @@ cdef class MapCore:
         arrays).  *int_keys* / *int_values*: unsigned native-endian ints
         instead of bytes (cheaper to create and hash), for a ``key_size`` /
         ``value_size`` of 1, 2, 4 or 8 (else ValueError); per-CPU values
-        become lists of ints.  Raises :class:`bpfload.MapClosedError` once
-        closed, :class:`bpfload.NotSupportedError` for maps without keys
-        (queue, stack, bloom filter).
+        become lists of ints.  The dict's order is the kernel's (as
+        :meth:`items`), except with *int_keys* on a dump of 65,536 entries
+        or more: there the entries are inserted in the order of the dict's
+        own slots (the low bits of the keys' hashes; ascending for keys
+        below the table size), which saves a cache miss per entry.  Raises
+        :class:`bpfload.MapClosedError` once closed,
+        :class:`bpfload.NotSupportedError` for maps without keys (queue,
+        stack, bloom filter).
         """
         cdef char *kb = NULL
         cdef char *vb = NULL
@@ -2032,6 +2142,9 @@ cdef class MapCore:
         cdef const char *kp
         cdef const char *vp
         cdef dict d
+        cdef Py_ssize_t kstep = ks, vstep = vs
+        cdef char *rec = NULL
+        cdef int bits = 1
         self._check()
         if int_keys and ks not in (1, 2, 4, 8):
             raise ValueError(f"map {self.name!r}: keys of {ks} bytes cannot be ints "
@@ -2043,6 +2156,15 @@ cdef class MapCore:
         kp = kb
         vp = vb
         try:
+            if int_keys and self._kind == KIND_PLAIN and n >= HASH_ORDER_MIN:
+                while (<Py_ssize_t>1 << bits) * 2 < n * 3:   # the dict's table: 2/3 usable
+                    bits += 1
+                with nogil:
+                    rec = bl_hash_order(kb, vb, n, ks, vs, min(bits, 22))
+                if rec != NULL:   # else (no memory for it): in dump order
+                    kp = rec
+                    vp = rec + ks
+                    kstep = vstep = ks + vs
             d = _PyDict_NewPresized(n)
             if self._kind == KIND_PLAIN:
                 # One loop per combination: nothing in the loop but the two new
@@ -2051,14 +2173,14 @@ cdef class MapCore:
                     for i in range(n):
                         PyDict_SetItem(d, PyLong_FromUnsignedLongLong(load_uint(kp, ks)),
                                        PyLong_FromUnsignedLongLong(load_uint(vp, vs)))
-                        kp += ks
-                        vp += vs
+                        kp += kstep
+                        vp += vstep
                 elif int_keys:
                     for i in range(n):
                         PyDict_SetItem(d, PyLong_FromUnsignedLongLong(load_uint(kp, ks)),
                                        PyBytes_FromStringAndSize(vp, vs))
-                        kp += ks
-                        vp += vs
+                        kp += kstep
+                        vp += vstep
                 elif int_values:
                     for i in range(n):
                         PyDict_SetItem(d, PyBytes_FromStringAndSize(kp, ks),
@@ -2082,6 +2204,7 @@ cdef class MapCore:
         finally:
             free(kb)
             free(vb)
+            free(rec)
 
     def keys(self):
         """Every key as bytes (batch lookup; get_next_key where batch is missing).
@@ -2194,7 +2317,7 @@ def prog_map_ids(fd, uint32_t count):
     cdef char info[232]
     cdef uint32_t n = 232
     cdef int ret
-    cdef FD h
+    cdef void *held
     cdef int cfd
     if ids == NULL:
         raise MemoryError()
@@ -2202,14 +2325,10 @@ def prog_map_ids(fd, uint32_t count):
         memset(info, 0, 232)
         (<uint32_t *>(info + 52))[0] = count
         (<uint64_t *>(info + 56))[0] = <uint64_t><size_t>ids
-        h = _holder(fd)
-        cfd = h._fd if h is not None else fd
-        try:
-            with nogil:
-                ret = bl_obj_get_info_by_fd(cfd, info, &n)
-        finally:
-            if h is not None:
-                h._release()
+        cfd = _held(fd, &held)
+        with nogil:
+            ret = bl_obj_get_info_by_fd(cfd, info, &n)
+        _unheld(held)
         if ret < 0:
             _raise("BPF_OBJ_GET_INFO_BY_FD", ret, None)
         count = min(count, (<uint32_t *>(info + 52))[0])
