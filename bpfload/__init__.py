@@ -14,6 +14,7 @@ from .errors import (
     ReaderClosedError, ReaderBusyError, MapTypeError, EventConfigError, CorruptRecordError,
     AttachError, NotFoundError, ObjectFileError, IntRangeError,
 )
+from .errors import ReadOnlyError
 from .maps import Map, MapInfo, possible_cpus
 from .link import IterLink, Link, LinkInfo
 from .object import BpfObject, GlobalData, load
@@ -42,5 +43,5 @@ __all__ = [
     "NotSupportedError", "PermissionDeniedError", "ElfError", "BtfError", "LoadError",
     "PinError", "IncompatibleMapError", "ReaderClosedError", "ReaderBusyError", "MapTypeError",
     "EventConfigError", "CorruptRecordError", "NotFoundError", "ObjectFileError",
-    "IntRangeError",
+    "IntRangeError", "ReadOnlyError",
 ]

@@ -318,7 +318,7 @@ def plan_externs(spec: ObjectSpec, vmlinux: Optional[Callable[[], Btf]] = None) 
         kc.vars.sort(key=lambda v: v.offset)
         kc.size = total
         kmap = MapSpec(name=KCONFIG, type=MapType.ARRAY, key_size=4, value_size=total,
-                       max_entries=1, flags=int(MapFlags.RDONLY_PROG), form="data",
+                       max_entries=1, flags=int(MapFlags.RDONLY_PROG | MapFlags.MMAPABLE), form="data",
                        section=KCONFIG, data=bytes(image), freeze=True,
                        btf_value_type_id=kc.id)
     if ks is not None:
