@@ -237,6 +237,8 @@ class _Load:
             m.freeze()
         if ms.form == "data" and ms.flags & MapFlags.MMAPABLE:
             m.mmap(writable=not ms.freeze)   # after the freeze: .rodata/.kconfig read-only (libbpf)
+        elif ms.type == MapType.ARENA:
+            m.mmap()   # before any program load: the verifier needs the arena's user address
 
     def template_fd(self, ms: MapSpec) -> int:
         tmpl = ms.inner   # present: validate_map_in_map refused outer maps without one

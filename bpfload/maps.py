@@ -156,7 +156,8 @@ class Map(MapCore):
 
         *inner_map* (a Map or fd) is the template of an ARRAY_OF_MAPS /
         HASH_OF_MAPS.  *numa_node* sets BPF_F_NUMA_NODE.  *map_extra* is the
-        number of hash functions of a BLOOM_FILTER.  Raises
+        number of hash functions of a BLOOM_FILTER, the user address of an
+        ARENA (page aligned; 0: wherever :meth:`mmap` puts it).  Raises
         :class:`bpfload.MapError` (errno and hint) when the kernel refuses.
         """
         map_type = int(map_type)

@@ -65,6 +65,8 @@ EXCLUDED = {
     "verifier_reject": ("made to be refused by the verifier", "BPF program load failed"),
     "attach_net": ("tcx/ingress, tcx/egress and netfilter sections: libbpf 1.1 predates them "
                    "(1.3 and 1.2 added them)", "missing BPF prog type, check ELF section name"),
+    "arena": ("an ARENA map whose map_extra is an __ulong (ENUM64): libbpf 1.1 predates both "
+              "(1.4 added them)", "attr 'map_extra': expected PTR, got enum64"),
     "sections": ("one program per section prefix, fentry/lsm among them: this kernel refuses "
                  "trampoline programs with EPERM under both loaders",
                  "Operation not permitted"),
