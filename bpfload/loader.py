@@ -393,8 +393,10 @@ class _Load:
     def bind_rodata(self, prog: Program) -> None:
         """Bind every ``.rodata``/``.rodata.*`` map to *prog* (BPF_PROG_BIND_MAP), as libbpf
         does: the program then holds them, and ``bpftool prog show`` lists them and prints
-        their ``bpf_metadata_*`` variables.  A refusal is not fatal (libbpf only warns);
-        a kernel without the command (before 5.10) is not asked again."""
+        their ``bpf_metadata_*`` variables.  A kernel without the command (EINVAL on the
+        first call; before 5.10) is skipped and not asked again.  Any other refusal fails
+        the load (libbpf only warns): a program silently loaded without its metadata
+        would differ from what libbpf leaves."""
         if self.can_bind is False:
             return
         from ._core.syscall import prog_bind_map
@@ -403,12 +405,13 @@ class _Load:
             if ms is None or ms.form != "data" or not (name == ".rodata" or name.startswith(".rodata.")):
                 continue
             try:
-                prog_bind_map(prog.fd, m.fd, prog.name)
-                self.can_bind = True
+                prog_bind_map(prog.fd, m.fd, prog.name, f"binding map {name!r}")
             except errors.SyscallError as e:
                 if e.errno == _errno.EINVAL and self.can_bind is None:
                     self.can_bind = False
                     return
+                raise
+            self.can_bind = True
 
     def fill_prog_arrays(self) -> None:
         for ms in self.spec.maps.values():

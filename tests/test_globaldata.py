@@ -248,6 +248,34 @@ def test_rodata_is_bound_and_bpftool_shows_the_metadata():
         assert 'version = "1.2.3"' in text and "build = 42" in text
 
 
+PROG_BIND_MAP = 35
+
+
+def test_a_kernel_without_prog_bind_map_is_skipped_other_refusals_fail_the_load():
+    """EINVAL on the first BPF_PROG_BIND_MAP is a kernel before 5.10 (no such command):
+    the load goes on without binding and never asks again.  Any other errno fails the
+    load, which closes everything it made (the fd check of every test)."""
+    obj = bpfload.BpfObject.open(bpf_object("metadata"))
+    _sys.inject_fault(1, errno.EINVAL, command=PROG_BIND_MAP)
+    try:
+        before = _sys.syscall_count(PROG_BIND_MAP)
+        with obj.load():
+            assert _sys.syscall_count(PROG_BIND_MAP) == before + 1
+            assert obj.programs["meta_pass"].info().map_ids == ()     # not bound
+    finally:
+        _sys.inject_fault(0, 0)
+    obj = bpfload.BpfObject.open(bpf_object("metadata"))
+    _sys.inject_fault(1, errno.ENOMEM, command=PROG_BIND_MAP)
+    try:
+        with pytest.raises(bpfload.SyscallError) as ei:
+            obj.load()
+    finally:
+        _sys.inject_fault(0, 0)
+    assert ei.value.command == "BPF_PROG_BIND_MAP" and ei.value.errno == errno.ENOMEM
+    assert "meta_pass" in str(ei.value) and "'.rodata'" in str(ei.value)
+    assert not obj.loaded
+
+
 def test_every_program_gets_every_rodata_map():
     """globaldata has .rodata (read by bump) and .rodata.str1.1 (a string literal bump
     copies with immediates): both are bound, as libbpf binds every .rodata* map."""

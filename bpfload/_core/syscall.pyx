@@ -515,17 +515,17 @@ def map_freeze(fd, target=None):
         _raise("BPF_MAP_FREEZE", ret, target, True)
 
 
-def prog_bind_map(int prog_fd, int map_fd, target=None):
+def prog_bind_map(int prog_fd, int map_fd, target=None, detail=None):
     """BPF_PROG_BIND_MAP: make the program hold *map_fd* (listed in its map ids).
 
-    Raises :class:`bpfload.SyscallError` (EINVAL before Linux 5.10, which
-    lacks the command).
+    Raises :class:`bpfload.SyscallError` naming *target* (the program) with
+    *detail* (EINVAL before Linux 5.10, which lacks the command).
     """
     cdef int ret
     with nogil:
         ret = bl_prog_bind_map(prog_fd, map_fd)
     if ret < 0:
-        _raise("BPF_PROG_BIND_MAP", ret, target)
+        _raise("BPF_PROG_BIND_MAP", ret, target, False, detail)
 
 
 def obj_pin(fd, path, target=None):
