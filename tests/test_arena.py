@@ -101,3 +101,35 @@ def test_what_the_kernel_refuses_at_create():
         mapping.write(4096, b"hello")
         assert mapping.read(4096, 5) == b"hello"
     assert mapping.closed
+
+
+# -- no kernel: the __ulong forms libbpf accepts, and the ones it refuses ------
+
+def _map_def(extra_type):
+    """A BTF map definition ``struct { __uint(type, ARENA); <map_extra> }`` built by hand."""
+    from bpfload.btf import Btf
+    from bpfload.btf.format import Array, Int, Member, Ptr, Struct
+    b = Btf()
+    i32 = b.add(Int(name="int", size=4, bits=32))
+    arr = b.add(Array(type=i32, index_type=i32, nelems=int(MapType.ARENA)))
+    ptr = b.add(Ptr(type=arr))
+    extra = b.add(extra_type(b, i32))
+    sid = b.add(Struct(name="", size=16, members=[Member("type", ptr, 0),
+                                                   Member("map_extra", extra, 64)]))
+    return b, sid
+
+
+def test_ulong_forms():
+    from bpfload.btf.format import Array, Enum, Enum64, EnumValue, Int, Ptr, parse_map_def
+    as_enum = _map_def(lambda b, i: Enum(name="", values=[EnumValue("v", 0x1000)]))
+    assert parse_map_def(*as_enum, "m").map_extra == 0x1000
+    as_enum64 = _map_def(lambda b, i: Enum64(name="", values=[EnumValue("v", 1 << 44)]))
+    assert parse_map_def(*as_enum64, "m").map_extra == 1 << 44
+    as_uint = _map_def(lambda b, i: Ptr(type=b.add(Array(type=i, index_type=i, nelems=7))))
+    assert parse_map_def(*as_uint, "m").map_extra == 7
+    two = _map_def(lambda b, i: Enum(name="", values=[EnumValue("a", 1), EnumValue("b", 2)]))
+    with pytest.raises(bpfload.BtfError, match="'map_extra': an __ulong enum has one enumerator"):
+        parse_map_def(*two, "m")
+    plain_int = _map_def(lambda b, i: Int(name="long", size=8, bits=64))
+    with pytest.raises(bpfload.BtfError, match="expected PTR, ENUM or ENUM64"):
+        parse_map_def(*plain_int, "m")
