@@ -422,6 +422,10 @@ _ATTACH_HINTS = {
     "program's type or attach type differs from the old one's",
     ("link", _errno.EOPNOTSUPP): "the kernel does not support this operation for this link kind",
     ("link", _errno.ENOLINK): "the link is already detached",
+    ("struct_ops", _errno.EBUSY): "this struct_ops map was registered before (a map registers "
+    "once): load the object again",
+    ("struct_ops", _errno.EEXIST): "the subsystem already has an implementation of that name "
+    "(e.g. a congestion control called the same): unregister it or rename this one",
     ("link", _errno.EPERM): "the new program does not match the link (BPF_F_REPLACE), or "
     "privileges are missing",
 }

@@ -67,6 +67,8 @@ class LoadResult:
     reused: List[str]
     #: the order maps were obtained in, for ``inspect`` and tests
     order: List[str]
+    #: struct_ops map name -> the value that registers it (see link/structops.py)
+    struct_ops: Dict[str, bytes] = dataclasses.field(default_factory=dict)
 
 
 def _ringbuf_size(n: int) -> int:
@@ -181,6 +183,9 @@ class _Load:
         self.externs = None
         #: BPF_PROG_BIND_MAP worked (True), is missing (False), not tried yet (None)
         self.can_bind: Optional[bool] = None
+        #: struct_ops map name -> the kernel's layout of its type (btf/structops.py)
+        self.st_ops: Dict[str, object] = {}
+        self.st_ops_values: Dict[str, bytes] = {}
         #: owned only while loading (the object's BTF fd, anonymous map-in-map
         #: templates): closed when the load succeeds, by the stack when it fails
         self.temporary: list = []
@@ -205,6 +210,9 @@ class _Load:
         if self.btf_fd and ms.type not in _NO_BTF_TYPES and ms.btf_value_type_id:
             btf = dict(btf_fd=self.btf_fd, btf_key_type_id=ms.btf_key_type_id,
                        btf_value_type_id=ms.btf_value_type_id)
+        if ms.name in self.st_ops:
+            btf = dict(btf_fd=self.btf_fd,
+                       btf_vmlinux_value_type_id=self.st_ops[ms.name].value_type_id)
         m = Map.create(ms.type, ms.key_size, ms.value_size, ms.max_entries, flags=ms.flags,
                        name=kname, inner_map=inner_fd or None, numa_node=ms.numa_node,
                        map_extra=ms.map_extra, **btf)
@@ -331,6 +339,48 @@ class _Load:
         self.temporary.append(b)   # the kernel keeps its own reference for maps and programs
         self.btf_fd = b.fileno()
 
+    # -- struct_ops -----------------------------------------------------------
+    def plan_struct_ops(self) -> None:
+        """Match each struct_ops map to its kernel type; point its programs at their members.
+
+        A struct_ops program no map refers to is not loaded (it could not
+        be verified without a member to verify it for), as libbpf does.
+        """
+        spec = self.spec
+        maps = [ms for ms in spec.maps.values() if ms.struct_ops is not None]
+        if not maps and not any(ps.type == ProgType.STRUCT_OPS for ps in spec.programs.values()):
+            return
+        from .btf.structops import kernel_struct_ops, member_indexes
+        from .btf.targets import find_kernel_type, vmlinux
+        used: Dict[str, tuple] = {}
+        for ms in maps:
+            where = f"object {spec.name!r}, struct_ops map {ms.name!r}"
+            kso = kernel_struct_ops(ms.struct_ops.type_name, vmlinux(), find_kernel_type, where=where)
+            indexes = member_indexes(kso, ms.struct_ops.programs, where=where)
+            self.st_ops[ms.name] = kso
+            ms.value_size = kso.value_size
+            for prog, index in indexes.items():
+                prev = used.setdefault(prog, (kso.struct_id, index, ms.name))
+                if prev[:2] != (kso.struct_id, index):
+                    raise errors.ElfError(f"struct_ops program {prog!r} implements a member of "
+                                          f"{prev[2]!r} and of {ms.name!r}: one program, one member",
+                                          object=spec.name, section=ms.section, symbol=prog)
+                ps = spec.programs[prog]
+                ps.attach_btf_id = kso.struct_id
+                ps.expected_attach_type = index   # for struct_ops: the member index
+        for name, ps in spec.programs.items():
+            if ps.type == ProgType.STRUCT_OPS and name not in used:
+                ps.autoload = False
+
+    def build_struct_ops(self) -> None:
+        from .btf.structops import build_value
+        for name, kso in self.st_ops.items():
+            st = self.spec.maps[name].struct_ops
+            fds = {member: self.programs[prog].fd for member, prog in st.programs.items()}
+            value, _ = build_value(kso, self.spec.btf, st.btf_type_id, st.data, fds,
+                                   where=f"object {self.spec.name!r}, struct_ops map {name!r}")
+            self.st_ops_values[name] = value
+
     # -- programs -------------------------------------------------------------
     def fd_of(self) -> Dict[str, int]:
         return {name: m.fd for name, m in self.maps.items()}
@@ -452,15 +502,17 @@ def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: in
         for ms in spec.maps.values():
             job.pin_path(ms)   # every pin name checked before anything is created
         job.plan_externs()
+        job.plan_struct_ops()
         job.load_btf()
         job.load_maps()
         job.pin_maps()
         job.load_programs()
         job.fill_prog_arrays()
+        job.build_struct_ops()
         for t in job.temporary:
             t.close()   # nothing after the load needs them: close now, not in the collector
         stack.pop_all()
-    return LoadResult(job.maps, job.programs, job.pins, job.reused, job.order)
+    return LoadResult(job.maps, job.programs, job.pins, job.reused, job.order, job.st_ops_values)
 
 
 def creation_order(spec: ObjectSpec) -> List[str]:

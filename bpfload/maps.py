@@ -151,13 +151,16 @@ class Map(MapCore):
     def create(cls, map_type: Union[MapType, int], key_size: int, value_size: int,
                max_entries: int, *, flags: int = 0, name: Optional[str] = None,
                inner_map=None, numa_node: Optional[int] = None, map_extra: int = 0,
-               btf_fd: int = 0, btf_key_type_id: int = 0, btf_value_type_id: int = 0) -> "Map":
+               btf_fd: int = 0, btf_key_type_id: int = 0, btf_value_type_id: int = 0,
+               btf_vmlinux_value_type_id: int = 0) -> "Map":
         """Create a map (BPF_MAP_CREATE).
 
         *inner_map* (a Map or fd) is the template of an ARRAY_OF_MAPS /
         HASH_OF_MAPS.  *numa_node* sets BPF_F_NUMA_NODE.  *map_extra* is the
         number of hash functions of a BLOOM_FILTER, the user address of an
-        ARENA (page aligned; 0: wherever :meth:`mmap` puts it).  Raises
+        ARENA (page aligned; 0: wherever :meth:`mmap` puts it).
+        *btf_vmlinux_value_type_id*: a STRUCT_OPS map's value type in the
+        kernel's BTF (``struct bpf_struct_ops_<type>``).  Raises
         :class:`bpfload.MapError` (errno and hint) when the kernel refuses.
         """
         map_type = int(map_type)
@@ -171,7 +174,7 @@ class Map(MapCore):
             raise ValueError(f"map {name!r}: inner_map is only for ARRAY_OF_MAPS/HASH_OF_MAPS")
         fdobj = _sys.map_create(map_type, key_size, value_size, max_entries, flags,
                                 kernel_name(name), inner_fd, numa_node, btf_fd, btf_key_type_id,
-                                btf_value_type_id, 0, map_extra)
+                                btf_value_type_id, btf_vmlinux_value_type_id, map_extra)
         if name:
             fdobj.what = f"map {name!r}"
         try:

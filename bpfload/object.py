@@ -15,6 +15,7 @@ import stat
 from typing import Dict, Optional, Union
 
 from . import errors
+from .constants import ProgType
 from .globaldata import GlobalData
 from .loader import LoadResult, load_spec
 from .pins import pin_name, pin_path
@@ -151,7 +152,9 @@ class BpfObject:
     def attach_all(self) -> Dict[str, object]:
         """Attach every loaded program whose section says where (libbpf skeleton's attach).
 
-        Tracepoints, raw tracepoints, tp_btf/fentry/fexit/fmod_ret/lsm,
+        struct_ops maps are registered first (:meth:`attach_struct_ops`;
+        their Links are kept under the map's name).  Tracepoints, raw
+        tracepoints, tp_btf/fentry/fexit/fmod_ret/lsm,
         kprobes, uprobes with a path and iterators that need no argument are
         attached; the rest (XDP, tc, cgroup, perf_event, sockets ...) need a
         target and are listed in ``obj.unattached`` (name -> reason), as are
@@ -166,8 +169,14 @@ class BpfObject:
         self._require_loaded()
         made: Dict[str, object] = {}
         try:
+            for name in self._result.struct_ops:
+                if name not in self.links:
+                    made[name] = self.attach_struct_ops(name)
             for name, prog in self.programs.items():
                 if name in self.links:
+                    continue
+                if prog.type == ProgType.STRUCT_OPS:
+                    self.unattached[name] = "a struct_ops program: registered with its struct_ops map"
                     continue
                 reason = auto_attach_reason(prog)
                 if reason is not None:
@@ -185,6 +194,28 @@ class BpfObject:
             if name not in self.programs:
                 self.unattached.setdefault(name, "not loaded (autoload is off)")
         return made
+
+    def attach_struct_ops(self, name: str):
+        """Register struct_ops map *name* with the kernel; return its :class:`bpfload.Link`.
+
+        ``SEC(".struct_ops") struct tcp_congestion_ops cc = {...}`` becomes a
+        map of that name; registering it makes the kernel use it (for a
+        congestion control: it is listed in
+        ``/proc/sys/net/ipv4/tcp_available_congestion_control``).  Closing the
+        Link unregisters it.  ``.struct_ops.link`` maps register through a BPF
+        link (6.4+), which can be pinned.  :meth:`attach_all` does this for
+        every struct_ops map.  Raises :class:`bpfload.NotFoundError` for a
+        name that is not a struct_ops map, :class:`bpfload.AttachError` when
+        the kernel refuses.
+        """
+        from .link.structops import attach_struct_ops
+        self._require_loaded()
+        value = self._result.struct_ops.get(name)
+        if value is None:
+            raise errors.NotFoundError(f"object {self.name!r} has no struct_ops map {name!r} "
+                                       f"(struct_ops maps: {', '.join(self._result.struct_ops) or 'none'})")
+        st = self.spec.maps[name].struct_ops
+        return attach_struct_ops(self.maps[name], value, type_name=st.type_name, link=st.link)
 
     def _require_loaded(self) -> None:
         if not self.loaded:

@@ -149,6 +149,8 @@ class MapSpec:
     inner_index: int = -1
     #: set by :meth:`reuse`: a Map or fd to use instead of creating one
     reused: object = None
+    #: ``.struct_ops``/``.struct_ops.link`` maps: the variable the map registers
+    struct_ops: Optional["StructOpsSpec"] = None
 
     def reuse(self, map_or_fd) -> None:
         """Use an existing map (a :class:`bpfload.Map` or fd) instead of creating one.
@@ -171,6 +173,24 @@ class MapSpec:
     @property
     def is_outer(self) -> bool:
         return self.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
+
+
+@dataclasses.dataclass
+class StructOpsSpec:
+    """A struct_ops variable (``SEC(".struct_ops") struct tcp_congestion_ops x = {...}``).
+
+    ``type_name`` is the kernel struct it implements, ``data`` the variable's
+    image in the object (its local layout, BTF type ``btf_type_id``),
+    ``programs`` maps a function-pointer member's name to the program that
+    implements it, ``link`` is True for ``.struct_ops.link`` (registered
+    through a BPF link rather than a map update).
+    """
+
+    type_name: str
+    btf_type_id: int
+    data: bytes
+    programs: Dict[str, str] = dataclasses.field(default_factory=dict)
+    link: bool = False
 
 
 @dataclasses.dataclass

@@ -283,14 +283,3 @@ def test_every_program_gets_every_rodata_map():
         held = set(obj.programs["bump"].info().map_ids)
         assert {obj.maps[".rodata"].id, obj.maps[".rodata.str1.1"].id} <= held
 
-
-def test_docs_example_runs(monkeypatch, capsys):
-    """The python block of docs/global-data.md runs as written (from the repository root)."""
-    import re
-    from conftest import REPO
-    pytest.importorskip("numpy")
-    blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "global-data.md").read_text(), re.S)
-    assert len(blocks) == 1
-    monkeypatch.chdir(REPO)
-    exec(compile(blocks[0], "docs/global-data.md", "exec"), {})
-    assert "'table' is in .rodata, which is frozen at load" in capsys.readouterr().out

@@ -67,6 +67,12 @@ EXCLUDED = {
                    "(1.3 and 1.2 added them)", "missing BPF prog type, check ELF section name"),
     "arena": ("an ARENA map whose map_extra is an __ulong (ENUM64): libbpf 1.1 predates both "
               "(1.4 added them)", "attr 'map_extra': expected PTR, got enum64"),
+    "struct_ops_link": ("a .struct_ops.link section: libbpf 1.1 predates it (1.2 added it) and "
+                        "skips it, leaving its programs without a struct_ops member",
+                        "failed to load: -524"),
+    "struct_ops_bad": ("made to be refused (it sets a member the kernel lacks); libbpf 1.1 refuses "
+                       "it earlier, as it keeps the ___flavor suffix of struct_ops types",
+                       "is not found in kernel BTF"),
     "sections": ("one program per section prefix, fentry/lsm among them: this kernel refuses "
                  "trampoline programs with EPERM under both loaders",
                  "Operation not permitted"),

@@ -43,10 +43,10 @@ from elftools.elf.elffile import ELFFile
 
 from . import sections as _sections
 from ..btf import Btf, BtfExt, Datasec, Kind, Var, VarLinkage, annotate_error, parse_map_def
-from ..constants import MapFlags, MapType, PinType
+from ..constants import MapFlags, MapType, PinType, ProgType
 from ..errors import BtfError, ElfError
 from ..spec import (FunctionSpec, GlobalVar, MapSpec, ObjectSpec, ProgramSpec, Reloc, RelocKind,
-                    pin_name_problem)
+                    StructOpsSpec, pin_name_problem)
 
 __all__ = ["parse_object", "kernel_map_name", "BPF_OBJ_NAME_LEN"]
 
@@ -70,6 +70,10 @@ _PSEUDO_CALL = 1
 _SYM = struct.Struct("<IBBHQQ")   # Elf64_Sym
 _REL = struct.Struct("<QQ")       # Elf64_Rel
 _I32 = struct.Struct("<i")
+_U64 = struct.Struct("<Q")
+#: struct_ops sections -> registered through a link?
+_STRUCT_OPS_SECTIONS = {".struct_ops": False, ".struct_ops.link": True}
+
 _LEGACY_DEF = struct.Struct("<5I")
 _CUSTOM_DEF = struct.Struct("<6I3i")
 
@@ -207,6 +211,8 @@ class _Parser:
         self.map_at: Dict[Tuple[int, int], str] = {}
         self.btf_maps: List[_BtfMap] = []
         self.data_sections: Dict[int, str] = {}
+        # relocations in .struct_ops sections: (section, offset, symbol)
+        self.st_ops_relocs: List[Tuple[_Section, int, _Symbol]] = []
 
     def err(self, msg: str, *, section: Optional[str] = None, symbol: Optional[str] = None,
             offset: Optional[int] = None, cls=ElfError) -> ElfError:
@@ -223,6 +229,7 @@ class _Parser:
             self._read_btf_maps()
             self._read_data_sections()
             self._read_relocations()
+            self._read_struct_ops()
             self._synthesize_calls()
             self._resolve_custom_relations()
         except ElfError as e:
@@ -614,6 +621,74 @@ class _Parser:
 
     # -- relocations ---------------------------------------------------------------
 
+    def _read_struct_ops(self) -> None:
+        """``.struct_ops``/``.struct_ops.link``: one STRUCT_OPS map per variable.
+
+        The variable's BTF type names the kernel struct it implements; each
+        relocation in the section points a function-pointer member at a
+        ``struct_ops`` program.  The kernel layout is matched at load.
+        """
+        for sec in self.sections:
+            if sec.name not in _STRUCT_OPS_SECTIONS:
+                continue
+            btf = self.spec.btf
+            ds = btf.find(sec.name, Kind.DATASEC) if btf is not None else None
+            if ds is None:
+                raise self.err("struct_ops section without BTF (compile with -g)", section=sec.name,
+                               cls=BtfError)
+            relocs = [(off, sym) for s2, off, sym in self.st_ops_relocs if s2.index == sec.index]
+            for vsi in ds.vars:
+                var = btf.get(vsi.type)
+                if var is None or var.kind != Kind.VAR:
+                    raise self.err(f"DATASEC member [{vsi.type}] is not a variable", section=sec.name,
+                                   cls=BtfError)
+                st = btf.resolve(var.type)
+                if st.kind != Kind.STRUCT or not st.name:
+                    raise self.err(f"struct_ops variable {var.name!r} is not a named struct",
+                                   section=sec.name, symbol=var.name, cls=BtfError)
+                if vsi.offset + vsi.size > len(sec.data) or vsi.size != st.size:
+                    raise self.err(f"struct_ops variable {var.name!r} ({vsi.offset}+{vsi.size}) does "
+                                   f"not fit the section or its type ({st.size} bytes)",
+                                   section=sec.name, symbol=var.name)
+                progs = {}
+                for off, sym in relocs:
+                    if not vsi.offset <= off < vsi.offset + vsi.size:
+                        continue
+                    member = next((m for m in st.members if m.offset == (off - vsi.offset) * 8), None)
+                    if member is None or btf.resolve(member.type).kind != Kind.PTR:
+                        raise self.err(f"struct_ops {var.name!r}: relocation at +{off - vsi.offset} is "
+                                       "not a function-pointer member", section=sec.name, symbol=sym.name)
+                    progs[member.name] = self._struct_ops_program(sec, off, sym, var.name)
+                if var.name in self.spec.maps:
+                    raise self.err(f"struct_ops {var.name!r}: a map of that name exists already",
+                                   section=sec.name)
+                link = _STRUCT_OPS_SECTIONS[sec.name]
+                self.spec.maps[var.name] = MapSpec(
+                    name=var.name, type=MapType.STRUCT_OPS, key_size=4, value_size=0, max_entries=1,
+                    flags=int(MapFlags.LINK) if link else 0, form="struct_ops", section=sec.name,
+                    struct_ops=StructOpsSpec(st.name, st.id, bytes(sec.data[vsi.offset:vsi.offset + vsi.size]),
+                                             progs, link))
+
+    def _struct_ops_program(self, sec: _Section, off: int, sym: _Symbol, var: str) -> str:
+        """The program a struct_ops relocation at *off* points at (a function or section symbol)."""
+        if sym.type == _STT_FUNC:
+            name = sym.name
+        elif sym.type == _STT_SECTION:   # a static function: the addend is its offset
+            (addend,) = _U64.unpack_from(sec.data, off)
+            found = self.function_at(sym.shndx, addend)
+            if found is None:
+                raise self.err(f"struct_ops {var!r}: relocation points at no function",
+                               section=sec.name, symbol=sym.name, offset=off)
+            name = found[1].name
+        else:
+            raise self.err(f"struct_ops {var!r}: relocation against {sym.name!r}, not a function",
+                           section=sec.name, symbol=sym.name, offset=off)
+        ps = self.spec.programs.get(name)
+        if ps is None or ps.type != ProgType.STRUCT_OPS:
+            raise self.err(f"struct_ops {var!r}: {name!r} is not a program in a struct_ops section",
+                           section=sec.name, symbol=name, offset=off)
+        return name
+
     def _read_relocations(self) -> None:
         btf_maps_sec = self.section_by_name(_BTF_MAPS_SEC)
         for rs in self.sections:
@@ -625,7 +700,8 @@ class _Parser:
                                section=rs.name)
             is_code = target.executable
             is_maps = btf_maps_sec is not None and target.index == btf_maps_sec.index
-            if not (is_code or is_maps):
+            is_st_ops = target.name in _STRUCT_OPS_SECTIONS
+            if not (is_code or is_maps or is_st_ops):
                 continue  # .BTF, .BTF.ext, DWARF: nothing for the loader
             if rs.type == "SHT_RELA":
                 raise self.err("RELA relocations are not used by BPF objects", section=rs.name)
@@ -648,6 +724,8 @@ class _Parser:
                                    section=target.name, symbol=sym.name, offset=r_offset)
                 if is_code:
                     self._code_reloc(target, r_offset, sym)
+                elif is_st_ops:
+                    self.st_ops_relocs.append((target, r_offset, sym))
                 else:
                     self._maps_reloc(target, r_offset, sym)
         for fn in self.spec.functions.values():
