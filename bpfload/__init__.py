@@ -8,7 +8,7 @@ from .constants import (
     PerfEventType, PinType, ProgType, UpdateFlags,
 )
 from .errors import (
-    BpfError, BtfError, ElfError, IncompatibleMapError, LoadError, MapClosedError, MapError,
+    BpfError, BtfError, ElfError, IncompatibleMapError, LoadError, CoreRelocationError, MapClosedError, MapError,
     MapFullError, MapIndexError, MapKeyError, NotSupportedError, PermissionDeniedError, PinError,
     SyscallError,
     ReaderClosedError, ReaderBusyError, MapTypeError, EventConfigError, CorruptRecordError,
@@ -40,7 +40,7 @@ __all__ = [
     "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK",
     "BpfError", "SyscallError", "MapError", "MapKeyError", "MapFullError", "MapIndexError",
     "MapClosedError",
-    "NotSupportedError", "PermissionDeniedError", "ElfError", "BtfError", "LoadError",
+    "NotSupportedError", "PermissionDeniedError", "ElfError", "BtfError", "LoadError", "CoreRelocationError",
     "PinError", "IncompatibleMapError", "ReaderClosedError", "ReaderBusyError", "MapTypeError",
     "EventConfigError", "CorruptRecordError", "NotFoundError", "ObjectFileError",
     "IntRangeError", "ReadOnlyError",

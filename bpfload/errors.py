@@ -35,6 +35,7 @@ __all__ = [
     "NotFoundError",
     "IntRangeError",
     "LoadError",
+    "CoreRelocationError",
     "PinError",
     "IncompatibleMapError",
     "from_errno",
@@ -80,9 +81,13 @@ _CMD_HINTS = {
     ("BPF_MAP_UPDATE_BATCH", _errno.EPERM): "the map is frozen or read-only for user space",
     ("BPF_MAP_FREEZE", _errno.EBUSY): "the map is already frozen, or writable mmaps exist",
     ("BPF_MAP_FREEZE", _errno.EPERM): "the map is already frozen",
-    ("BPF_OBJ_PIN", _errno.EPERM): "the path is not on a bpffs mount (mount -t bpf bpf DIR)",
+    ("BPF_OBJ_PIN", _errno.EPERM): "the path is not on a bpffs mount (bpffs belongs at "
+    "/sys/fs/bpf: mount -t bpf bpf /sys/fs/bpf)",
     ("BPF_OBJ_GET", _errno.EACCES): "not a bpffs pin, or no permission to open it",
-    ("BPF_OBJ_GET", _errno.EPERM): "not a bpffs path (mount -t bpf bpf DIR)",
+    ("BPF_OBJ_GET", _errno.ENOENT): "nothing is pinned there",
+    ("BPF_PROG_TEST_RUN", _errno.EINTR): "interrupted by a signal after an unknown number "
+    "of the repeated runs (their effects on maps stay); not retried",
+    ("BPF_OBJ_GET", _errno.EPERM): "not a bpffs path (pins live on the bpffs at /sys/fs/bpf)",
     ("BPF_MAP_LOOKUP_ELEM", _errno.ENOSPC): "value_size is too small for what the kernel "
     "returns (SOCKMAP/SOCKHASH lookups return a u64 socket cookie: use value_size 8)",
     ("BPF_MAP_UPDATE_ELEM", _errno.E2BIG): "the map is full (max_entries reached), or the "
@@ -287,6 +292,39 @@ class LoadError(SyscallError):
         if summary:
             detail = (detail + "; " if detail else "") + "verifier log (tail):\n" + summary
         super().__init__(command, err, program, detail)
+
+
+class CoreRelocationError(LoadError):
+    """The verifier reached an instruction the loader poisoned because a CO-RE relocation
+    matched nothing in the kernel's BTF (libbpf's "failed to resolve CO-RE relocation").
+
+    Beyond :class:`LoadError`'s attributes: ``insn`` (the instruction in the loaded
+    program), ``kind`` (``"byte_off"``, ``"enumval_value"`` ...), ``relocation`` (the
+    local type and access, ``"[7] struct s.a (0:0 @ offset 0)"``), ``index`` (the
+    relocation's number in its section's BTF.ext records), ``function``, ``section``,
+    ``source`` (the source line the verifier log shows, or None) and ``object``.
+    ``log`` stays the kernel's complete log; ``str()`` shows it with the poisoned call
+    rewritten as libbpf does.
+    """
+
+    def __init__(self, program: str, err: int, log: str, *, insn: int, kind: str,
+                 relocation: str, index: int, function: str, section: str | None,
+                 source: str | None, object: str | None, message: str, hint: str):
+        self.program, self.log = program, log
+        self.insn, self.kind, self.relocation, self.index = insn, kind, relocation, index
+        self.function, self.section, self.source, self.object = function, section, source, object
+        shown = log.replace(f"{insn}: (85) call unknown#195896080\ninvalid func unknown#195896080",
+                            f"{insn}: <invalid CO-RE relocation>\nfailed to resolve CO-RE "
+                            f"relocation <{kind}> {relocation}")
+        detail = message + (f"; line info: {source}" if source else "") + f"; {hint}"
+        where = ", ".join(x for x in (f"object {object!r}" if object else "",
+                                      f"section {section!r}" if section else "") if x)
+        if where:
+            detail = where + ": " + detail
+        summary = _summarize_log(shown)
+        if summary:
+            detail += "; verifier log (tail):\n" + summary
+        SyscallError.__init__(self, "BPF_PROG_LOAD", err, program, detail)
 
 
 # -- event readers and pollers (raised by bpfload._core.events / poll) ------

@@ -254,8 +254,11 @@ def _kcfg_value(ext: _Kcfg, btf: Btf, raw: Optional[str], obj: str) -> bytes:
 def _special_value(name: str, cfg: Dict[str, str]) -> Optional[str]:
     if name == "LINUX_KERNEL_VERSION":
         return str(kernel_version_code())
-    if name in ("LINUX_HAS_BPF_COOKIE", "LINUX_HAS_SYSCALL_WRAPPER"):
+    if name == "LINUX_HAS_BPF_COOKIE":
         return "y"  # true on every kernel bpfload supports (x86-64, >= 5.15)
+    if name == "LINUX_HAS_SYSCALL_WRAPPER":
+        from .link.tracefs import has_syscall_wrapper
+        return "y" if has_syscall_wrapper() else "n"
     return cfg.get(name)
 
 

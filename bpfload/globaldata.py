@@ -30,7 +30,7 @@ then read zeros (they never point at unmapped memory).
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import errors
 from ._core.syscall import index_int
@@ -55,7 +55,7 @@ class GlobalData:
     needs Linux 5.5.
     """
 
-    def __init__(self, obj, prefix: str):
+    def __init__(self, obj: Any, prefix: str) -> None:
         self._obj = obj
         self._prefix = prefix
         #: after load: name -> 1-element memoryview cast to the int's format (every mapped int)
@@ -65,9 +65,9 @@ class GlobalData:
         #: after load: name -> byte memoryview of the variable in its mapping
         self._views: Dict[str, memoryview] = {}
         #: every memoryview made here (released on close), and the ones handed out by view()
-        self._made: list = []
+        self._made: List[memoryview] = []
         self._handed: Dict[str, memoryview] = {}
-        self._bound: set = set()
+        self._bound: set[str] = set()
         self._codecs: Dict[str, Any] = {}
         self._types: Optional[Dict[str, int]] = None
 
@@ -82,14 +82,14 @@ class GlobalData:
                                        f"(has: {', '.join(sorted(self.keys())) or 'none'})")
         return v
 
-    def keys(self):
+    def keys(self) -> List[str]:
         """Names of this section kind's variables (``.rodata`` includes ``.rodata.*``)."""
         return [n for n, v in self._obj.spec.variables.items() if self._mine(v)]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
-    def __contains__(self, name) -> bool:
+    def __contains__(self, name: object) -> bool:
         return name in self.keys()
 
     # -- types ----------------------------------------------------------------
@@ -111,7 +111,7 @@ class GlobalData:
             self._types = types
         return self._types.get(v.name, 0)
 
-    def _codec(self, v: GlobalVar):
+    def _codec(self, v: GlobalVar) -> Any:
         """The BTF codec of *v*, or None (no BTF, or a type whose size is not the variable's)."""
         if v.name not in self._codecs:
             codec = None
@@ -145,7 +145,7 @@ class GlobalData:
         return (fmt, n) if fmt is not None and c.size * n == v.size else (None, 0)
 
     # -- conversions ------------------------------------------------------------
-    def _encode(self, v: GlobalVar, value) -> bytes:
+    def _encode(self, v: GlobalVar, value: Any) -> bytes:
         iv = index_int(value)   # ints and anything with __index__ (NumPy integers)
         if iv is not None:
             if v.size not in _PACKABLE:
@@ -169,14 +169,14 @@ class GlobalData:
             raise ValueError(f"variable {v.name!r} is {v.size} bytes, got {len(b)}")
         return b
 
-    def _decode(self, v: GlobalVar, raw):
+    def _decode(self, v: GlobalVar, raw: Any) -> Any:
         codec = self._codec(v)
         if codec is None:
             return bytes(raw)
         return codec.decode(raw)
 
     # -- the live mapping -------------------------------------------------------
-    def _map(self, v: GlobalVar):
+    def _map(self, v: GlobalVar) -> Any:
         return self._obj.maps[v.section]
 
     def _bind(self, section: str) -> bool:
@@ -197,7 +197,7 @@ class GlobalData:
             self._views[name] = view
             fmt, n = self._format(v)
             if fmt is not None and n == 1 and fmt not in "fd":
-                cv = view.cast(fmt)
+                cv = view.cast(fmt)  # type: ignore[call-overload]  # a format chosen at run time
                 self._made.append(cv)
                 self._ints[name] = cv
                 if mapping.writable:
@@ -223,13 +223,13 @@ class GlobalData:
         ms = self._obj.spec.maps.get(v.section)
         return bool(ms is not None and ms.freeze)
 
-    def _refuse_write(self, v: GlobalVar):
+    def _refuse_write(self, v: GlobalVar) -> None:
         raise errors.ReadOnlyError(
             f"object {self._obj.name!r}: variable {v.name!r} is in {v.section}, which is frozen "
             "at load (programs see its values as constants): set it before load()")
 
     # -- access -------------------------------------------------------------------
-    def __getitem__(self, name: str):
+    def __getitem__(self, name: str) -> Any:
         cv = self._ints.get(name)
         if cv is not None:
             return cv[0]
@@ -243,7 +243,7 @@ class GlobalData:
         image = self._map(v).lookup(0)
         return self._decode(v, image[v.offset:v.offset + v.size])
 
-    def __setitem__(self, name: str, value) -> None:
+    def __setitem__(self, name: str, value: Any) -> None:
         cv = self._wints.get(name)
         if cv is not None and type(value) is int:
             try:
@@ -303,11 +303,11 @@ class GlobalData:
                                   f"{self._prefix[1:]}[{name!r}]")
         fmt, _ = self._format(v)
         view = self._views[name]
-        mv = view.cast(fmt) if fmt is not None else view[:]
+        mv = view.cast(fmt) if fmt is not None else view[:]  # type: ignore[call-overload]
         self._handed[name] = mv
         return mv
 
-    def numpy(self, name: str):
+    def numpy(self, name: str) -> Any:
         """The live variable *name* as a NumPy array sharing the mapping (see :meth:`view`).
 
         An int or float is a one-element array of its dtype, an array of

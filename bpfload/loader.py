@@ -24,6 +24,7 @@ import contextlib
 import errno as _errno
 import dataclasses
 import os
+import re
 from typing import Dict, List, Optional
 
 from . import errors
@@ -82,13 +83,18 @@ def _ringbuf_size(n: int) -> int:
 def normalize_maps(spec: ObjectSpec) -> None:
     """Apply libbpf's defaults to map definitions (on the loader's copy of the spec).
 
-    A PERF_EVENT_ARRAY with max_entries 0 gets one slot per possible CPU; a
-    ring buffer's size is rounded up to a power-of-two number of pages.  Done
+    A PERF_EVENT_ARRAY with max_entries 0 gets one slot per possible CPU, and
+    key/value sizes left 0 become 4 (cilium/ebpf's fix-up); a ring buffer's
+    size is rounded up to a power-of-two number of pages.  Done
     before reuse checks, so a pinned map created by libbpf compares equal.
     """
     for ms in spec.maps.values():
-        if ms.type == MapType.PERF_EVENT_ARRAY and ms.max_entries == 0:
-            ms.max_entries = len(possible_cpus())
+        if ms.type == MapType.PERF_EVENT_ARRAY:
+            if ms.max_entries == 0:
+                ms.max_entries = len(possible_cpus())
+            # cilium/ebpf's fix-up: the kernel takes only 4-byte keys and values (fds)
+            ms.key_size = ms.key_size or 4
+            ms.value_size = ms.value_size or 4
         elif ms.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
             ms.max_entries = _ringbuf_size(ms.max_entries)
 
@@ -176,6 +182,7 @@ class _Load:
         self.maps: Dict[str, Map] = {}
         self.programs: Dict[str, Program] = {}
         self.pins: List[str] = []
+        self.pin_dirs: List[str] = []
         self.reused: List[str] = []
         self.order: List[str] = []
         self.to_pin: List[str] = []
@@ -201,7 +208,10 @@ class _Load:
         if ms.pinning != PinType.BY_NAME:
             raise errors.ElfError(f"map {ms.name!r}: unsupported pinning {int(ms.pinning)}",
                                   object=self.spec.name, section=ms.section)
-        return pin_path(self.pin_root or DEFAULT_PIN_ROOT, ms.name, object=self.spec.name)
+        root = self.pin_root or DEFAULT_PIN_ROOT
+        if ms.pin_dir:   # iproute2's tc/globals: a fixed subdirectory, made when pinning
+            root = os.path.join(root, ms.pin_dir)
+        return pin_path(root, ms.name, object=self.spec.name)
 
     def create(self, ms: MapSpec, inner_fd: int = 0, name: Optional[str] = None) -> Map:
         kname = name or (self.kernel_map_name(self.spec.name, ms.name) if ms.form == "data"
@@ -299,6 +309,8 @@ class _Load:
         for name in self.to_pin:
             ms = self.spec.maps[name]
             path = self.pin_path(ms)
+            if ms.pin_dir:
+                self.make_pin_dir(os.path.dirname(path))
             try:
                 self.maps[name].pin(path)
             except errors.PinError as e:
@@ -307,6 +319,23 @@ class _Load:
                 self.adopt_pin(ms, path)
                 continue
             self.pins.append(path)
+
+    def make_pin_dir(self, path: str) -> None:
+        """mkdir -p *path* in bpffs; the directories made are removed again if the load fails."""
+        missing = []
+        d = path
+        while not os.path.isdir(d):
+            missing.append(d)
+            d = os.path.dirname(d)
+        for d in reversed(missing):
+            try:
+                os.mkdir(d, 0o700)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise errors.PinError(f"cannot create the pin directory ({e.strerror})", d,
+                                      e.errno) from None
+            self.pin_dirs.append(d)
 
     def adopt_pin(self, ms: MapSpec, path: str) -> None:
         """Replace the map created for *ms* by the compatible one pinned at *path* meanwhile."""
@@ -391,9 +420,10 @@ class _Load:
             if not getattr(ps, "autoload", True):
                 continue
             linked = _insn.link(ps.name, self.spec.functions)
+            poisoned: dict = {}
             if self.spec.btf_ext is not None and self.spec.btf_ext.core_relos:
                 from .btf.core import apply_core_relos
-                apply_core_relos(linked, self.spec)
+                poisoned = {f.insn: f for f in apply_core_relos(linked, self.spec) if f.poison}
             if self.externs is not None:
                 self.externs.relocate(linked)
             for r in linked.relocs:
@@ -426,13 +456,20 @@ class _Load:
                                                       ps.attach_target, program=ps.name,
                                                       obj_name=self.spec.name)
             log: list = []
-            fdobj = load_program(ps.type, linked.insns, name=ps.name,
-                                 license=ps.license or self.spec.license,
-                                 expected_attach_type=ps.expected_attach_type,
-                                 log_level=self.log_level,
-                                 kern_version=ps.kern_version or self.spec.kern_version,
-                                 prog_flags=ps.flags, section=ps.section,
-                                 attach_btf_id=attach_btf_id, log_out=log, **extra)
+            try:
+                fdobj = load_program(ps.type, linked.insns, name=ps.name,
+                                     license=ps.license or self.spec.license,
+                                     expected_attach_type=ps.expected_attach_type,
+                                     log_level=self.log_level,
+                                     kern_version=ps.kern_version or self.spec.kern_version,
+                                     prog_flags=ps.flags, section=ps.section,
+                                     attach_btf_id=attach_btf_id, log_out=log, **extra)
+            except errors.LoadError as e:
+                if poisoned:
+                    better = explain_poisoned(e, poisoned, ps.section, self.spec.name)
+                    if better is not None:
+                        raise better from e
+                raise
             p = Program(fdobj, ps.name, ps.type, section=ps.section,
                         expected_attach_type=ps.expected_attach_type,
                         attach_target=ps.attach_target,
@@ -479,6 +516,51 @@ class _Load:
             self.maps[ms.name].update_batch(keys, fds)
 
 
+#: what the verifier logs at an instruction the CO-RE pass poisoned (``call 0xbad2310``)
+_POISON_CALL = re.compile(r"^(\d+): \(85\) call unknown#195896080$", re.M)
+_KIND_WORDS = {0: "byte_off", 1: "byte_sz", 2: "field_exists", 3: "signed", 4: "lshift_u64",
+               5: "rshift_u64", 6: "local_type_id", 7: "target_type_id", 8: "type_exists",
+               9: "type_size", 10: "enumval_exists", 11: "enumval_value", 12: "type_matches"}
+
+
+def explain_poisoned(e: errors.LoadError, poisoned: dict, section: Optional[str],
+                     obj: str) -> Optional[errors.CoreRelocationError]:
+    """The verifier stopped at an instruction a failed CO-RE relocation poisoned: name it.
+
+    *poisoned*: instruction index -> :class:`bpfload.btf.core.CoreFixup`.  Returns the
+    :class:`bpfload.CoreRelocationError` replacing *e* (libbpf's "failed to resolve CO-RE
+    relocation"), or None when the log does not end at a poisoned instruction.
+    """
+    hits = list(_POISON_CALL.finditer(e.log or ""))
+    if not hits:
+        return None
+    idx = int(hits[-1].group(1))
+    fix = poisoned.get(idx)
+    if fix is None:
+        return None
+    source = None
+    for line in reversed(e.log[:hits[-1].start()].splitlines()):
+        if line.startswith("; "):
+            source = line[2:].strip()
+            break
+    spec = fix.local.split(" ", 1)[1] if fix.local.startswith("<") and " " in fix.local \
+        else fix.local
+    kind = _KIND_WORDS.get(fix.kind, str(fix.kind))
+    if fix.target:   # matched, but the field's size changed in a way the load cannot follow
+        why = f"cannot adjust the instruction to the kernel's {fix.target}"
+    else:
+        why = "no type or field in the kernel's BTF matches it"
+    where = f"function {fix.function!r}, " if fix.function != fix.program else ""
+    return errors.CoreRelocationError(
+        e.program, e.errno, e.log, insn=idx, kind=kind, relocation=spec, index=fix.index,
+        function=fix.function, section=section, source=source, object=obj,
+        message=f"instruction {idx} ({where}CO-RE relocation #{fix.index}): failed to resolve "
+                f"CO-RE relocation <{kind}> {spec}: {why}",
+        hint="the kernel lacks what the program reads: guard the access with "
+             "bpf_core_field_exists()/bpf_core_type_exists()/bpf_core_enum_value_exists(), "
+             "or give the type a ___flavor that matches this kernel")
+
+
 def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: int = 0,
               kernel_map_name=None) -> LoadResult:
     """Create every map and load every program of *spec* (which is not modified).
@@ -498,6 +580,9 @@ def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: in
             for path in reversed(job.pins):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
+            for path in reversed(job.pin_dirs):
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)   # only if empty: another loader may have pinned there
         stack.callback(_unpin)
         for ms in spec.maps.values():
             job.pin_path(ms)   # every pin name checked before anything is created

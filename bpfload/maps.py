@@ -11,13 +11,18 @@ import fcntl
 import os
 import re
 import struct
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import errors
 from .pins import pin_fd, unpin_path
 from ._core import syscall as _sys
 from ._core.syscall import FD, MapCore, possible_cpus
 from .constants import MAP_IN_MAP_TYPES, MapType
+
+if TYPE_CHECKING:
+    from ._core.mapping import MapMapping
+    from .btf.format import Btf
+    from .btf.typed import TypedMap
 
 __all__ = ["Map", "MapInfo", "possible_cpus", "kernel_name"]
 
@@ -55,7 +60,7 @@ class MapInfo:
     map_extra: int
 
     @classmethod
-    def from_fd(cls, fd: int, target: Optional[str] = None) -> "MapInfo":
+    def from_fd(cls, fd: Union[int, FD], target: Optional[str] = None) -> "MapInfo":
         raw = _sys.obj_get_info(fd, _MAP_INFO.size, target)
         raw = raw.ljust(_MAP_INFO.size, b"\0")
         f = list(_MAP_INFO.unpack(raw))
@@ -117,7 +122,13 @@ class Map(MapCore):
     (errno ENOSPC) with ``count``, the entries the buffers hold.
     """
 
-    def __init__(self, *a, **kw):
+    _type: Union[MapType, int]
+    _id: int
+    _pin_path: Optional[str]
+    #: the id of the inner-map template of a map-in-map this Map created, else None
+    inner_map_id: Optional[int]
+
+    def __init__(self, *a: object, **kw: object) -> None:
         raise TypeError("use Map.create(), Map.from_fd(), Map.from_id() or Map.from_pin()")
 
     # -- construction ---------------------------------------------------------
@@ -150,8 +161,8 @@ class Map(MapCore):
     @classmethod
     def create(cls, map_type: Union[MapType, int], key_size: int, value_size: int,
                max_entries: int, *, flags: int = 0, name: Optional[str] = None,
-               inner_map=None, numa_node: Optional[int] = None, map_extra: int = 0,
-               btf_fd: int = 0, btf_key_type_id: int = 0, btf_value_type_id: int = 0,
+               inner_map: Optional[Union["Map", int]] = None, numa_node: Optional[int] = None,
+               map_extra: int = 0, btf_fd: int = 0, btf_key_type_id: int = 0, btf_value_type_id: int = 0,
                btf_vmlinux_value_type_id: int = 0) -> "Map":
         """Create a map (BPF_MAP_CREATE).
 
@@ -193,7 +204,7 @@ class Map(MapCore):
         return m
 
     @classmethod
-    def from_fd(cls, fd, *, name: Optional[str] = None) -> "Map":
+    def from_fd(cls, fd: Union[int, FD, Any], *, name: Optional[str] = None) -> "Map":
         """A Map for an existing map fd.  The fd is duplicated: the caller keeps its own."""
         src = fd  # holds an fd owner passed as a temporary open until it is duplicated
         fd = _as_fd(src)
@@ -208,7 +219,7 @@ class Map(MapCore):
         return cls._from_owned_fd(_sys.get_fd_by_id("map", map_id), name)
 
     @classmethod
-    def from_pin(cls, path: Union[str, os.PathLike], *, name: Optional[str] = None) -> "Map":
+    def from_pin(cls, path: Union[str, "os.PathLike[str]"], *, name: Optional[str] = None) -> "Map":
         """Open the map pinned at *path* in a bpffs (BPF_OBJ_GET).
 
         Raises :class:`bpfload.PinError` when nothing is pinned there or the
@@ -228,8 +239,8 @@ class Map(MapCore):
 
     # -- attributes -----------------------------------------------------------
     @property
-    def type(self) -> MapType:
-        """The map type (:class:`bpfload.MapType`)."""
+    def type(self) -> Union[MapType, int]:
+        """The map type (:class:`bpfload.MapType`; a plain int for a type newer than bpfload)."""
         return self._type
 
     @property
@@ -249,8 +260,8 @@ class Map(MapCore):
     def fileno(self) -> int:
         return self.fd
 
-    def typed(self, btf=None, key_type_id: Optional[int] = None,
-              value_type_id: Optional[int] = None):
+    def typed(self, btf: Optional["Btf"] = None, key_type_id: Optional[int] = None,
+              value_type_id: Optional[int] = None) -> "TypedMap":
         """A :class:`bpfload.TypedMap` view: keys and values converted through BTF.
 
         By default the BTF object and type ids are the ones the kernel
@@ -264,7 +275,7 @@ class Map(MapCore):
         return TypedMap.for_map(self, btf, key_type_id, value_type_id)
 
     # -- pins -----------------------------------------------------------------
-    def pin(self, path: Union[str, os.PathLike]) -> None:
+    def pin(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Pin the map at *path* (inside a bpffs mount); :class:`bpfload.PinError` on failure."""
         self._pin_path = pin_fd(self._fdobj, path, f"map {self.name!r}")
 
@@ -279,9 +290,9 @@ class Map(MapCore):
 
     # -- shared mapping (global data, arenas) ---------------------------------
     #: the MapMapping made by mmap(), released by close()
-    _mapping = None
+    _mapping: Optional["MapMapping"] = None
 
-    def mmap(self, *, writable: Optional[bool] = None):
+    def mmap(self, *, writable: Optional[bool] = None) -> "MapMapping":
         """The map's memory mapped into this process: a :class:`bpfload._core.mapping.MapMapping`.
 
         ``memoryview(map.mmap())`` reads and writes the map with no bpf(2)
@@ -330,16 +341,16 @@ class Map(MapCore):
         return m
 
     # -- queue / stack / bloom filter -----------------------------------------
-    def push(self, value, flags: int = 0) -> None:
+    def push(self, value: Any, flags: int = 0) -> None:
         """QUEUE/STACK: push *value* (``BPF_EXIST`` makes a full queue drop its oldest).
         BLOOM_FILTER: add *value*."""
         self._keyless(1, value, flags)
 
-    def pop(self):
+    def pop(self) -> Any:
         """QUEUE/STACK: remove and return the next value, or None when empty."""
         return self._keyless(2, None, 0)
 
-    def peek(self):
+    def peek(self) -> Any:
         """QUEUE/STACK: the next value without removing it, or None when empty."""
         return self._keyless(0, None, 0)
 
@@ -353,7 +364,7 @@ class Map(MapCore):
     def __enter__(self) -> "Map":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Dict, Optional, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Union
 
 from . import errors
 from .constants import ProgType
@@ -20,6 +20,11 @@ from .globaldata import GlobalData
 from .loader import LoadResult, load_spec
 from .pins import pin_name, pin_path
 from .spec import ObjectSpec
+
+if TYPE_CHECKING:
+    from .link.link import Link
+    from .maps import Map
+    from .programs import Program
 
 __all__ = ["BpfObject", "load", "GlobalData", "read_object_file"]
 
@@ -40,12 +45,14 @@ class BpfObject:
         self.spec = spec
         self.name = spec.name
         self.path = path
-        self.maps: Dict[str, object] = dict(spec.maps)
-        self.programs: Dict[str, object] = dict(spec.programs)
+        # Typed as what they hold after load; before it they hold the specs, which typed
+        # code edits through obj.spec.maps / obj.spec.programs (the same objects).
+        self.maps: Dict[str, Map] = dict(spec.maps)  # type: ignore[arg-type]
+        self.programs: Dict[str, Program] = dict(spec.programs)  # type: ignore[arg-type]
         self._result: Optional[LoadResult] = None
         self._closed = False
         #: program name -> :class:`bpfload.Link` made by :meth:`attach_all` (closed by close())
-        self.links: Dict[str, object] = {}
+        self.links: Dict[str, Link] = {}
         #: program name -> why :meth:`attach_all` left it unattached
         self.unattached: Dict[str, str] = {}
         self.rodata = GlobalData(self, ".rodata")
@@ -54,7 +61,7 @@ class BpfObject:
 
     @classmethod
     def open(cls, path_or_bytes: Union[str, os.PathLike, bytes, bytearray, memoryview], *,
-             name: Optional[str] = None) -> "BpfObject":
+             name: Optional[str] = None, map_format: Optional[str] = None) -> "BpfObject":
         """Parse a BPF ELF object (a path or its bytes) without touching the kernel.
 
         Raises :class:`bpfload.ElfError` for a malformed or unsupported object,
@@ -62,7 +69,9 @@ class BpfObject:
         FileNotFoundError, IsADirectoryError, PermissionError) for a path that
         is not a readable regular file of at most 256 MiB (see
         :func:`read_object_file`), TypeError for anything but a path or bytes (an int is not a path:
-        it is never read as an fd).
+        it is never read as an fd).  *map_format* ``"iproute2"`` reads 36-byte definitions in
+        ``maps`` as iproute2's ``struct bpf_elf_map`` (tc objects: pinning ``PIN_GLOBAL_NS``
+        pins under ``<pin_root>/tc/globals``) instead of bpfload's ``struct bpfm_map_custom``.
         """
         from .elf import parse_object
         if not isinstance(path_or_bytes, (str, os.PathLike, bytes, bytearray, memoryview)):
@@ -75,7 +84,7 @@ class BpfObject:
                 base = os.path.basename(path)
                 name = base.split(".", 1)[0] or base
             path_or_bytes = read_object_file(path)
-        spec = parse_object(path_or_bytes, name=name)
+        spec = parse_object(path_or_bytes, name=name, map_format=map_format)
         return cls(spec, path=path)
 
     # -- state ----------------------------------------------------------------
@@ -84,17 +93,17 @@ class BpfObject:
         return self._result is not None and not self._closed
 
     @property
-    def pins_created(self):
+    def pins_created(self) -> List[str]:
         """Paths this object's load pinned (maps pinned by name that did not exist)."""
         return list(self._result.pins_created) if self._result else []
 
     @property
-    def reused_maps(self):
+    def reused_maps(self) -> List[str]:
         """Names of maps taken from a pin or ``reuse()`` instead of being created."""
         return list(self._result.reused) if self._result else []
 
     @property
-    def map_order(self):
+    def map_order(self) -> List[str]:
         """The order the loader obtained maps in."""
         return list(self._result.order) if self._result else []
 
@@ -130,16 +139,20 @@ class BpfObject:
         self.programs = dict(res.programs)
         return self
 
-    def __getitem__(self, name: str):
-        """``obj["counts"]``: the map (BCC style), or the program when no map has that name."""
+    def __getitem__(self, name: str) -> "Map":
+        """``obj["counts"]``: the map (BCC style), or the program when no map has that name.
+
+        Typed as a Map: typed code takes programs from ``obj.programs``.
+        Raises :class:`bpfload.NotFoundError` (a KeyError) for a name the object lacks.
+        """
         if name in self.maps:
             return self.maps[name]
         if name in self.programs:
-            return self.programs[name]
+            return self.programs[name]  # type: ignore[return-value]
         raise errors.NotFoundError(f"object {self.name!r} has no map or program {name!r} "
                        f"(maps: {', '.join(self.maps)}; programs: {', '.join(self.programs)})")
 
-    def pin_programs(self, directory: Union[str, os.PathLike]) -> list:
+    def pin_programs(self, directory: Union[str, "os.PathLike[str]"]) -> List[str]:
         """Pin every loaded program at ``directory/<name>``; returns the paths."""
         self._require_loaded()
         out = []
@@ -149,7 +162,7 @@ class BpfObject:
             out.append(path)
         return out
 
-    def attach_all(self) -> Dict[str, object]:
+    def attach_all(self) -> Dict[str, Link]:
         """Attach every loaded program whose section says where (libbpf skeleton's attach).
 
         struct_ops maps are registered first (:meth:`attach_struct_ops`;
@@ -167,7 +180,7 @@ class BpfObject:
         """
         from .link.attach import attach, auto_attach_reason
         self._require_loaded()
-        made: Dict[str, object] = {}
+        made: Dict[str, Link] = {}
         try:
             for name in self._result.struct_ops:
                 if name not in self.links:
@@ -185,7 +198,7 @@ class BpfObject:
                 made[name] = attach(prog)
         except BaseException:
             for link in made.values():
-                link.close()  # type: ignore[attr-defined]
+                link.close()
             raise
         for name in made:
             self.unattached.pop(name, None)
@@ -226,7 +239,7 @@ class BpfObject:
         """Close the links of :meth:`attach_all` (detaching the unpinned ones), then every
         map and program fd this object owns (pins stay)."""
         for link in self.links.values():
-            link.close()  # type: ignore[attr-defined]
+            link.close()
         self.links.clear()
         for g in (self.rodata, self.data, self.bss):
             g._release()      # views of the mappings first: then closing the maps unmaps them
@@ -240,7 +253,7 @@ class BpfObject:
     def __enter__(self) -> "BpfObject":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -298,8 +311,9 @@ def read_object_file(path: Union[str, os.PathLike], limit: int = errors.MAX_OBJE
         os.close(fd)
 
 
-def load(path_or_bytes, *, name: Optional[str] = None, pin_root=None,
-         log_level: int = 0) -> BpfObject:
-    """Open and load a BPF object in one step (see :meth:`BpfObject.load`)."""
-    obj = BpfObject.open(path_or_bytes, name=name)
+def load(path_or_bytes: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview], *,
+         name: Optional[str] = None, pin_root: Optional[Union[str, "os.PathLike[str]"]] = None,
+         log_level: int = 0, map_format: Optional[str] = None) -> BpfObject:
+    """Open and load a BPF object in one step (see :meth:`BpfObject.open` and :meth:`BpfObject.load`)."""
+    obj = BpfObject.open(path_or_bytes, name=name, map_format=map_format)
     return obj.load(pin_root=pin_root, log_level=log_level)

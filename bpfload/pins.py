@@ -81,7 +81,8 @@ def explain_pin_failure(path: str, err: int, hint: str) -> str:
     if os.path.islink(path) and not os.path.exists(path):
         return f"a dangling symlink is in the way (-> {os.readlink(path)}); remove it"
     if not is_bpffs(path):
-        return f"{d} is not on a bpffs mount (mount one with: mount -t bpf bpf {d})"
+        return (f"{d} is not on a bpffs mount; pin under /sys/fs/bpf, where bpffs belongs "
+                "(if it is not mounted: mount -t bpf bpf /sys/fs/bpf)")
     if "." in os.path.basename(path):
         return "bpffs refuses names containing '.' (see pin_name())"
     if os.path.exists(path):

@@ -11,13 +11,19 @@ import dataclasses
 import errno as _errno
 import os
 import struct
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import errors
 from .pins import pin_fd, unpin_path
 from ._core import syscall as _sys
 from ._core.syscall import FD
 from .constants import ProgType
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+    from .link.iter import IterLink
+    from .link.link import Link
 
 __all__ = ["Program", "ProgramInfo", "TestRunResult", "load_program"]
 
@@ -75,7 +81,7 @@ class ProgramInfo:
     created_by_uid: int
 
     @classmethod
-    def from_fd(cls, fd: int, target: Optional[str] = None) -> "ProgramInfo":
+    def from_fd(cls, fd: Union[int, FD], target: Optional[str] = None) -> "ProgramInfo":
         raw = _sys.obj_get_info(fd, _PROG_INFO_SIZE, target).ljust(_PROG_INFO_SIZE, b"\0")
         f = {k: struct.unpack_from("=" + fmt, raw, off)[0] for k, (off, fmt) in _PI.items()}
         try:
@@ -227,7 +233,7 @@ class Program:
         return cls._from_owned(_sys.get_fd_by_id("prog", prog_id), name)
 
     @classmethod
-    def from_pin(cls, path, *, name: Optional[str] = None) -> "Program":
+    def from_pin(cls, path: Union[str, "os.PathLike[str]"], *, name: Optional[str] = None) -> "Program":
         """Open the program pinned at *path* (BPF_OBJ_GET).
 
         Raises :class:`bpfload.PinError` (a BpfError) when nothing is pinned
@@ -286,7 +292,7 @@ class Program:
         return (self._info or self.info()).tag
 
     # -- running --------------------------------------------------------------
-    def test_run(self, data: bytes = b"", *, repeat: int = 1, ctx=None,
+    def test_run(self, data: "Buffer" = b"", *, repeat: int = 1, ctx: Optional["Buffer"] = None,
                  data_out_size: Optional[int] = None, flags: int = 0, cpu: int = 0) -> TestRunResult:
         """Run the program once (or *repeat* times) in the kernel with BPF_PROG_TEST_RUN.
 
@@ -327,7 +333,7 @@ class Program:
     # bpfload.link.  All raise bpfload.AttachError with the program, the hook
     # and a hint.
 
-    def attach(self, **kw):
+    def attach(self, **kw: Any) -> "Link":
         """Attach where the section name says (libbpf's conventions) -> :class:`bpfload.Link`.
 
         Keyword arguments supply what the section cannot: ``iface`` (xdp,
@@ -340,76 +346,80 @@ class Program:
         from .link.attach import attach
         return attach(self, **kw)
 
-    def attach_tracepoint(self, category: str, name: str, **kw):
+    def attach_tracepoint(self, category: str, name: str, **kw: Any) -> "Link":
         """Attach to the tracepoint CATEGORY/NAME (perf event on its tracefs id)."""
         from .link.tracing import attach_tracepoint
         return attach_tracepoint(self, category, name, **kw)
 
-    def attach_raw_tracepoint(self, name: str, **kw):
+    def attach_raw_tracepoint(self, name: str, **kw: Any) -> "Link":
         """Attach to the raw tracepoint *name* (BPF_RAW_TRACEPOINT_OPEN)."""
         from .link.tracing import attach_raw_tracepoint
         return attach_raw_tracepoint(self, name, **kw)
 
-    def attach_trace(self, **kw):
+    def attach_trace(self, **kw: Any) -> "Link":
         """Attach a tp_btf/fentry/fexit/fmod_ret/lsm program at its attach_btf_id."""
         from .link.tracing import attach_trace
         return attach_trace(self, **kw)
 
-    def attach_kprobe(self, func: str, *, retprobe: bool = False, offset: int = 0, **kw):
+    def attach_kprobe(self, func: str, *, retprobe: bool = False, offset: int = 0,
+                      **kw: Any) -> "Link":
         """Attach to kernel function *func* (kprobe PMU, else tracefs kprobe_events)."""
         from .link.tracing import attach_kprobe
         return attach_kprobe(self, func, retprobe=retprobe, offset=offset, **kw)
 
-    def attach_uprobe(self, binary, symbol: Optional[str] = None, *, offset: int = 0,
-                      retprobe: bool = False, pid: int = -1, **kw):
+    def attach_uprobe(self, binary: Union[str, "os.PathLike[str]"], symbol: Optional[str] = None, *,
+                      offset: int = 0, retprobe: bool = False, pid: int = -1, **kw: Any) -> "Link":
         """Attach to *symbol* (+*offset*) in *binary* (a path, or a library name like ``"c"``)."""
         from .link.uprobe import attach_uprobe
         return attach_uprobe(self, binary, symbol, offset=offset, retprobe=retprobe, pid=pid, **kw)
 
-    def attach_perf_event(self, pfd=None, **kw):
+    def attach_perf_event(self, pfd: Optional[int] = None, **kw: Any) -> "Link":
         """Attach to the perf event fd *pfd*, or open one event per CPU from ``type``/``config``."""
         from .link.tracing import attach_perf_event
         return attach_perf_event(self, pfd, **kw)
 
-    def attach_xdp(self, iface, *, mode: str = "auto", **kw):
+    def attach_xdp(self, iface: Union[str, int], *, mode: str = "auto", **kw: Any) -> "Link":
         """Attach to the XDP hook of *iface* (a name or an ifindex) with an XDP link."""
         from .link.net import attach_xdp
         return attach_xdp(self, iface, mode=mode, **kw)
 
-    def attach_tc(self, iface, *, direction: Optional[str] = None, **kw):
+    def attach_tc(self, iface: Union[str, int], *, direction: Optional[str] = None,
+                  **kw: Any) -> "Link":
         """Attach to tc ingress/egress of *iface* (tcx link; clsact + cls_bpf over netlink
         on kernels without tcx).  *direction* defaults to the section's (``tcx/egress``:
         egress; plain ``tc``: ingress)."""
         from .link.net import attach_tc
         return attach_tc(self, iface, direction=direction, **kw)
 
-    def attach_cgroup(self, cgroup, *, attach_type=None, **kw):
+    def attach_cgroup(self, cgroup: Union[str, int, "os.PathLike[str]"], *, attach_type: Any = None,
+                      **kw: Any) -> "Link":
         """Attach to a cgroup v2 (path or fd) at the section's attach type (or *attach_type*)."""
         from .link.cgroup import attach_cgroup
         return attach_cgroup(self, cgroup, attach_type=attach_type, **kw)
 
-    def attach_socket(self, sock):
+    def attach_socket(self, sock: Any) -> "Link":
         """Attach a socket filter to *sock* (a socket or fd) with SO_ATTACH_BPF."""
         from .link.net import attach_socket
         return attach_socket(self, sock)
 
-    def attach_sockmap(self, map, *, attach_type=None):
+    def attach_sockmap(self, map: Any, *, attach_type: Any = None) -> "Link":
         """Attach an sk_msg/sk_skb program to a SOCKMAP/SOCKHASH (BPF_PROG_ATTACH)."""
         from .link.net import attach_sockmap
         return attach_sockmap(self, map, attach_type=attach_type)
 
-    def attach_netfilter(self, *, pf: int, hooknum: int, priority: int, flags: int = 0):
+    def attach_netfilter(self, *, pf: int, hooknum: int, priority: int, flags: int = 0) -> "Link":
         """Attach to a netfilter hook (BPF_LINK_CREATE, BPF_NETFILTER)."""
         from .link.net import attach_netfilter
         return attach_netfilter(self, pf=pf, hooknum=hooknum, priority=priority, flags=flags)
 
-    def attach_iter(self, *, map=None, cgroup=None, task=None, **kw):
+    def attach_iter(self, *, map: Any = None, cgroup: Any = None, task: Optional[int] = None,
+                    **kw: Any) -> "IterLink":
         """Create an iterator link; ``link.read()`` returns one pass of its output."""
         from .link.iter import attach_iter
         return attach_iter(self, map=map, cgroup=cgroup, task=task, **kw)
 
     # -- pins / lifetime ------------------------------------------------------
-    def pin(self, path) -> None:
+    def pin(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Pin the program at *path* in a bpffs."""
         self._pin_path = pin_fd(self._fd, path, f"program {self.name!r}")
 
@@ -432,7 +442,7 @@ class Program:
     def __enter__(self) -> "Program":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .constants import AttachType, MapType, PinType, ProgType
 
@@ -119,7 +119,8 @@ class MapSpec:
 
     ``form`` is where it came from: ``"btf"`` (``.maps``), ``"legacy"``
     (``struct bpf_map_def`` in ``maps``), ``"custom"`` (bpfload's
-    ``struct bpfm_map_custom``), or ``"data"`` (a global-data section).
+    ``struct bpfm_map_custom``), ``"iproute2"`` (iproute2's ``struct
+    bpf_elf_map``), or ``"data"`` (a global-data section).
     """
 
     name: str
@@ -143,10 +144,12 @@ class MapSpec:
     data: Optional[bytes] = None
     #: freeze after creation and initial update (``.rodata``)
     freeze: bool = False
-    #: custom form: the definition's own id, relation id and inner slot
+    #: custom / iproute2 forms: the definition's own id, relation (inner) id and inner slot
     map_id: int = -1
     relation_id: int = -1
     inner_index: int = -1
+    #: pinned maps: the directory under the pin root (iproute2's ``tc/globals``), or None
+    pin_dir: Optional[str] = None
     #: set by :meth:`reuse`: a Map or fd to use instead of creating one
     reused: object = None
     #: ``.struct_ops``/``.struct_ops.link`` maps: the variable the map registers
@@ -218,8 +221,8 @@ class ObjectSpec:
     #: undefined symbols (``.kconfig`` / ``__ksym`` externs): name -> weak?
     externs: Dict[str, bool] = dataclasses.field(default_factory=dict)
     #: parsed ``.BTF`` (a :class:`bpfload.btf.Btf`) and ``.BTF.ext``, or None
-    btf: object = None
-    btf_ext: object = None
+    btf: Any = None
+    btf_ext: Any = None
 
     def copy(self) -> "ObjectSpec":
         """A copy the loader may edit without touching this spec.

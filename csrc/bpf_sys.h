@@ -41,7 +41,10 @@ static inline int bl_sys_bpf(int cmd, union bpf_attr *attr, unsigned int size)
         ret = syscall(__NR_bpf, cmd, attr, size);
         if (ret >= 0)
             return (int)ret;
-        if (errno == EINTR)
+        /* BPF_PROG_TEST_RUN is not retried: the kernel aborts a repeated run on a
+         * pending signal after an unknown number of runs whose side effects stay,
+         * and a retry would run the program that many times more. */
+        if (errno == EINTR && cmd != BPF_PROG_TEST_RUN)
             continue;
         /* PROG_LOAD and BTF_LOAD return EAGAIN when the verifier was
          * interrupted by a signal; libbpf retries a few times. */

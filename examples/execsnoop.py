@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import time
+from typing import List, Optional
 
 import bpfload
 from bpfload.btf import Kind
@@ -34,7 +35,7 @@ def _text(b: bytes) -> str:
     return bytes(b).split(b"\0", 1)[0].decode(errors="replace")
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     ap.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
         btf = obj.spec.btf
         codec = codec_for(btf, btf.find("exec_event", Kind.STRUCT).id)
 
-        def on_record(data) -> None:
+        def on_record(data: memoryview) -> None:
             nonlocal seen
             seen += 1
             e = codec.decode(bytes(data[:codec.size]))

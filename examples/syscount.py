@@ -17,6 +17,7 @@ import os
 import pathlib
 import sys
 import time
+from typing import List, Optional
 
 import bpfload
 
@@ -24,7 +25,7 @@ OBJECT = pathlib.Path(__file__).resolve().parent.parent / "bpf" / "attach_trace.
 SLOT = 0   # counts[0]: the tracepoint program's counter
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-p", "--pid", type=int, default=os.getpid(),
                     help="process (tgid) to count (default: this one)")
@@ -35,8 +36,8 @@ def main(argv=None) -> int:
     category, _, name = args.tracepoint.partition("/")
 
     obj = bpfload.BpfObject.open(OBJECT)
-    for prog in obj.programs:          # only the tracepoint counter is needed
-        obj.programs[prog].autoload = prog == "tp_getppid"
+    for prog in obj.spec.programs:     # only the tracepoint counter is needed
+        obj.spec.programs[prog].autoload = prog == "tp_getppid"
     obj.rodata["target_tgid"] = args.pid
     try:
         with obj.load():

@@ -9,18 +9,20 @@ Loads the ``ps_task`` program (``iter/task``) from bpf/attach_iter.bpf.o
 program formats each thread-group leader with ``BPF_SEQ_PRINTF``; nothing
 is read from /proc.  Needs root (or CAP_BPF + CAP_PERFMON) and Linux 5.8+.
 """
+import os
 import pathlib
 import sys
+from typing import List, Tuple, Union
 
 import bpfload
 
 DEFAULT = pathlib.Path(__file__).resolve().parent.parent / "bpf" / "attach_iter.bpf.o"
 
 
-def tasks(path=DEFAULT):
+def tasks(path: Union[str, "os.PathLike[str]"] = DEFAULT) -> List[Tuple[int, int, str]]:
     """-> [(pid, ppid, comm)] for every process, from one pass of the iterator."""
     obj = bpfload.BpfObject.open(path)
-    for name, prog in obj.programs.items():   # load only the program we use
+    for name, prog in obj.spec.programs.items():   # load only the program we use
         prog.autoload = name == "ps_task"
     with obj.load():
         with obj.programs["ps_task"].attach_iter() as link:
@@ -32,7 +34,7 @@ def tasks(path=DEFAULT):
     return sorted(rows)
 
 
-def main(argv):
+def main(argv: List[str]) -> int:
     rows = tasks(argv[1] if len(argv) > 1 else DEFAULT)
     print(f"{'PID':>7} {'PPID':>7} COMM")
     for pid, ppid, comm in rows:

@@ -25,6 +25,7 @@ import struct
 import subprocess
 import sys
 import time
+from typing import List, Optional
 
 import bpfload
 
@@ -32,12 +33,12 @@ DEFAULT_OBJECT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.par
                               "uprobe_latency.bpf.o")
 
 
-def read_histogram(hist_map) -> list:
+def read_histogram(hist_map: bpfload.Map) -> List[int]:
     """The 64 buckets of the ``hist`` array: counts of calls that took [2^b, 2^(b+1)) ns."""
-    return [struct.unpack("=Q", hist_map.lookup(b))[0] for b in range(64)]
+    return [struct.unpack("=Q", hist_map[b])[0] for b in range(64)]
 
 
-def format_histogram(counts: list, width: int = 40) -> str:
+def format_histogram(counts: List[int], width: int = 40) -> str:
     """A bcc-style text histogram of the non-empty bucket range (nanoseconds)."""
     used = [b for b, c in enumerate(counts) if c]
     if not used:
@@ -52,7 +53,7 @@ def format_histogram(counts: list, width: int = 40) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("binary", help="path, or library name (c = libc)")
     ap.add_argument("symbol", help="function to time (name or name@@VERSION)")

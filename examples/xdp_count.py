@@ -16,13 +16,14 @@ import argparse
 import pathlib
 import sys
 import time
+from typing import List, Optional
 
 import bpfload
 
 OBJECT = pathlib.Path(__file__).resolve().parent.parent / "bpf" / "attach_net.bpf.o"
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("iface", help="interface name or ifindex")
     ap.add_argument("seconds", nargs="?", type=float, default=10.0,

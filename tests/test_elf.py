@@ -146,14 +146,21 @@ def check_invariants(spec: ObjectSpec) -> None:
         assert m.form == "data" and v.offset + v.size <= m.value_size
 
 
+#: relocation entries in code no function symbol owns (test_parity.py's weak body)
+DEAD_RELOCS = {"parity_weak.bpf.o": 1}
+#: objects that need a parse option (tc's map definitions: see test_parity.py)
+PARSE_OPTIONS = {"parity_iproute2.bpf.o": {"map_format": "iproute2"}}
+
+
 @pytest.mark.parametrize("obj", OBJECTS, ids=[p.name for p in OBJECTS])
 def test_every_object_parses_consistently(obj):
-    spec = parse_object(obj)
+    opts = PARSE_OPTIONS.get(obj.name, {})
+    spec = parse_object(obj, **opts)
     check_invariants(spec)
     assert spec.name == obj.name.split(".")[0]
     assert spec.license
     # bytes in, same spec out (path and bytes agree)
-    again = parse_object(obj.read_bytes(), name=spec.name)
+    again = parse_object(obj.read_bytes(), name=spec.name, **opts)
     assert again.maps == spec.maps and again.functions.keys() == spec.functions.keys()
     for k, fn in spec.functions.items():
         assert again.functions[k] == fn
@@ -710,7 +717,7 @@ def test_reloc_indexes_match_the_elf_relocation_entries(obj):
     those are calls clang resolved itself (a pseudo call with no entry)."""
     from elftools.elf.elffile import ELFFile
     from elftools.elf.relocation import RelocationSection
-    spec = parse_object(obj)
+    spec = parse_object(obj, **PARSE_OPTIONS.get(obj.name, {}))
     entries = {}          # executable section name -> sorted entry offsets
     with open(obj, "rb") as f:
         elf = ELFFile(f)
@@ -731,5 +738,7 @@ def test_reloc_indexes_match_the_elf_relocation_entries(obj):
             assert r.kind == RelocKind.CALL and code == 0x85 and src == 1, \
                 f"{fn.name}: relocation at {idx} has no ELF entry and is not a pseudo call"
         checked += len(from_elf)
-    # every entry of an executable section belongs to exactly one function
-    assert checked == sum(len(offs) for offs in entries.values())
+    # every entry of an executable section belongs to exactly one function, but for
+    # entries in an overridden weak body the linker left without a symbol (dead code)
+    dead = DEAD_RELOCS.get(obj.name, 0)
+    assert checked == sum(len(offs) for offs in entries.values()) - dead

@@ -54,6 +54,12 @@ EXCLUDED = {
                     "legacy map definitions in 'maps' section are not supported"),
     "maps_custom": ("bpfload's own map form lives in the legacy 'maps' section",
                     "legacy map definitions in 'maps' section are not supported"),
+    "parity_cilium": ("cilium/ebpf's conventions: a PERF_EVENT_ARRAY without key/value sizes "
+                      "(libbpf creates it as written, the kernel refuses it) and section "
+                      "spellings libbpf does not know (socket/NAME, sk_lookup/NAME, xdp/NAME)",
+                      "map 'events': failed to create: Invalid argument"),
+    "parity_iproute2": ("iproute2's struct bpf_elf_map in the legacy 'maps' section (tc's form)",
+                        "legacy map definitions in 'maps' section are not supported"),
     "parse_relocs": ("a static function in a program section (libbpf refuses, bpfload links it)",
                      "is static and not supported"),
     "subprog": ("a static function in a program section", "is static and not supported"),
@@ -77,6 +83,20 @@ EXCLUDED = {
                  "trampoline programs with EPERM under both loaders",
                  "Operation not permitted"),
 }
+
+
+
+def _libbpf_syscall_wrapper(monkeypatch) -> None:
+    """Give bpfload libbpf 1.1's LINUX_HAS_SYSCALL_WRAPPER.  libbpf probes it by opening a
+    kprobe on __x64_sys_bpf, which fails on a kernel without kprobes (n) although the
+    wrapper is there; bpfload reads kallsyms (y; test_parity checks that value).  The
+    verifier prunes BPF_KSYSCALL's branch on it, so the programs match only when both
+    loaders agree on it."""
+    import platform
+    from bpfload.link import tracefs
+    if tracefs.pmu_type("kprobe") is None:
+        monkeypatch.setitem(tracefs._wrapper_cache, ("/proc/kallsyms", platform.machine()), False)
+
 
 #: Every other committed object is compared.
 OBJECTS = sorted(p.name[:-len(".bpf.o")] for p in (REPO / "bpf").glob("*.bpf.o")
@@ -308,7 +328,8 @@ def _prog_namer():
 
 
 @pytest.mark.parametrize("name", OBJECTS)
-def test_same_as_libbpf(name, driver, bpffs):
+def test_same_as_libbpf(name, driver, bpffs, monkeypatch):
+    _libbpf_syscall_wrapper(monkeypatch)
     path = str(bpf_object(name))
     lib_dir, our_dir = bpffs / "libbpf", bpffs / "bpfload"
     lib_dir.mkdir()
@@ -321,7 +342,8 @@ def test_same_as_libbpf(name, driver, bpffs):
         # maps: the same set, each created the same way.  libbpf 1.1 names its
         # global-data maps by their kernel name ("globals.bss"), bpfload by
         # section (".bss"): match those by kernel name.
-        data = {n for n, ms in obj.spec.maps.items() if ms.form == "data"}
+        # (.kconfig is made by the loader: in the object's maps, not in its spec)
+        data = {n for n in ours.maps if n not in obj.spec.maps or obj.spec.maps[n].form == "data"}
         assert sorted(n for n in ours.maps if n not in data) == \
             sorted(n for n, r in ref.maps.items() if r.kernel_name not in
                    {ours.maps[d].kernel_name for d in data})

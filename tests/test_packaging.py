@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import platform
 import subprocess
 import sys
 import tarfile
@@ -106,3 +107,51 @@ def test_editable_install_is_not_shadowed_from_the_parent_directory(tmp_path):
                cwd=tmp_path)
     path, name = out.split()
     assert name == "Map" and path.endswith(os.path.join("bpfload", "__init__.py")), out
+
+
+def _glibc_plat() -> str:
+    lib, ver = platform.libc_ver()
+    if lib != "glibc":
+        pytest.skip("manylinux wheels need glibc")
+    major, minor = ver.split(".")[:2]
+    return f"manylinux_{major}_{minor}_{platform.machine()}"
+
+
+@pytest.mark.kernel
+def test_manylinux_wheel_installs_and_runs_the_demo_from_root(dist, tmp_path):
+    """scripts/build-wheel.sh --repair (auditwheel repair with this machine's glibc tag) on
+    the wheel built from the sdist: a manylinux wheel that holds only the package (stripped
+    extensions, no generated C, stubs and py.typed) installs into a fresh venv and runs
+    `bpfload demo --duration 1` from /, its counters matching the traffic it sent."""
+    need_module("auditwheel", "the manylinux repair step (the [test] extra)")
+    _, wheel = dist
+    out = tmp_path / "wheelhouse"
+    env = dict(os.environ, PYTHON=sys.executable,
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    p = subprocess.run([str(REPO / "scripts" / "build-wheel.sh"), "--repair", str(wheel), "--out",
+                        str(out)], capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    (repaired,) = out.glob("bpfload-*.whl")
+    plat = _glibc_plat()
+    assert repaired.name.endswith(f".{plat}.whl") and "-linux_" not in repaired.name, repaired.name
+    with zipfile.ZipFile(repaired) as z:
+        names = z.namelist()
+        tags = z.read(next(n for n in names if n.endswith(".dist-info/WHEEL"))).decode()
+    assert f"Tag: cp{sys.version_info[0]}{sys.version_info[1]}-" in tags and plat in tags, tags
+    top = {n.split("/", 1)[0] for n in names}
+    # only the package and its metadata: no vendored libraries (bpfload.libs) were needed
+    assert top == {"bpfload", repaired.name.split("-")[0] + "-" + _project_version() + ".dist-info"}, top
+    assert not [n for n in names if n.endswith((".c", ".pyx"))]
+    for need in ("bpfload/py.typed", "bpfload/_core/syscall.pyi", "bpfload/_core/perf.pyi",
+                 "bpfload/data/demo.bpf.o"):
+        assert need in names, need
+    venv = tmp_path / "venv"
+    _run(sys.executable, "-m", "venv", venv)
+    _run(venv / "bin" / "python", "-m", "pip", "install", "-q", repaired)
+    p = subprocess.run([str(venv / "bin" / "bpfload"), "demo", "--duration", "1", "--rate", "20000"],
+                       cwd="/", capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "counters match the traffic sent: yes" in p.stdout
+    out = _run(venv / "bin" / "python", "-c",
+               "import bpfload._core.syscall as s; print(s.__file__)", cwd="/")
+    assert out.strip().startswith(str(venv)), out

@@ -3,6 +3,8 @@ from typing import List, Sequence, Tuple
 
 from typing_extensions import Buffer
 
+__all__ = ["EssentialIndex", "essential_len"]
+
 def essential_len(name: str | bytes) -> int: ...
 
 class EssentialIndex:

@@ -6,6 +6,11 @@ from typing_extensions import Buffer
 
 from bpfload.spec import FunctionSpec, Reloc
 
+__all__ = ["INSN_SIZE", "LD_IMM64", "CALL", "PSEUDO_MAP_FD", "PSEUDO_MAP_VALUE", "PSEUDO_CALL",
+           "PSEUDO_FUNC", "KIND_MAP", "KIND_DATA", "KIND_CALL", "KIND_FUNC_ADDR", "KIND_EXTERN",
+           "RECORD_INTS", "decode", "find_ld_imm64", "LinkedProgram", "link", "build_relocs",
+           "patch_maps", "apply"]
+
 INSN_SIZE: int
 LD_IMM64: int
 CALL: int

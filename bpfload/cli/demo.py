@@ -13,24 +13,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from importlib import resources
-from typing import Dict, List, Optional, TextIO
+from typing import TYPE_CHECKING, Dict, List, Optional, TextIO
 
 from ..object import BpfObject
 from ..events.poll import MapPoller
 from ..events.ringbuf import RingBuffer
+from .guide import human_rate
+
+if TYPE_CHECKING:
+    from ..maps import Map
 
 __all__ = ["run_demo", "demo_object_path", "PROTOCOLS", "build_traffic"]
 
 PROTOCOLS = ("tcp", "udp", "icmp", "other")
 _EVENT = struct.Struct("=QIIHHB3x")
-#: records per test_run for event-emitting packets: a quarter of the 256 KiB
-#: ring (32-byte records with their headers)
-_EVENT_CHUNK = 2048
 
 
 def demo_object_path() -> str:
@@ -100,40 +104,49 @@ def build_traffic(big_packet: int = 1000) -> List[Packet]:
     ]
 
 
-class _Screen:
-    """Redraws a block in place on a terminal; prints blocks one after another otherwise."""
+#: shortest round of test_run calls (seconds of traffic).  An XDP test_run with
+#: repeat > 1 registers the program in the kernel's XDP dispatcher and removes it
+#: after (two dispatcher image swaps, each waiting for an RCU grace period):
+#: ~30 ms of sleep per call whatever the repeat count or packet size.  A round
+#: makes one call per kind of packet (7, more for event chunks), so rounds grow
+#: to 1.5 times what the last one cost, up to the display interval.
+ROUND_S = 0.25
+#: the demo's ring buffer (set on the spec before load): 4 MiB of 32-byte records
+RING_BYTES = 4 << 20
+#: records per test_run for event-emitting packets: a quarter of the ring
+_EVENT_CHUNK = RING_BYTES // 32 // 4
+#: runs per test_run call at most (about 0.1 s of kernel time): the granularity of the end
+_MAX_REPEAT = 1 << 20
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, out: TextIO):
-        self.out = out
-        self.tty = out.isatty()
-        self.lines = 0
 
-    def show(self, text: str) -> None:
-        if self.tty and self.lines:
-            self.out.write(f"\x1b[{self.lines}F\x1b[J")
-        self.out.write(text + "\n")
-        self.out.flush()
-        self.lines = text.count("\n") + 1
-
-
-def _fmt_rate(v: float) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if v >= div:
-            return f"{v / div:7.2f}{unit}"
-    return f"{v:8.0f}"
+def _split(total: int, traffic: List[Packet]) -> List[int]:
+    """*total* packets shared by weight, exactly (largest remainders get the rest)."""
+    weights = sum(p.weight for p in traffic)
+    exact = [total * p.weight / weights for p in traffic]
+    counts = [int(x) for x in exact]
+    order = sorted(range(len(traffic)), key=lambda i: exact[i] - counts[i], reverse=True)
+    for i in order[:total - sum(counts)]:
+        counts[i] += 1
+    return counts
 
 
 def run_demo(duration: float = 5.0, rate: int = 200_000, interval: float = 1.0, *,
              json_out: bool = False, out: TextIO = sys.stdout,
-             object_path: Optional[str] = None) -> dict:
+             object_path: Optional[str] = None, plain: bool = False) -> dict:
     """Run the demo; returns the summary dict (also printed).
 
     *rate* is the target packets per second across all kinds, *duration*
-    in seconds, *interval* between table updates.  Raises
+    in seconds, *interval* between table updates.  On a terminal the live
+    view is drawn with Rich when it is installed (``plain=True``: without),
+    else redrawn in place with plain escape codes, cropped to the terminal's
+    width; otherwise one block per interval.  SIGINT (Ctrl-C) and SIGTERM end
+    the run early, with the summary (``stopped_by``).  Raises
     :class:`bpfload.BpfError` subclasses when the kernel refuses (e.g.
     :class:`bpfload.PermissionDeniedError` without CAP_BPF); ValueError for a
     *duration* or *interval* that is not a finite number > 0 (NaN and inf
-    would never end) or a *rate* that is not a positive integer.
+    would never end) or a *rate* that is not a positive integer.  Linux 5.10+
+    (ring buffer, map-in-map, BPF_PROG_TEST_RUN of XDP).
     """
     for what, v in (("duration", duration), ("interval", interval)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
@@ -153,81 +166,118 @@ def run_demo(duration: float = 5.0, rate: int = 200_000, interval: float = 1.0, 
         if proto < len(ev_count):
             ev_count[proto] += 1
 
-    screen = _Screen(out)
+    stop: List[str] = []
+
+    def on_signal(signum, frame) -> None:
+        stop.append(signal.Signals(signum).name)
+
     intervals = []
-    with BpfObject.open(object_path or demo_object_path()) as obj:
+    obj = BpfObject.open(object_path or demo_object_path())
+    obj.spec.maps["events"].max_entries = RING_BYTES     # specs are editable before load
+    view = None
+    old_handlers = {}
+    with obj:
         obj.load()
         prog = obj.programs["count_proto"]
         stats = obj.maps["proto_stats"]
-        with RingBuffer(obj.maps["events"], on_event) as rb, \
+        ports = _PortCounters(obj)
+        with ports, RingBuffer(obj.maps["events"], on_event) as rb, \
                 MapPoller(stats, interval=interval, sum_cpus=True) as poller:
-            start = time.monotonic()
-            next_tick = start + interval
-            tick = 0.02
-            credit = 0.0
-            last = start
-            while True:
-                now = time.monotonic()
-                if now - start >= duration:
-                    break
-                credit += (now - last) * rate
-                last = now
-                budget = int(credit)
-                if budget >= 100:
-                    credit -= budget
-                    for p in traffic:
-                        n = budget * p.weight // 100
-                        if n <= 0:
-                            continue
-                        # kinds that emit events run in chunks a quarter of the
-                        # ring's capacity, consumed in between, so the ring
-                        # does not fill while the program runs
-                        chunk = _EVENT_CHUNK if p.event else n
-                        left = n
-                        while left > 0:
-                            k = min(left, chunk)
-                            prog.test_run(p.data, repeat=k, data_out_size=0)
-                            left -= k
-                            if p.event:
-                                rb.consume()
-                        sent[p.proto] += n
-                        sent_bytes[p.proto] += n * len(p.data)
-                        if p.event:
-                            events_expected += n
-                if now >= next_tick:
-                    snap = poller.snapshot()
-                    row = _interval_row(obj, snap, now - start, sum(ev_count))
+            view = None if json_out else _make_view(out, plain)
+            if threading.current_thread() is threading.main_thread():
+                for sig in _STOP_SIGNALS:
+                    old_handlers[sig] = signal.signal(sig, on_signal)
+            try:
+                start = time.monotonic()
+                end = start + duration
+                next_tick = start + interval
+                scheduled = 0
+                round_s = ROUND_S
+                while not stop:
+                    now = time.monotonic()
+                    if now >= end:
+                        break
+                    # the packets due by the end of this round; a backlog (the machine is
+                    # slower than the rate) is dropped past one round, so the run ends on
+                    # time and sent_pps says what was reached
+                    horizon = min(end, now + round_s)
+                    due = int(rate * (horizon - start)) - scheduled
+                    scheduled += due
+                    due = min(due, int(rate * round_s * 2))
+                    t0 = time.monotonic()
+                    if due > 0:
+                        for p, n in zip(traffic, _split(due, traffic)):
+                            # event kinds run in chunks of a quarter of the ring,
+                            # consumed in between, so the ring never fills; a call
+                            # never starts past the end (or after Ctrl-C), so the run
+                            # ends on time with every packet sent counted
+                            left = n
+                            while left > 0 and not stop and time.monotonic() < end:
+                                k = min(left, _EVENT_CHUNK if p.event else _MAX_REPEAT)
+                                _test_run(prog, p.data, k)
+                                left -= k
+                                sent[p.proto] += k
+                                sent_bytes[p.proto] += k * len(p.data)
+                                if p.event:
+                                    events_expected += k
+                                    rb.consume()
+                    rb.consume()
+                    now = time.monotonic()
+                    cost = now - t0
+                    round_s = min(max(ROUND_S, 1.5 * cost), max(ROUND_S, interval))
+                    if now >= next_tick:
+                        snap = poller.snapshot()
+                        row = _interval_row(obj, snap, now - start, sum(ev_count), ports.rates())
+                        intervals.append(row)
+                        if view is None:
+                            out.write(json.dumps(row) + "\n")
+                            out.flush()
+                        else:
+                            view.show(row, duration, rate)
+                        while next_tick <= now:
+                            next_tick += interval
+                    wake = min(next_tick, horizon, end)
+                    if not stop and wake > now:
+                        time.sleep(wake - now)
+                if not intervals and not stop:     # a run shorter than one interval
+                    row = _interval_row(obj, poller.snapshot(), time.monotonic() - start,
+                                        sum(ev_count), ports.rates())
                     intervals.append(row)
-                    if json_out:
+                    if view is None:
                         out.write(json.dumps(row) + "\n")
-                        out.flush()
                     else:
-                        screen.show(_table(row))
-                    next_tick += interval
-                time.sleep(tick)
+                        view.show(row, duration, rate)
+            finally:
+                for sig, h in old_handlers.items():
+                    signal.signal(sig, h)
+                if view is not None:
+                    view.close()
             rb.consume()
             elapsed = time.monotonic() - start
             final = poller.snapshot()
             counted = {}
             for key, s in final.to_dict(int_keys=True).items():
                 counted[PROTOCOLS[key]] = {"packets": s.value[0], "bytes": s.value[1]}
-            ports = _top_ports(obj)
-        summary = {
-            "duration_s": round(elapsed, 3),
-            "target_pps": rate,
-            "sent": {p: {"packets": sent[i], "bytes": sent_bytes[i]} for i, p in enumerate(PROTOCOLS)},
-            "counted": counted,
-            "avg_pps": {p: round(counted[p]["packets"] / elapsed, 1) for p in PROTOCOLS},
-            "ports": ports,
-            "events_expected": events_expected,
-            "events_received": sum(ev_count),
-            "events_by_protocol": {p: ev_count[i] for i, p in enumerate(PROTOCOLS)},
-            "ring_dropped": events_expected - sum(ev_count),
-        }
-        summary["ok"] = (all(counted[p]["packets"] == sent[i] and
-                             counted[p]["bytes"] == sent_bytes[i]
-                             for i, p in enumerate(PROTOCOLS))
-                         and summary["events_received"] <= events_expected)
+            port_totals = ports.totals()
+    summary = {
+        "duration_s": round(elapsed, 3),
+        "requested_s": duration,
+        "stopped_by": stop[0] if stop else "duration",
+        "target_pps": rate,
+        "sent_pps": round(sum(sent) / elapsed, 1) if elapsed > 0 else 0.0,
+        "sent": {p: {"packets": sent[i], "bytes": sent_bytes[i]} for i, p in enumerate(PROTOCOLS)},
+        "counted": counted,
+        "avg_pps": {p: round(counted[p]["packets"] / elapsed, 1) for p in PROTOCOLS},
+        "ports": port_totals,
+        "events_expected": events_expected,
+        "events_received": sum(ev_count),
+        "events_by_protocol": {p: ev_count[i] for i, p in enumerate(PROTOCOLS)},
+        "ring_dropped": events_expected - sum(ev_count),
+    }
+    summary["ok"] = (all(counted[p]["packets"] == sent[i] and
+                         counted[p]["bytes"] == sent_bytes[i]
+                         for i, p in enumerate(PROTOCOLS))
+                     and summary["events_received"] <= events_expected)
     if json_out:
         out.write(json.dumps({"summary": summary}) + "\n")
     else:
@@ -236,8 +286,156 @@ def run_demo(duration: float = 5.0, rate: int = 200_000, interval: float = 1.0, 
     return summary
 
 
-def _interval_row(obj, snap, t: float, events: int) -> dict:
-    row = {"t": round(t, 2), "pps": {}, "bytes_per_s": {}, "packets": {}, "events": events}
+def _test_run(prog, data: bytes, repeat: int) -> None:
+    """One BPF_PROG_TEST_RUN of *repeat* runs with SIGINT/SIGTERM held off.
+
+    The kernel aborts a test run with EINTR when a signal is pending, after
+    an unknown number of the runs: the packets counted would no longer match
+    the packets sent.  Blocked here, a Ctrl-C waits for the call (tens of
+    milliseconds) and then ends the demo between calls.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        prog.test_run(data, repeat=repeat, data_out_size=0)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class _PortCounters:
+    """The per-protocol port maps, reached through the map-in-map ``ports`` as a program
+    would (outer slot -> inner map id -> map), opened once; rates between reads."""
+
+    def __init__(self, obj):
+        from ..maps import Map
+        self.maps: Dict[str, "Map"] = {}
+        try:
+            outer = obj.maps["ports"]
+            for slot, name in ((0, "tcp"), (1, "udp")):
+                inner_id = outer.lookup(slot)
+                if inner_id is not None:
+                    self.maps[name] = Map.from_id(inner_id)
+        except BaseException:
+            self.close()
+            raise
+        self._last: Dict[str, Dict[int, int]] = {}
+        self._t = time.monotonic()
+
+    def totals(self) -> Dict[str, Dict[int, int]]:
+        """Port -> packets per protocol, busiest first."""
+        out = {}
+        for name, m in self.maps.items():
+            counts = {int.from_bytes(k, sys.byteorder): int.from_bytes(v, sys.byteorder)
+                      for k, v in m.items()}
+            out[name] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+        return out
+
+    def rates(self) -> Dict[str, Dict[int, float]]:
+        """Port -> packets per second since the previous call, busiest first."""
+        now = time.monotonic()
+        dt = max(now - self._t, 1e-9)
+        cur = self.totals()
+        out = {}
+        for name, counts in cur.items():
+            last = self._last.get(name, {})
+            r = {port: (n - last.get(port, 0)) / dt for port, n in counts.items()}
+            out[name] = dict(sorted(r.items(), key=lambda kv: -kv[1]))
+        self._last, self._t = cur, now
+        return out
+
+    def close(self) -> None:
+        for m in self.maps.values():
+            m.close()
+
+    def __enter__(self) -> "_PortCounters":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _make_view(out: TextIO, plain: bool):
+    """Rich's Live on a terminal when Rich is installed (and *plain* is off), else plain text."""
+    tty = out.isatty()
+    if tty and not plain:
+        try:
+            import rich  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            return _RichView(out)
+    return _PlainView(out, tty)
+
+
+class _PlainView:
+    """The live block redrawn in place with escape codes on a terminal, every line cropped
+    to the terminal's width (a wrapped line would leave a stale one behind at the next
+    redraw); one block after another when not a terminal."""
+
+    def __init__(self, out: TextIO, tty: bool):
+        self.out = out
+        self.tty = tty
+        self.lines = 0
+
+    def _width(self) -> int:
+        try:
+            return max(os.get_terminal_size(self.out.fileno()).columns, 20)
+        except (OSError, ValueError, AttributeError):
+            return 80
+
+    def show(self, row: dict, duration: float, rate: int) -> None:
+        lines = _table_lines(row, duration, rate)
+        if self.tty:
+            width = self._width() - 1        # the last column would wrap on some terminals
+            lines = [ln[:width] for ln in lines]
+            if self.lines:
+                self.out.write(f"\x1b[{self.lines}F\x1b[J")
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+        self.lines = len(lines)
+
+    def close(self) -> None:
+        pass
+
+
+class _RichView:
+    """Rich's Live display (redraws at any width; Rich crops what does not fit)."""
+
+    def __init__(self, out: TextIO):
+        from rich.console import Console
+        from rich.live import Live
+        self.console = Console(file=out)
+        self.live = Live(console=self.console, auto_refresh=False, transient=False)
+        self.live.start()
+
+    def show(self, row: dict, duration: float, rate: int) -> None:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+        t = Table(title=f"bpfload demo  t={row['t']:.1f}s of {duration:g}s  "
+                        f"target {human_rate(rate)}", title_justify="left", box=None,
+                  pad_edge=False)
+        t.add_column("proto")
+        t.add_column("packets/s", justify="right")
+        t.add_column("bytes/s", justify="right")
+        t.add_column("packets", justify="right")
+        for p in PROTOCOLS:
+            t.add_row(p, human_rate(row["pps"].get(p, 0)), human_rate(row["bytes_per_s"].get(p, 0)),
+                      f"{row['packets'].get(p, 0):,}")
+        t.add_row("total", human_rate(sum(row["pps"].values())), "", "")
+        parts = [t, Text("busiest ports (map-in-map)", style="bold")]
+        parts += [Text(ln) for ln in _port_lines(row)]
+        parts.append(Text(f"ring buffer events: {row['events']:,}"))
+        self.live.update(Group(*parts), refresh=True)
+
+    def close(self) -> None:
+        self.live.stop()
+
+
+def _interval_row(obj, snap, t: float, events: int, port_rates: Dict[str, Dict[int, float]]) -> dict:
+    row = {"t": round(t, 2), "time": round(time.time(), 3), "pps": {}, "bytes_per_s": {},
+           "packets": {}, "events": events,
+           "ports_pps": {name: {str(port): round(r, 1) for port, r in list(rates.items())[:3]}
+                         for name, rates in port_rates.items()}}
     for key, s in snap.to_dict(int_keys=True).items():
         name = PROTOCOLS[key]
         row["pps"][name] = round(s.rate[0], 1)
@@ -246,44 +444,40 @@ def _interval_row(obj, snap, t: float, events: int) -> dict:
     return row
 
 
-def _top_ports(obj) -> Dict[str, Dict[int, int]]:
-    """Per-protocol port counts, read through the outer map as a program would."""
-    from ..maps import Map
-    out = {}
-    outer = obj.maps["ports"]
-    for slot, name in ((0, "tcp"), (1, "udp")):
-        inner_id = outer.lookup(slot)
-        if inner_id is None:
-            continue
-        with Map.from_id(inner_id) as inner:
-            counts = {int.from_bytes(k, sys.byteorder): int.from_bytes(v, sys.byteorder)
-                      for k, v in inner.items()}
-        out[name] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
-    return out
+def _port_lines(row: dict) -> List[str]:
+    return [f"{name:<5}" + "  ".join(f":{port} {human_rate(r)}" for port, r in rates.items())
+            for name, rates in row["ports_pps"].items()]
 
 
-def _table(row: dict) -> str:
-    lines = [f"bpfload demo: xdp count_proto via BPF_PROG_TEST_RUN   t={row['t']:5.1f}s",
-             f"{'protocol':<10}{'packets/s':>12}{'bytes/s':>12}{'packets':>14}"]
+def _table_lines(row: dict, duration: float, rate: int) -> List[str]:
+    """The live block as lines of at most 46 columns (50-column terminals fit it whole)."""
+    lines = [f"bpfload demo  t={row['t']:.1f}s/{duration:g}s  target {human_rate(rate)}",
+             f"{'proto':<6}{'packets/s':>11}{'bytes/s':>11}{'packets':>14}"]
     for p in PROTOCOLS:
-        lines.append(f"{p:<10}{_fmt_rate(row['pps'].get(p, 0)):>12}"
-                     f"{_fmt_rate(row['bytes_per_s'].get(p, 0)):>12}{row['packets'].get(p, 0):>14,}")
-    total = sum(row["pps"].values())
-    lines.append(f"{'total':<10}{_fmt_rate(total):>12}")
+        lines.append(f"{p:<6}{human_rate(row['pps'].get(p, 0)):>11}"
+                     f"{human_rate(row['bytes_per_s'].get(p, 0)):>11}"
+                     f"{row['packets'].get(p, 0):>14,}")
+    lines.append(f"{'total':<6}{human_rate(sum(row['pps'].values())):>11}")
+    lines.append("busiest ports (map-in-map)")
+    lines += _port_lines(row)
     lines.append(f"ring buffer events: {row['events']:,}")
-    return "\n".join(lines)
+    return lines
 
 
 def _summary_text(s: dict) -> str:
-    lines = [f"\nsummary after {s['duration_s']:.1f}s (target {s['target_pps']:,} packets/s)",
-             f"{'protocol':<10}{'sent':>12}{'counted':>12}{'avg pkt/s':>12}"]
+    how = "" if s["stopped_by"] == "duration" else f", stopped by {s['stopped_by']}"
+    lines = [f"\nsummary after {s['duration_s']:.1f}s of {s['requested_s']:g}s{how}",
+             f"sent {human_rate(s['sent_pps'])} (target {human_rate(s['target_pps'])})",
+             f"{'proto':<6}{'sent':>13}{'counted':>13}{'avg':>10}"]
     for p in PROTOCOLS:
-        lines.append(f"{p:<10}{s['sent'][p]['packets']:>12,}{s['counted'][p]['packets']:>12,}"
-                     f"{s['avg_pps'][p]:>12,.0f}")
+        lines.append(f"{p:<6}{s['sent'][p]['packets']:>13,}{s['counted'][p]['packets']:>13,}"
+                     f"{human_rate(s['avg_pps'][p]):>10}")
+    lines.append("busiest ports (map-in-map):")
     for proto, ports in s["ports"].items():
-        top = ", ".join(f":{port} {n:,}" for port, n in list(ports.items())[:3])
-        lines.append(f"top {proto} ports (via map-in-map): {top}")
-    lines.append(f"ring buffer events: {s['events_received']:,} received of "
-                 f"{s['events_expected']:,} emitted ({s['ring_dropped']:,} dropped: ring full)")
+        top = "  ".join(f":{port} {n:,}" for port, n in list(ports.items())[:2])
+        lines.append(f"  {proto:<4}{top}")
+    lines.append(f"ring buffer events: {s['events_received']:,} of {s['events_expected']:,}")
+    if s["ring_dropped"]:
+        lines.append(f"  ({s['ring_dropped']:,} dropped: the ring was full)")
     lines.append("counters match the traffic sent: " + ("yes" if s["ok"] else "NO"))
     return "\n".join(lines)

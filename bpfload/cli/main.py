@@ -18,13 +18,15 @@ import errno
 import json
 import os
 import sys
+import time
 from typing import List, Optional
 
 from .. import errors
 from ..constants import FD_VALUE_MAP_TYPES
 from ..pins import pin_name
+from .guide import check_no_pins, human_rate, kernel_step, prepare_pin_root, remove_created_dirs
 from .system import (ArgumentParser, UsageError, add_list_parsers, add_run_parser, apply_sets,
-                     directory, int_range, map_ref, seconds)
+                     int_range, map_ref, path_arg, seconds)
 
 __all__ = ["main"]
 
@@ -126,13 +128,51 @@ def cmd_inspect(args) -> int:
 
 def cmd_load(args) -> int:
     from ..object import BpfObject
-    root = os.path.abspath(args.pin_root)
     obj = BpfObject.open(args.object)
     apply_sets(obj, args.set)
     names = {pin_name(n) for n in obj.maps} & {pin_name(n) for n in obj.programs}
     if names:
         raise errors.BpfError(f"object {obj.name!r}: maps and programs share names "
-                              f"{sorted(names)}; cannot pin both under {root}")
+                              f"{sorted(names)}; cannot pin both under {args.pin_root}")
+    root, made = prepare_pin_root(args.pin_root)
+    try:
+        check_no_pins(_load_pin_paths(obj, root, args.attach), root)
+        with kernel_step():
+            report = _load_and_pin(obj, root, args)
+    except BaseException:
+        remove_created_dirs(made)
+        raise
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"loaded {report['object']}: {len(report['maps'])} maps, "
+              f"{len(report['programs'])} programs, pinned under {root}")
+        for m in report["maps"]:
+            print(f"  map  {m['name']:<20} {m['type']:<16} id={m['id']:<6} {m['pin']}")
+        for p in report["programs"]:
+            print(f"  prog {p['name']:<20} {p['type']:<16} id={p['id']:<6} tag={p['tag']} {p['pin']}")
+        for ln in report.get("links", ()):
+            print(f"  link {ln['program']:<20} {ln['hook']:<16} id={ln['id']:<6} {ln['pin']}")
+        for n, why in report.get("unattached", {}).items():
+            print(f"  not attached {n}: {why}")
+    return 0
+
+
+def _load_pin_paths(obj, root: str, attach: bool) -> List[str]:
+    """Where ``load`` will pin: maps not pinned by name (those are reused by design),
+    programs, and with --attach their links."""
+    from ..constants import PinType
+    paths = [os.path.join(root, pin_name(n)) for n, ms in obj.spec.maps.items()
+             if ms.pinning != PinType.BY_NAME]
+    progs = [n for n, ps in obj.spec.programs.items() if ps.autoload]
+    paths += [os.path.join(root, pin_name(n)) for n in progs]
+    if attach:
+        paths += [os.path.join(root, "links", pin_name(n)) for n in progs]
+    return paths
+
+
+def _load_and_pin(obj, root: str, args) -> dict:
     created = []
     with obj:
         obj.load(pin_root=root, log_level=args.log_level)
@@ -168,21 +208,7 @@ def cmd_load(args) -> int:
             report["links"] = [{"program": n, "id": ln.id, "hook": ln.hook, "pin": ln.pin_path}
                                for n, ln in obj.links.items()]
             report["unattached"] = dict(obj.unattached)
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(f"loaded {report['object']}: {len(report['maps'])} maps, "
-              f"{len(report['programs'])} programs, pinned under {root}")
-        for m in report["maps"]:
-            print(f"  map  {m['name']:<20} {m['type']:<16} id={m['id']:<6} {m['pin']}")
-        for p in report["programs"]:
-            print(f"  prog {p['name']:<20} {p['type']:<16} id={p['id']:<6} tag={p['tag']} {p['pin']}")
-        for ln in report.get("links", ()):
-            print(f"  link {ln['program']:<20} {ln['hook']:<16} id={ln['id']:<6} {ln['pin']}")
-        for n, why in report.get("unattached", {}).items():
-            print(f"  not attached {n}: {why}")
-    return 0
+    return report
 
 
 def _pin_links(obj, directory: str) -> list:
@@ -213,8 +239,9 @@ def _pin_links(obj, directory: str) -> list:
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
-    summary = run_demo(duration=args.duration, rate=args.rate, interval=args.interval,
-                       json_out=args.json)
+    with kernel_step():
+        summary = run_demo(duration=args.duration, rate=args.rate, interval=args.interval,
+                           json_out=args.json, plain=args.plain)
     return 0 if summary["ok"] else 1
 
 
@@ -291,7 +318,9 @@ def cmd_map_poll(args) -> int:
             rows = sorted(d.items(), key=lambda kv: kv[0] if not isinstance(kv[0], bytes)
                           else kv[0].hex())
             if args.json:
-                out = {"t": round(snap.timestamp_ns / 1e9, 3), "map": m.name, "entries": [
+                # t: CLOCK_MONOTONIC seconds (for intervals); time: wall clock, epoch seconds
+                out = {"t": round(snap.timestamp_ns / 1e9, 3), "time": round(time.time(), 3),
+                       "map": m.name, "entries": [
                     {"key": k if isinstance(k, int) else _hex(k), "value": s.value,
                      **({"rate": s.rate} if args.rate else {"delta": s.delta})}
                     for k, s in rows]}
@@ -303,7 +332,7 @@ def cmd_map_poll(args) -> int:
                       f"every {args.interval}s")
                 for k, s in rows:
                     key = k if isinstance(k, int) else _hex(k)
-                    extra = f"{s.rate}/s" if args.rate else f"+{s.delta}"
+                    extra = human_rate(s.rate) if args.rate else f"+{s.delta}"
                     print(f"  {key}: {s.value}  {extra}")
                 sys.stdout.flush()
             n += 1
@@ -328,8 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("load", help="load an object and pin its maps and programs")
     p.add_argument("object")
-    p.add_argument("--pin-root", required=True, type=directory,
-                   help="bpffs directory for the pins")
+    p.add_argument("--pin-root", required=True, type=path_arg,
+                   help="directory on a bpffs for the pins (created, with missing parents, "
+                   "under a bpffs mount, as bpftool does)")
     p.add_argument("--log-level", type=int_range(0, 7, "a verifier log level"), default=0,
                    help="verifier log level (0..7: 1 basic, 2 verbose, 4 stats)")
     p.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
@@ -345,9 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=seconds, default=5.0, help="seconds (default 5)")
     p.add_argument("--rate", type=int_range(1, 100_000_000, "a packet rate"), default=200_000,
                    help="target packets per second (default 200000)")
-    p.add_argument("--interval", type=seconds, default=1.0, help="seconds between updates")
+    p.add_argument("--interval", type=seconds, default=1.0,
+                   help="seconds between updates of the live view (default 1)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per interval, then a summary object")
+    p.add_argument("--plain", action="store_true",
+                   help="plain text on a terminal even when Rich is installed")
     p.set_defaults(func=cmd_demo)
     mp = sub.add_parser("map", help="read maps by pin path or id").add_subparsers(
         dest="mapcmd", required=True)

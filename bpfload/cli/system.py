@@ -27,14 +27,11 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import errors
+from .guide import UsageError, kernel_step
 
 __all__ = ["cmd_prog_list", "cmd_prog_show", "cmd_map_list", "cmd_link_list", "cmd_run",
            "add_list_parsers", "add_run_parser", "apply_sets", "UsageError", "ArgumentParser",
            "seconds", "int_range", "object_id", "directory", "map_ref"]
-
-
-class UsageError(Exception):
-    """A bad command-line value: printed as ``bpfload: ...``, exit status 2."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -82,6 +79,13 @@ def int_range(lo: int, hi: int, what: str = "an integer"):
 
 
 object_id = int_range(1, MAX_ID, "an object id")
+
+
+def path_arg(text: str) -> str:
+    """argparse type: a path (checked by the command; no NUL byte)."""
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: a path cannot contain a NUL byte")
+    return text
 
 
 def directory(text: str) -> str:
@@ -460,7 +464,8 @@ def cmd_run(args) -> int:
         counts["lost"] += n
 
     with obj:
-        obj.load(pin_root=os.path.abspath(args.pin_root) if args.pin_root else None)
+        with kernel_step():
+            obj.load(pin_root=os.path.abspath(args.pin_root) if args.pin_root else None)
         for sig in (signal.SIGINT, signal.SIGTERM):
             old_handlers[sig] = signal.signal(sig, on_signal)
         try:

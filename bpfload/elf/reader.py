@@ -41,6 +41,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from elftools.elf.elffile import ELFFile
 
+from . import iproute2 as _iproute2
 from . import sections as _sections
 from ..btf import Btf, BtfExt, Datasec, Kind, Var, VarLinkage, annotate_error, parse_map_def
 from ..constants import MapFlags, MapType, PinType, ProgType
@@ -105,7 +106,7 @@ def kernel_map_name(obj_name: str, section: str) -> str:
 
 
 def parse_object(path_or_bytes: Union[str, "os.PathLike[str]", bytes, bytearray, memoryview],
-                 name: Optional[str] = None) -> ObjectSpec:
+                 name: Optional[str] = None, *, map_format: Optional[str] = None) -> ObjectSpec:
     """Parse a BPF ELF object (a path or its bytes) into an :class:`ObjectSpec`.
 
     *name* defaults to the file's base name up to its first dot
@@ -117,7 +118,14 @@ def parse_object(path_or_bytes: Union[str, "os.PathLike[str]", bytes, bytearray,
     relocations, unknown map types, bad map definitions, a missing
     map-in-map template.  Reading a path may raise :class:`OSError`.
     Makes no syscalls besides reading the file.
+
+    *map_format* ``"iproute2"``: the 36-byte definitions in ``maps`` are
+    iproute2's ``struct bpf_elf_map`` (:mod:`bpfload.elf.iproute2`), not
+    bpfload's ``struct bpfm_map_custom`` (the default); ValueError for any
+    other value.
     """
+    if map_format not in (None, "custom", "iproute2"):
+        raise ValueError(f"map_format must be 'custom' or 'iproute2', not {map_format!r}")
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         data = bytes(path_or_bytes)
         obj_name = name if name is not None else "object"
@@ -133,7 +141,7 @@ def parse_object(path_or_bytes: Union[str, "os.PathLike[str]", bytes, bytearray,
             base = os.path.basename(os.fspath(path_or_bytes))
             name = base.split(".", 1)[0] or base
         obj_name = name
-    return _Parser(data, obj_name).run()
+    return _Parser(data, obj_name, map_format == "iproute2").run()
 
 
 # --------------------------------------------------------------------------
@@ -197,9 +205,11 @@ def _with_object(e: ElfError, obj: str) -> ElfError:
 # --------------------------------------------------------------------------
 
 class _Parser:
-    def __init__(self, data: bytes, name: str):
+    def __init__(self, data: bytes, name: str, iproute2: bool = False):
         self.data = data
         self.name = name
+        self.iproute2 = iproute2
+        self.defs36: List[bytes] = []   # the 36-byte map definitions, for iproute2 detection
         self.spec = ObjectSpec(name=name)
         self.sections: List[_Section] = []
         self.symbols: List[_Symbol] = []
@@ -233,6 +243,11 @@ class _Parser:
             self._synthesize_calls()
             self._resolve_custom_relations()
         except ElfError as e:
+            why = None if self.iproute2 or e.section != _MAPS_SEC else _iproute2.looks_like(self.defs36)
+            if why is not None:
+                hinted = type(e)(f"{e}; {why}")
+                hinted.object, hinted.section, hinted.symbol = self.name, e.section, e.symbol
+                raise hinted from e
             new = _with_object(e, self.name)
             if new is e:
                 raise
@@ -481,7 +496,12 @@ class _Parser:
                 m = MapSpec(name=sym.name, type=self._check_type(mtype, sym.name, sec.name),
                             key_size=ksz, value_size=vsz, max_entries=maxe, flags=flags,
                             form="legacy", section=sec.name)
+            elif sym.size == _CUSTOM_DEF.size and self.iproute2:
+                m = _iproute2.map_spec(sym.name, sec.data, sym.value, section=sec.name, data=self.data)
+                if m.pinning:
+                    self._pin_type(int(m.pinning), sym.name, sec.name)   # the name is one component
             elif sym.size == _CUSTOM_DEF.size:
+                self.defs36.append(sec.data[sym.value:sym.value + _CUSTOM_DEF.size])
                 (mtype, ksz, vsz, maxe, pinning, flags, map_id, relation_id,
                  inner_index) = _CUSTOM_DEF.unpack_from(sec.data, sym.value)
                 m = MapSpec(name=sym.name, type=self._check_type(mtype, sym.name, sec.name),
@@ -734,6 +754,11 @@ class _Parser:
     def _code_reloc(self, sec: _Section, r_offset: int, sym: _Symbol) -> None:
         found = self.function_at(sec.index, r_offset)
         if found is None:
+            # Code no function symbol owns: the linker left an overridden __weak body
+            # behind without its symbol.  It is never loaded (functions are cut out by
+            # their symbols), so its relocations are dropped, as libbpf and cilium do.
+            if self.func_starts.get(sec.index):
+                return
             raise self.err("relocation outside any function", section=sec.name, symbol=sym.name,
                            offset=r_offset)
         fsym, fn = found
@@ -883,6 +908,9 @@ class _Parser:
 
     def _resolve_custom_relations(self) -> None:
         """bpfm_map_custom: outer -> inner template, inner -> slot of its outer (see bpfm.h)."""
+        if self.iproute2:
+            _iproute2.link_maps(self.spec.maps.values())
+            return
         custom = [m for m in self.spec.maps.values() if m.form == "custom"]
         by_id: Dict[int, MapSpec] = {}
         for m in custom:

@@ -7,6 +7,12 @@ One table, :data:`SECTION_DEFS`, following libbpf's ``SEC()`` conventions
 * ``"name+"`` -- exactly ``name`` or ``name/<target>``;
 * ``"name/"`` -- ``name/<target>`` only.
 
+A name no rule matches is then tried the way cilium/ebpf names programs:
+an exact pattern followed by ``/NAME`` (``socket/NAME``, ``sk_lookup/NAME``,
+``xdp/NAME`` ...), with no attach target.  libbpf refuses those names; where
+the two loaders disagree, libbpf's rule wins (this rule runs last).  cilium
+also reads a bare prefix (``xdpfoo`` as ``xdp``); bpfload does not.
+
 What follows the ``/`` is the attach target (``kprobe/do_sys_open`` ->
 ``do_sys_open``, ``tracepoint/syscalls/sys_enter_openat`` ->
 ``syscalls/sys_enter_openat``).  The first matching entry wins, so more
@@ -245,6 +251,13 @@ def classify(section_name: str, *, strict: bool = False) -> Optional[SectionDef]
             target = name[len(pfx):]
         pattern, ptype, atype, flags, btf = entry
         return SectionDef(ptype, atype, target if target else None, flags, btf, pattern, True)
+    # cilium/ebpf's spelling: an exact pattern followed by "/NAME" ("socket/NAME",
+    # "sk_lookup/NAME", "xdp/NAME"), the name ignored.  Tried only after every libbpf
+    # rule, so no name libbpf accepts changes meaning.
+    for how, pfx, entry in _ORDERED:
+        if how == "=" and name.startswith(pfx + "/"):
+            pattern, ptype, atype, flags, btf = entry
+            return SectionDef(ptype, atype, None, flags, btf, pattern, True)
     if strict:
         raise ElfError("unknown program section name; set the program type by hand",
                        section=section_name)

@@ -25,7 +25,7 @@ import logging
 import os
 import struct
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from .. import errors
 from ..pins import pin_fd, unpin_path
@@ -173,6 +173,9 @@ def link_info(fd: Union[int, FD], target: Optional[str] = None) -> LinkInfo:
     return LinkInfo(id=lid, type=_enum(LinkType, ltype), prog_id=prog_id, **fields)
 
 
+_L = TypeVar("_L", bound="Link")
+
+
 class Link:
     """One attachment of one program (see the module docstring for the two kinds).
 
@@ -226,7 +229,7 @@ class Link:
         return link
 
     @classmethod
-    def from_pin(cls, path, *, program: Optional[str] = None) -> "Link":
+    def from_pin(cls, path: Union[str, "os.PathLike[str]"], *, program: Optional[str] = None) -> "Link":
         """Open the link pinned at *path*.
 
         Closing the returned Link does not detach (the pin holds the link);
@@ -306,7 +309,7 @@ class Link:
         return info
 
     # -- operations ------------------------------------------------------------
-    def pin(self, path) -> None:
+    def pin(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Pin the link at *path* in a bpffs: the program stays attached after this
         process exits, and :meth:`close` no longer detaches.
 
@@ -324,7 +327,7 @@ class Link:
         unpin_path(self._pin_path, f"link of program {self.program!r}")
         self._pin_path = None
 
-    def update(self, program, *, old_program=None) -> None:
+    def update(self, program: Any, *, old_program: Any = None) -> None:
         """Swap the attached program for *program* atomically (BPF_LINK_UPDATE).
 
         With *old_program*, only if that one is still attached
@@ -409,10 +412,10 @@ class Link:
         t = self.type
         return (t.name.lower().replace("_", "-") if isinstance(t, LinkType) else str(t))
 
-    def __enter__(self) -> "Link":
+    def __enter__(self: _L) -> _L:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:

@@ -339,28 +339,64 @@ _ARCH_SYSCALL_PREFIX = {
 }
 
 
+_wrapper_cache: Dict[Tuple[str, str], bool] = {}
+
+
+def _kallsyms_has(names, kallsyms: str) -> Optional[set]:
+    """Which of *names* /proc/kallsyms (or *kallsyms*) lists; None when it cannot be read."""
+    want = set(names)
+    found = set()
+    try:
+        with open(kallsyms) as f:
+            for line in f:
+                sym = line.split(maxsplit=3)[2:3]
+                if sym and sym[0] in want:
+                    found.add(sym[0])
+                    if found == want:
+                        break
+    except OSError:
+        return None
+    return found
+
+
+def has_syscall_wrapper(*, kallsyms: str = "/proc/kallsyms", machine: Optional[str] = None) -> bool:
+    """True when the kernel enters system calls through arch wrappers (``__x64_sys_bpf``).
+
+    What libbpf's ``LINUX_HAS_SYSCALL_WRAPPER`` kconfig extern says: with
+    wrappers (x86_64 since Linux 4.17, arm64 since 4.19, ...) a system
+    call's function receives one ``struct pt_regs *`` holding the user's
+    registers.  Detected from the wrapper symbol of bpf(2) in *kallsyms*;
+    when that cannot be read (no root), True on architectures that have a
+    wrapper prefix.  Cached per (kallsyms, machine).  Never raises.
+    """
+    arch = machine or platform.machine()
+    key = (kallsyms, arch)
+    if key not in _wrapper_cache:
+        prefix = _ARCH_SYSCALL_PREFIX.get(arch)
+        if prefix is None or prefix == "sys_":
+            _wrapper_cache[key] = False
+        else:
+            found = _kallsyms_has([prefix + "bpf"], kallsyms)
+            _wrapper_cache[key] = True if found is None else bool(found)
+    return _wrapper_cache[key]
+
+
 def syscall_function(name: str, *, kallsyms: str = "/proc/kallsyms",
                      machine: Optional[str] = None) -> str:
     """The kernel function that implements system call *name* (``getppid`` ->
     ``__x64_sys_getppid`` on x86_64), for ``ksyscall/`` programs.
 
-    Looks the arch wrapper and the plain ``sys_`` name up in *kallsyms*
-    when it is readable; otherwise guesses from the architecture (kernels
-    since 4.17 use the wrappers).
+    The arch wrapper when the kernel has wrappers (:func:`has_syscall_wrapper`,
+    or the wrapper of *name* itself is in *kallsyms*), else ``sys_NAME``;
+    the wrapper when *kallsyms* cannot be read (kernels since 4.17 use
+    them).  Never raises.
     """
-    prefix = _ARCH_SYSCALL_PREFIX.get(machine or platform.machine(), "sys_")
+    arch = machine or platform.machine()
+    prefix = _ARCH_SYSCALL_PREFIX.get(arch, "sys_")
     wrapped, plain = prefix + name, "sys_" + name
-    try:
-        with open(kallsyms) as f:
-            found = set()
-            for line in f:
-                sym = line.split(maxsplit=3)[2:3]
-                if sym and sym[0] in (wrapped, plain):
-                    found.add(sym[0])
-                    if wrapped in found:
-                        break
-    except OSError:
+    found = _kallsyms_has([wrapped, plain, prefix + "bpf"], kallsyms)
+    if found is None:
         return wrapped
-    if wrapped in found or plain not in found:
+    if prefix != "sys_" and (wrapped in found or prefix + "bpf" in found):
         return wrapped
-    return plain
+    return plain if plain in found else wrapped
