@@ -26,10 +26,10 @@ _LAZY = {
         "MapError", "MapFullError", "MapIndexError", "MapKeyError", "NotSupportedError",
         "PermissionDeniedError", "PinError", "SyscallError", "ReaderClosedError", "ReaderBusyError",
         "MapTypeError", "EventConfigError", "CorruptRecordError", "AttachError", "NotFoundError",
-        "ObjectFileError", "IntRangeError"), "errors"),
+        "ObjectFileError", "IntRangeError", "ReadOnlyError"), "errors"),
     "Map": "maps", "MapInfo": "maps", "possible_cpus": "maps",
     "IterLink": "link", "Link": "link", "LinkInfo": "link",
-    "BpfObject": "object", "GlobalData": "object", "load": "object",
+    "BpfObject": "object", "GlobalData": "globaldata", "load": "object",
     "Program": "programs", "ProgramInfo": "programs", "TestRunResult": "programs",
     "TypedMap": "btf.typed", "TypedTypeError": "btf.typed", "TypedValueError": "btf.typed",
     # programs(), maps(), links(), btfs(): system-wide listings.  The functions named
@@ -57,7 +57,7 @@ __all__ = [
     "CoreRelocationError",
     "PinError", "IncompatibleMapError", "ReaderClosedError", "ReaderBusyError", "MapTypeError",
     "EventConfigError", "CorruptRecordError", "NotFoundError", "ObjectFileError",
-    "IntRangeError",
+    "IntRangeError", "ReadOnlyError",
 ]
 
 if TYPE_CHECKING:   # type checkers see every public name at once, with its real type
@@ -69,12 +69,13 @@ if TYPE_CHECKING:   # type checkers see every public name at once, with its real
         AttachError, BpfError, BtfError, CoreRelocationError, CorruptRecordError, ElfError,
         EventConfigError, IncompatibleMapError, IntRangeError, LoadError, MapClosedError, MapError,
         MapFullError, MapIndexError, MapKeyError, MapTypeError, NotFoundError, NotSupportedError,
-        ObjectFileError, PermissionDeniedError, PinError, ReaderBusyError, ReaderClosedError,
-        SyscallError,
+        ObjectFileError, PermissionDeniedError, PinError, ReadOnlyError, ReaderBusyError,
+        ReaderClosedError, SyscallError,
     )
     from .maps import Map, MapInfo, possible_cpus
     from .link import IterLink, Link, LinkInfo
-    from .object import BpfObject, GlobalData, load
+    from .globaldata import GlobalData
+    from .object import BpfObject, load
     from .programs import Program, ProgramInfo, TestRunResult
     from .btf.typed import TypedMap, TypedTypeError, TypedValueError
     from .system import BtfInfo, btfs, links, maps, programs

@@ -353,6 +353,13 @@ class CorruptRecordError(BpfError, RuntimeError):
     the ring is not what this reader expects."""
 
 
+# -- global data through the mapping (bpfload.globaldata, bpfload._core.mapping) --
+
+class ReadOnlyError(BpfError, PermissionError):
+    """A write to memory user space may only read: ``.rodata`` / ``.kconfig`` after
+    load (the map is frozen; programs see it as constants) or a read-only map mapping."""
+
+
 # -- attach and links (raised by bpfload.link) ------------------------------
 
 class AttachError(BpfError, OSError):

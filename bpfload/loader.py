@@ -194,6 +194,8 @@ class _Load:
         self.to_pin: List[str] = []
         self.btf_fd = 0
         self.externs = None
+        #: BPF_PROG_BIND_MAP worked (True), is missing (False), not tried yet (None)
+        self.can_bind: Optional[bool] = None
         #: struct_ops map name -> the kernel's layout of its type (btf/structops.py)
         self.st_ops: Dict[str, object] = {}
         self.st_ops_values: Dict[str, bytes] = {}
@@ -257,6 +259,10 @@ class _Load:
                      else bytes(ms.data).ljust(ms.value_size, b"\0"))
         if ms.freeze:
             m.freeze()
+        if ms.form == "data" and ms.flags & MapFlags.MMAPABLE:
+            m.mmap(writable=not ms.freeze)   # after the freeze: .rodata/.kconfig read-only (libbpf)
+        elif ms.type == MapType.ARENA:
+            m.mmap()   # before any program load: the verifier needs the arena's user address
 
     def template_fd(self, ms: MapSpec) -> int:
         tmpl = ms.inner   # present: validate_map_in_map refused outer maps without one
@@ -482,6 +488,30 @@ class _Load:
                         attach_target=ps.attach_target,
                         verifier_log=log[0] if log else None)
             self.programs[ps.name] = self.own(p)
+            self.bind_rodata(p)
+
+    def bind_rodata(self, prog: Program) -> None:
+        """Bind every ``.rodata``/``.rodata.*`` map to *prog* (BPF_PROG_BIND_MAP), as libbpf
+        does: the program then holds them, and ``bpftool prog show`` lists them and prints
+        their ``bpf_metadata_*`` variables.  A kernel without the command (EINVAL on the
+        first call; before 5.10) is skipped and not asked again.  Any other refusal fails
+        the load (libbpf only warns): a program silently loaded without its metadata
+        would differ from what libbpf leaves."""
+        if self.can_bind is False:
+            return
+        from ._core.syscall import prog_bind_map
+        for name, m in self.maps.items():
+            ms = self.spec.maps.get(name)
+            if ms is None or ms.form != "data" or not (name == ".rodata" or name.startswith(".rodata.")):
+                continue
+            try:
+                prog_bind_map(prog.fd, m.fd, prog.name, f"binding map {name!r}")
+            except errors.SyscallError as e:
+                if e.errno == _errno.EINVAL and self.can_bind is None:
+                    self.can_bind = False
+                    return
+                raise
+            self.can_bind = True
 
     def fill_prog_arrays(self) -> None:
         for ms in self.spec.maps.values():

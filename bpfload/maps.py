@@ -20,6 +20,7 @@ from ._core.syscall import FD, MapCore, possible_cpus
 from .constants import MAP_IN_MAP_TYPES, MapType
 
 if TYPE_CHECKING:
+    from ._core.mapping import MapMapping
     from .btf.format import Btf
     from .btf.typed import TypedMap
 
@@ -29,6 +30,8 @@ _MAP_INFO = struct.Struct("=6I16sII QQ III4x Q")
 assert _MAP_INFO.size == 88
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
+
+MMAPABLE, RDONLY = 1 << 10, 1 << 3     # BPF_F_MMAPABLE, BPF_F_RDONLY
 
 
 def kernel_name(name: Optional[str]) -> str:
@@ -165,7 +168,8 @@ class Map(MapCore):
 
         *inner_map* (a Map or fd) is the template of an ARRAY_OF_MAPS /
         HASH_OF_MAPS.  *numa_node* sets BPF_F_NUMA_NODE.  *map_extra* is the
-        number of hash functions of a BLOOM_FILTER.
+        number of hash functions of a BLOOM_FILTER, the user address of an
+        ARENA (page aligned; 0: wherever :meth:`mmap` puts it).
         *btf_vmlinux_value_type_id*: a STRUCT_OPS map's value type in the
         kernel's BTF (``struct bpf_struct_ops_<type>``).  Raises
         :class:`bpfload.MapError` (errno and hint) when the kernel refuses.
@@ -284,6 +288,58 @@ class Map(MapCore):
         """Make the map read-only for user space (BPF_MAP_FREEZE); programs may still write."""
         _sys.map_freeze(self._fdobj, self.name)
 
+    # -- shared mapping (global data, arenas) ---------------------------------
+    #: the MapMapping made by mmap(), released by close()
+    _mapping: Optional["MapMapping"] = None
+
+    def mmap(self, *, writable: Optional[bool] = None) -> "MapMapping":
+        """The map's memory mapped into this process: a :class:`bpfload._core.mapping.MapMapping`.
+
+        ``memoryview(map.mmap())`` reads and writes the map with no bpf(2)
+        call.  For an ARRAY created with ``BPF_F_MMAPABLE`` (global-data
+        maps) the range holds the values back to back, each rounded up to 8
+        bytes; for an ARENA it is the arena's ``max_entries`` pages, at the
+        user address given as ``map_extra`` (or one the kernel picks);
+        pages are allocated when first touched.  *writable*: None maps
+        read-write, or read-only when the kernel refuses writes (a frozen map,
+        ``BPF_F_RDONLY``); False maps read-only.  The mapping is made once
+        and kept; :meth:`close` releases it (views still held then read
+        zeros).  Raises :class:`bpfload.MapTypeError` for other maps,
+        :class:`bpfload.ReadOnlyError` when *writable* is True but the map is
+        already mapped read-only, :class:`bpfload.SyscallError` when mmap(2)
+        fails (EPERM for writable mappings of frozen maps).  Needs Linux 5.5
+        (mmapable arrays), 6.9 (arenas).
+        """
+        from ._core import mapping as _mapping
+        m = self._mapping
+        if m is not None and not m.closed:
+            if writable and not m.writable:
+                raise errors.ReadOnlyError(f"map {self.name!r} is already mapped read-only")
+            return m
+        fd = self.fd
+        page = _mapping.page_size()
+        address = 0
+        if self._type == MapType.ARENA:
+            length = self.max_entries * page
+            address = self.info().map_extra
+        elif self._type == MapType.ARRAY and self.flags & MMAPABLE:
+            length = -(-((self.value_size + 7) // 8 * 8 * self.max_entries) // page) * page
+        else:
+            raise errors.MapTypeError(
+                f"map {self.name!r} ({getattr(self._type, 'name', self._type)}, flags "
+                f"{self.flags:#x}) cannot be mapped: only ARRAY maps created with BPF_F_MMAPABLE "
+                "and ARENA maps can")
+        what = f"map {self.name!r}"
+        if writable is None and not self.flags & RDONLY:
+            try:
+                m = _mapping.map_mmap(fd, length, True, address, what)
+            except errors.PermissionDeniedError:     # frozen: the kernel allows reading only
+                m = _mapping.map_mmap(fd, length, False, address, what)
+        else:
+            m = _mapping.map_mmap(fd, length, bool(writable), address, what)
+        self._mapping = m
+        return m
+
     # -- queue / stack / bloom filter -----------------------------------------
     def push(self, value: Any, flags: int = 0) -> None:
         """QUEUE/STACK: push *value* (``BPF_EXIST`` makes a full queue drop its oldest).
@@ -299,6 +355,12 @@ class Map(MapCore):
         return self._keyless(0, None, 0)
 
     # -- lifetime -------------------------------------------------------------
+    def close(self) -> None:
+        """Close the map (idempotent), releasing the mapping :meth:`mmap` made."""
+        if self._mapping is not None:
+            self._mapping.close()
+        super().close()
+
     def __enter__(self) -> "Map":
         return self
 

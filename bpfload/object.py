@@ -12,112 +12,21 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import sys
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, SupportsIndex, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Union
 
 from . import errors
-from ._core.syscall import index_int
 from .constants import ProgType
+from .globaldata import GlobalData
 from .loader import LoadResult, load_spec
 from .pins import pin_name, pin_path
-from .spec import GlobalVar, ObjectSpec
+from .spec import ObjectSpec
 
 if TYPE_CHECKING:
     from .link.link import Link
     from .maps import Map
     from .programs import Program
-    from typing_extensions import Buffer
 
 __all__ = ["BpfObject", "load", "GlobalData", "read_object_file"]
-
-_PACKABLE = (1, 2, 4, 8)
-
-
-class GlobalData:
-    """Global variables of one data section kind, by symbol name.
-
-    ``obj.rodata["cfg"] = 3`` before load sets the initial value (an int is
-    packed to the variable's size in native byte order; bytes must be
-    exactly that size).  After load, reading gives the live value from the
-    map and writing updates it (``.rodata`` is frozen: writes are refused).
-    Reading gives an int for variables whose BTF type is an integer or enum
-    (signed per BTF), else bytes (typed ``Any``: which one is known at run time).
-    """
-
-    def __init__(self, obj: "BpfObject", prefix: str):
-        self._obj = obj
-        self._prefix = prefix
-
-    def _mine(self, v: GlobalVar) -> bool:
-        return v.section == self._prefix or v.section.startswith(self._prefix + ".")
-
-    def _var(self, name: str) -> GlobalVar:
-        v = self._obj.spec.variables.get(name)
-        if v is None or not self._mine(v):
-            raise errors.NotFoundError(f"object {self._obj.name!r}: no variable {name!r} in {self._prefix} "
-                           f"(has: {', '.join(sorted(self.keys())) or 'none'})")
-        return v
-
-    def keys(self) -> List[str]:
-        """Names of this section kind's variables (``.rodata`` includes ``.rodata.*``)."""
-        return [n for n, v in self._obj.spec.variables.items() if self._mine(v)]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.keys()
-
-    def _encode(self, v: GlobalVar, value) -> bytes:
-        iv = index_int(value)   # ints and anything with __index__ (NumPy integers)
-        if iv is not None:
-            value = iv
-            if v.size not in _PACKABLE:
-                raise ValueError(f"variable {v.name!r} is {v.size} bytes: pass bytes, not an int")
-            signed = value < 0
-            try:
-                return value.to_bytes(v.size, sys.byteorder, signed=signed)
-            except OverflowError:
-                raise ValueError(f"{value} does not fit variable {v.name!r} ({v.size} bytes)") from None
-        try:
-            b = bytes(memoryview(value))   # not bytes(value): that of an __index__ object is zeros
-        except TypeError:
-            raise TypeError(f"variable {v.name!r}: value must be bytes-like or int, "
-                            f"not {type(value).__name__}") from None
-        if len(b) != v.size:
-            raise ValueError(f"variable {v.name!r} is {v.size} bytes, got {len(b)}")
-        return b
-
-    def _decode(self, v: GlobalVar, raw: bytes):
-        signed = self._obj._var_int_signedness(v)
-        if signed is None or v.size not in _PACKABLE:
-            return raw
-        return int.from_bytes(raw, sys.byteorder, signed=signed)
-
-    def __getitem__(self, name: str) -> Any:
-        v = self._var(name)
-        if self._obj.loaded:
-            image = self._obj.maps[v.section][0]
-        else:
-            image = self._obj.spec.maps[v.section].data or b""
-        return self._decode(v, bytes(image[v.offset:v.offset + v.size]))
-
-    def __setitem__(self, name: str, value: Union[SupportsIndex, "Buffer"]) -> None:
-        v = self._var(name)
-        raw = self._encode(v, value)
-        if self._obj.loaded:
-            m = self._obj.maps[v.section]
-            image = bytearray(m[0])
-            image[v.offset:v.offset + v.size] = raw
-            m.update(0, bytes(image))
-            return
-        ms = self._obj.spec.maps[v.section]
-        image = bytearray(ms.data or bytes(ms.value_size))
-        image[v.offset:v.offset + v.size] = raw
-        ms.data = bytes(image)
-
-    def __repr__(self) -> str:
-        return f"<GlobalData {self._prefix} of {self._obj.name!r}: {', '.join(self.keys())}>"
 
 
 class BpfObject:
@@ -197,24 +106,6 @@ class BpfObject:
     def map_order(self) -> List[str]:
         """The order the loader obtained maps in."""
         return list(self._result.order) if self._result else []
-
-    def _var_int_signedness(self, v: GlobalVar) -> Optional[bool]:
-        """True/False when BTF says *v* is a signed/unsigned integer or enum, else None."""
-        from .btf import Enum, Int, Kind
-        btf = self.spec.btf
-        if btf is None:
-            return None
-        sec = btf.find(v.section, Kind.DATASEC)
-        if sec is None:
-            return None
-        for info in sec.vars:
-            var = btf.get(info.type)
-            if var is not None and var.name == v.name and var.kind == Kind.VAR:
-                t = btf.resolve(var.type)
-                if isinstance(t, (Int, Enum)) and getattr(t, "bits", 1) != 0:
-                    return t.signed
-                return None
-        return None
 
     # -- load -----------------------------------------------------------------
     def load(self, *, pin_root: Optional[Union[str, os.PathLike]] = None,
@@ -350,6 +241,8 @@ class BpfObject:
         for link in self.links.values():
             link.close()
         self.links.clear()
+        for g in (self.rodata, self.data, self.bss):
+            g._release()      # views of the mappings first: then closing the maps unmaps them
         if self._result is not None:
             for p in self._result.programs.values():
                 p.close()

@@ -140,6 +140,17 @@ static inline int bl_map_freeze(int fd)
     return bl_sys_bpf(BPF_MAP_FREEZE, &a, sizeof(a));
 }
 
+/* BPF_PROG_BIND_MAP: the program holds the map (and lists it in its map ids)
+ * though no instruction references it (libbpf binds .rodata for metadata). */
+static inline int bl_prog_bind_map(int prog_fd, int map_fd)
+{
+    union bpf_attr a;
+    memset(&a, 0, sizeof(a));
+    a.prog_bind_map.prog_fd = prog_fd;
+    a.prog_bind_map.map_fd = map_fd;
+    return bl_sys_bpf(BPF_PROG_BIND_MAP, &a, sizeof(a));
+}
+
 /* One batch command.  *count is in/out as in the UAPI. */
 static inline int bl_map_batch(int cmd, int fd, void *in_batch, void *out_batch, void *keys,
                                void *values, __u32 *count, __u64 elem_flags)

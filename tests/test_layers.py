@@ -28,6 +28,7 @@ LAYERS = {
     "elf": 2, "btf": 2, "_pyinsn": 2,
     "maps": 3, "programs": 3, "events": 3, "link": 3, "externs": 3, "pins": 3,
     "system": 3,
+    "globaldata": 3,   # obj.bss/.data/.rodata through the map's mapping (duck-typed object)
     "loader": 4,
     "object": 5,
     "cli": 6,

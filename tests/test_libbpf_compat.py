@@ -11,7 +11,8 @@ a test checks that libbpf really refuses each.  Both loads must give:
   ``.rodata``, ``.kconfig`` ...), the frozen flag, program-array slots (as
   program names) and map-in-map slots (as inner map names);
 * the same programs (kernel name, type, tag, attach_btf_id, func_info and
-  line_info counts) and the same translated instructions with every map
+  line_info counts, the maps each holds: ``.rodata`` bound with
+  BPF_PROG_BIND_MAP) and the same translated instructions with every map
   reference replaced by the map's kernel name and every offset kept.
 
 The tag alone would not do: the kernel hashes instructions with the
@@ -70,6 +71,8 @@ EXCLUDED = {
     "verifier_reject": ("made to be refused by the verifier", "BPF program load failed"),
     "attach_net": ("tcx/ingress, tcx/egress and netfilter sections: libbpf 1.1 predates them "
                    "(1.3 and 1.2 added them)", "missing BPF prog type, check ELF section name"),
+    "arena": ("an ARENA map whose map_extra is an __ulong (ENUM64): libbpf 1.1 predates both "
+              "(1.4 added them)", "attr 'map_extra': expected PTR, got enum64"),
     "struct_ops_link": ("a .struct_ops.link section: libbpf 1.1 predates it (1.2 added it) and "
                         "skips it, leaving its programs without a struct_ops member",
                         "failed to load: -524"),
@@ -387,6 +390,9 @@ def test_same_as_libbpf(name, driver, bpffs, monkeypatch):
             with bpfload.Program.from_pin(lib_pin) as lp:
                 assert prog_extras(p) == prog_extras(lp), \
                     f"{pname}: (attach_btf_id, nr_func_info, nr_line_info) differ"
+                # the maps it holds, .rodata bound with BPF_PROG_BIND_MAP included
+                assert sorted(map(map_name, p.info().map_ids)) == \
+                    sorted(map(map_name, lp.info().map_ids)), f"{pname}: the maps it holds differ"
                 ours_x, theirs_x = xlated(p), xlated(lp)
             where = first_difference(ours_x, theirs_x, map_name=map_name)
             if mine.tag == theirs.tag and where is None:

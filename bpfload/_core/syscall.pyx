@@ -123,6 +123,7 @@ cdef extern from "bpf_sys.h" nogil:
     int bl_map_lookup_and_delete(int fd, const void *key, void *value, uint64_t flags)
     int bl_map_get_next_key(int fd, const void *key, void *next_key)
     int bl_map_freeze(int fd)
+    int bl_prog_bind_map(int prog_fd, int map_fd)
     int bl_map_batch(int cmd, int fd, void *in_batch, void *out_batch, void *keys,
                      void *values, uint32_t *count, uint64_t elem_flags)
     int bl_obj_pin(int fd, const char *path)
@@ -531,6 +532,19 @@ def map_freeze(fd, target=None):
     _unheld(held)
     if ret < 0:
         _raise("BPF_MAP_FREEZE", ret, target, True)
+
+
+def prog_bind_map(int prog_fd, int map_fd, target=None, detail=None):
+    """BPF_PROG_BIND_MAP: make the program hold *map_fd* (listed in its map ids).
+
+    Raises :class:`bpfload.SyscallError` naming *target* (the program) with
+    *detail* (EINVAL before Linux 5.10, which lacks the command).
+    """
+    cdef int ret
+    with nogil:
+        ret = bl_prog_bind_map(prog_fd, map_fd)
+    if ret < 0:
+        _raise("BPF_PROG_BIND_MAP", ret, target, False, detail)
 
 
 def obj_pin(fd, path, target=None):

@@ -1189,6 +1189,21 @@ def _map_int(btf: Btf, map_name: str, m: Member) -> int:
     return arr.nelems
 
 
+def _map_long(btf: Btf, map_name: str, m: Member) -> int:
+    """A 64-bit attribute: ``__uint`` (pointer to array) or libbpf's ``__ulong(name, val)``,
+    an anonymous ENUM/ENUM64 whose one enumerator is the value."""
+    t = btf.resolve(m.type)
+    if isinstance(t, Ptr):
+        return _map_int(btf, map_name, m)
+    if not isinstance(t, Enum):
+        raise BtfError(f"map '{map_name}': attribute '{m.name}': expected PTR, ENUM or ENUM64 "
+                       f"(__uint or __ulong), got {t.kind.name}", section=".maps", symbol=map_name)
+    if len(t.values) != 1:
+        raise BtfError(f"map '{map_name}': attribute '{m.name}': an __ulong enum has one "
+                       f"enumerator, this one {len(t.values)}", section=".maps", symbol=map_name)
+    return t.values[0].value & 0xFFFFFFFFFFFFFFFF
+
+
 def annotate_error(e: ElfError, *, object: Optional[str] = None, section: Optional[str] = None,
                    symbol: Optional[str] = None, offset: Optional[int] = None) -> ElfError:
     """The same error (same class, same message) with its empty location fields filled in.
@@ -1260,7 +1275,7 @@ def _parse_map_def(btf: Btf, def_type_id: int, map_name: str, inner: bool) -> Bt
         elif name == "numa_node":
             d.numa_node = _map_int(btf, map_name, m)
         elif name == "map_extra":
-            d.map_extra = _map_int(btf, map_name, m)
+            d.map_extra = _map_long(btf, map_name, m)
         elif name == "pinning":
             if inner:
                 raise BtfError(f"map '{map_name}': an inner map definition can't be pinned",
