@@ -1,0 +1,10 @@
+"""Type stub for the compiled ``bpfload._core.btf`` (pure-Python twins in ``bpfload.btf.format``)."""
+import array
+from typing import List, Optional, Tuple
+
+from typing_extensions import Buffer
+
+def scan(buf: Buffer) -> "array.array[int]": ...
+def check(types: Buffer, offsets: Buffer, strings: Buffer, cache: List[object], start_id: int,
+          ntypes: int, name_limit: int) -> Optional[Tuple[int, str, int, object]]: ...
+def of_kind(types: Buffer, offsets: Buffer, kind: int) -> List[int]: ...
