@@ -89,3 +89,14 @@ class _Spy:
 
     def __getattr__(self, name):
         return getattr(self._mod, name)
+
+
+def test_hidden_rule_without_the_compiled_walkers(monkeypatch):
+    """The pure-Python twin of the FUNC-record walk marks the same functions static."""
+    import bpfload.btf.kernel as kernel_mod
+    monkeypatch.setattr(kernel_mod, "_cbtf", None)
+    with bpfload.load(bpf_object("hidden_func")) as obj:
+        assert obj.programs["hidden_xdp"].test_run(bytes([9]) + bytes(63)).retval == 2
+        assert struct.unpack("=Q", obj.maps["hidden_results"][0])[0] == 9 * 7 + 3
+    with pytest.raises(BtfError, match="failed to find BTF for extern 'fwd'"):
+        bpfload.load(bpf_object("extern_func"))

@@ -204,3 +204,19 @@ def test_raw_fixups_match_decoded_fixups(path, monkeypatch):
     spec2 = parse_object(str(path))
     assert decoded_by_fixup[-1] is None
     assert spec2.btf.to_bytes() == raw_blob
+
+
+@pytest.mark.parametrize("path", BTF_OBJECTS, ids=[p.name for p in BTF_OBJECTS])
+def test_pure_python_build_gives_the_same_blob(path, monkeypatch):
+    """Without the compiled walkers (a build without bpfload._core.btf), the reader's
+    parse, fix-ups and validation give the same BTF byte for byte."""
+    try:
+        compiled = parse_object(str(path)).btf.to_bytes()
+    except BtfError as e:
+        compiled = str(e)
+    monkeypatch.setattr(fmt, "_cbtf", None)
+    try:
+        python = parse_object(str(path)).btf.to_bytes()
+    except BtfError as e:
+        python = str(e)
+    assert python == compiled
