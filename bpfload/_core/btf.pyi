@@ -4,6 +4,8 @@ from typing import List, Optional, Tuple
 
 from typing_extensions import Buffer
 
+__all__ = ["scan", "check", "of_kind"]
+
 def scan(buf: Buffer) -> "array.array[int]": ...
 def check(types: Buffer, offsets: Buffer, strings: Buffer, cache: List[object], start_id: int,
           ntypes: int, name_limit: int) -> Optional[Tuple[int, str, int, object]]: ...
