@@ -37,6 +37,7 @@ import os
 import pathlib
 import shlex
 import subprocess
+import time
 
 import pytest
 
@@ -54,6 +55,7 @@ ROUNDS = int(os.environ.get("BPFLOAD_BENCH_ROUNDS", "15"))
 _C_SRC = r"""
 /* libbpf twin of bench_btf.py: parse vmlinux BTF; find CO-RE candidates libbpf's way. */
 #include <string.h>
+#include <time.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
@@ -80,6 +82,24 @@ long bref_parse(const char *path, int n)
 		btf__free(btf);
 	}
 	return cnt;
+}
+
+/* btf__parse(path) + btf__free, n times (what libbpf does for each CO-RE object
+ * load: file read, header and record checks, its type offset index); returns the
+ * thread CPU time in ns, or -errno */
+long bref_parse_timed(const char *path, int n)
+{
+	struct timespec a, b;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+	for (int i = 0; i < n; i++) {
+		struct btf *btf = btf__parse(path, NULL);
+		long err = libbpf_get_error(btf);
+		if (err)
+			return err;
+		btf__free(btf);
+	}
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+	return (b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec);
 }
 
 /* bpf_core_add_cands for each of nnames names: a linear scan comparing kind
@@ -138,6 +158,8 @@ def bref():
     lib = ctypes.CDLL(str(_build_ref()))
     lib.bref_parse.argtypes = [ctypes.c_char_p, ctypes.c_int]
     lib.bref_parse.restype = ctypes.c_long
+    lib.bref_parse_timed.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    lib.bref_parse_timed.restype = ctypes.c_long
     lib.bref_load.argtypes = [ctypes.c_char_p]
     lib.bref_load.restype = ctypes.c_long
     lib.bref_candidates.argtypes = [ctypes.POINTER(ctypes.c_char_p),
@@ -235,6 +257,43 @@ def test_parse_bpfload(benchmark, vmlinux_bytes):
         benchmark.extra_info["vs_libbpf"] = round(ratio, 2)
         what += f", {ratio:.2f}x libbpf"
     _note(benchmark, what)
+
+
+PARSE_PER_ROUND = 5
+#: bpfload / libbpf target for a vmlinux BTF parse (the speed issue's)
+PARSE_TARGET = 2.0
+
+
+def _bpfload_parse_round(n: int) -> float:
+    t0 = time.thread_time()
+    for _ in range(n):
+        with open(VMLINUX_PATH, "rb") as f:
+            Btf.parse(f.read())
+    return time.thread_time() - t0
+
+
+@pytest.mark.benchmark(group="parse vmlinux BTF (paired)")
+def test_parse_vs_libbpf_paired(benchmark, bref, vmlinux_bytes, pairs):
+    """Paired rounds: libbpf's btf__parse(path) x5, then bpfload's read + Btf.parse x5,
+    alternating, thread CPU time of each; the ratio table reports the median of
+    bpfload / the libbpf round just before it (target 2.0x)."""
+    path = VMLINUX_PATH.encode()
+    n = PARSE_PER_ROUND
+    pair = pairs.get_pair("parse vmlinux BTF", n, "parse", PARSE_TARGET)
+    assert bref.bref_parse_timed(path, 1) > 0          # warm both sides (page cache, allocator)
+    _bpfload_parse_round(1)
+
+    def one():
+        c = bref.bref_parse_timed(path, n)
+        assert c > 0, c
+        py = _bpfload_parse_round(n)
+        pair.c.append(c / 1e9)
+        pair.c_twin.append(c / 1e9)
+        pair.py.append(py)
+    benchmark.pedantic(one, rounds=ROUNDS, iterations=1)
+    benchmark.extra_info.update(ratio=round(pair.ratio(), 3), ratio_min=round(pair.ratio_min(), 3))
+    _note(benchmark, f"libbpf {pair.ns(pair.c) / 1e6:.2f} ms, bpfload {pair.ns(pair.py) / 1e6:.2f} ms "
+                     f"per parse; paired median ratio {pair.ratio():.2f}x (target {PARSE_TARGET}x)")
 
 
 # --------------------------------------------------------------------------

@@ -373,7 +373,8 @@ class _Load:
         if btf is None:
             return
         from .btf.kernel import load_object_btf
-        b = self.own(load_object_btf(btf, self.spec.name))
+        hidden = [f.name for f in self.spec.functions.values() if getattr(f, "hidden", False)]
+        b = self.own(load_object_btf(btf, self.spec.name, static_funcs=hidden))
         self.temporary.append(b)   # the kernel keeps its own reference for maps and programs
         self.btf_fd = b.fileno()
 

@@ -89,6 +89,9 @@ class FunctionSpec:
     relocs: List[Reloc] = dataclasses.field(default_factory=list)
     #: offset of the function's first byte inside its section
     offset: int = 0
+    #: a global symbol of hidden/internal visibility (``__hidden``): its BTF FUNC is loaded
+    #: as static, so the verifier checks it in its caller's context (libbpf's rule)
+    hidden: bool = False
 
     @property
     def insn_count(self) -> int:

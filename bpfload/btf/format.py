@@ -24,12 +24,18 @@ unmodified blob round-trips byte for byte.
 from __future__ import annotations
 
 import array
+import copy
 import dataclasses
 import enum
 import struct
 from typing import ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ..errors import BtfError, ElfError
+
+try:
+    from .._core import btf as _cbtf
+except ImportError:  # pragma: no cover - not built: the pure-Python twins are used
+    _cbtf = None  # type: ignore[assignment]
 
 __all__ = [
     "BTF_MAGIC",
@@ -533,17 +539,19 @@ class _StringTable:
         off = self._added.get(name)
         if off is None:
             enc = name.encode()
-            pos = self._btf._strings.find(b"\0" + enc + b"\0")  # reuse an existing string
+            b = self._btf
+            pos = b._sraw.find(b"\0" + enc + b"\0", b._soff, b._soff + b._slen)  # reuse a string
             if pos >= 0:
-                off = self._btf._str_base + pos + 1
+                off = b._str_base + pos - b._soff + 1
             else:
-                off = self._btf._str_base + len(self._btf._strings) + len(self._extra)
+                off = b._str_base + b._slen + len(self._extra)
                 self._extra += enc + b"\0"
             self._added[name] = off
         return off
 
     def section(self) -> bytes:
-        return bytes(self._btf._strings) + bytes(self._extra)
+        b = self._btf
+        return b._sraw[b._soff:b._soff + b._slen] + bytes(self._extra)
 
 
 # --------------------------------------------------------------------------
@@ -563,9 +571,15 @@ class Btf:
         self._base: Optional[Btf] = None
         self._start_id = 1
         self._str_base = 0
-        self._types_raw: bytes = b""
+        # the type records: bytes, a zero-copy memoryview of the parsed blob, or a
+        # bytearray once fix-ups patched them in place
+        self._types_raw: bytes | bytearray | memoryview = b""
         self._offsets = array.array("I")
-        self._strings: bytes = b"\0"
+        # the string section is _sraw[_soff:_soff + _slen] (no copy of a parsed blob)
+        self._sraw: bytes = b"\0"
+        self._soff = 0
+        self._slen = 1
+        self._strings_copy: Optional[bytes] = None
         self._cache: List[Optional[Type]] = []
         self._name_index: Optional[Dict[str, List[int]]] = None
         self.version = BTF_VERSION
@@ -586,7 +600,7 @@ class Btf:
         truncated or of an unknown kind.  Type references and name offsets
         are checked when a type is decoded (:meth:`validate` checks all).
         """
-        raw = bytes(data)
+        raw = data if type(data) is bytes else bytes(data)
         if len(raw) < _HDR.size:
             raise BtfError(f"BTF blob of {len(raw)} bytes is shorter than its header", section=".BTF")
         magic, version, flags, hdr_len, type_off, type_len, str_off, str_len = _HDR.unpack_from(raw, 0)
@@ -607,26 +621,31 @@ class Btf:
         self.version = version
         self.flags = flags
         self._hdr_extra = raw[_HDR.size:hdr_len]
-        strings = raw[hdr_len + str_off: hdr_len + str_off + str_len]
-        if base is None:
-            if not strings:
-                strings = b""
-            elif strings[0] != 0:
-                raise BtfError("BTF string section does not start with an empty string", section=".BTF")
-        if strings and strings[-1] != 0:
+        soff = hdr_len + str_off
+        if base is None and str_len and raw[soff] != 0:
+            raise BtfError("BTF string section does not start with an empty string", section=".BTF")
+        if str_len and raw[soff + str_len - 1] != 0:
             raise BtfError("BTF string section is not NUL-terminated", section=".BTF")
-        self._strings = strings
+        # no copies of the sections: vmlinux BTF is megabytes
+        self._sraw, self._soff, self._slen = raw, soff, str_len
         if base is not None:
             self._base = base
             self._start_id = len(base)
-            self._str_base = base._str_base + len(base._strings)
-        self._types_raw = raw[hdr_len + type_off: hdr_len + type_off + type_len]
+            self._str_base = base._str_base + base._slen
+        self._types_raw = memoryview(raw)[hdr_len + type_off: hdr_len + type_off + type_len]
         self._offsets = self._scan(self._types_raw)
         self._cache = [None] * len(self._offsets)
         return self
 
     @staticmethod
     def _scan(buf: bytes) -> "array.array[int]":
+        if _cbtf is not None:
+            return _cbtf.scan(buf)
+        return Btf._scan_py(buf)
+
+    @staticmethod
+    def _scan_py(buf: bytes) -> "array.array[int]":
+        """The pure-Python twin of :func:`bpfload._core.btf.scan`."""
         offsets = array.array("I")
         append = offsets.append
         unpack = _U32.unpack_from
@@ -663,25 +682,26 @@ class Btf:
         if off < self._str_base:
             return self._base._str_or_none(off, limit, truncate) if self._base is not None else None
         local = off - self._str_base
-        s = self._strings
-        if local >= len(s):
+        slen = self._slen
+        if local >= slen:
             return None
-        stop = len(s) if limit is None else min(len(s), local + limit + 1)
-        end = s.find(b"\0", local, stop)
+        s, base = self._sraw, self._soff
+        stop = slen if limit is None else min(slen, local + limit + 1)
+        end = s.find(b"\0", base + local, base + stop)
         if end < 0:
-            if stop == len(s):
+            if stop == slen:
                 return None
             if not truncate:
                 raise _TooLong(off, limit)
-            return s[local:local + limit].decode("utf-8", "replace") + "..."
-        return s[local:end].decode("utf-8", "replace")
+            return s[base + local:base + local + limit].decode("utf-8", "replace") + "..."
+        return s[base + local:end].decode("utf-8", "replace")
 
     def string(self, off: int) -> str:
         """The string at offset *off* of the string section.
 
         Raises :class:`BtfError` when *off* is outside the string section.
         """
-        if off == 0 and not self._strings and self._base is None:
+        if off == 0 and not self._slen and self._base is None:
             return ""
         s = self._str_or_none(off)
         if s is None:
@@ -692,6 +712,28 @@ class Btf:
     def strings(self) -> bytes:
         """The raw string section (this blob's only, for split BTF)."""
         return self._strings
+
+    @property
+    def _strings(self) -> bytes:
+        s = self._strings_copy
+        if s is None:
+            s = self._strings_copy = bytes(self._sraw[self._soff:self._soff + self._slen])
+        return s
+
+    def _strings_view(self) -> memoryview:
+        """The string section without a copy."""
+        return memoryview(self._sraw)[self._soff:self._soff + self._slen]
+
+    def __deepcopy__(self, memo) -> "Btf":
+        new = Btf.__new__(Btf)
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            if k == "_types_raw" and isinstance(v, memoryview):
+                v = v.tobytes()
+            elif k not in ("_sraw", "_strings_copy"):  # immutable bytes: shared
+                v = copy.deepcopy(v, memo)
+            new.__dict__[k] = v
+        return new
 
     # -- type access -------------------------------------------------------
 
@@ -994,11 +1036,34 @@ class Btf:
         Raises :class:`BtfError` naming the first bad type.
         """
         n = len(self)
-        for t in self:
+        if _cbtf is not None and self._base is None:
+            # the raw records in one compiled pass; decoded (maybe edited) types below
+            bad = _cbtf.check(self._types_raw, self._offsets, self._strings_view(), self._cache,
+                              self._start_id, n, _MAX_NAME_LEN)
+            if bad is not None:
+                self._raise_check(*bad)
+            types: Iterator[Type] = (t for t in self._cache if t is not None)
+        else:
+            types = iter(self)
+        for t in types:
             for ref in t.refs():
                 if ref >= n:
                     raise BtfError(f"type [{t.id}] {t.kind.name} '{t.name}' refers to type id {ref}, "
                                    f"past the last type {n - 1}", section=".BTF")
+
+    def _raise_check(self, idx: int, what: str, value: int, detail) -> None:
+        """Raise the error decoding record *idx* would have raised (see :meth:`validate`)."""
+        tid = idx + self._start_id
+        if what == "name":
+            if detail == 2:
+                raise BtfError(f"type [{tid}]: name at string offset {value} is longer than "
+                               f"{_MAX_NAME_LEN} bytes", section=".BTF", offset=value)
+            raise BtfError(f"type [{tid}]: name offset {value} outside the string section", section=".BTF")
+        if what == "ref":
+            name = self._name(_U32.unpack_from(self._types_raw, self._offsets[idx])[0], tid)
+            raise BtfError(f"type [{tid}] {detail} '{name}' refers to type id {value}, "
+                           f"past the last type {len(self) - 1}", section=".BTF")
+        raise BtfError(f"type [{tid}]: truncated record", section=".BTF", offset=value)
 
     # -- editing -----------------------------------------------------------
 
@@ -1025,53 +1090,152 @@ class Btf:
 
         Raises :class:`BtfError` if a DATASEC has no ELF section, or a
         global (non-extern) variable has no symbol.
+
+        Records never decoded are patched in place in the raw type section
+        (one compiled pass finds the DATASECs; only their VARs are read), so
+        an object's BTF is neither decoded nor re-encoded for this; types
+        already decoded are edited as objects.
         """
-        for t in self:
-            if not isinstance(t, Datasec):
+        nraw = len(self._offsets)
+        cache = self._cache
+        start = self._start_id
+        if _cbtf is not None:
+            raw_secs = _cbtf.of_kind(self._types_raw, self._offsets, int(Kind.DATASEC))
+        else:
+            raw_secs = [i for i in range(nraw)
+                        if (_U32.unpack_from(self._types_raw, self._offsets[i] + 4)[0] >> 24) & 0x1F
+                        == Kind.DATASEC]
+        todo = [i for i in raw_secs if cache[i] is None or isinstance(cache[i], Datasec)]
+        todo += [i for i in range(nraw, len(cache)) if isinstance(cache[i], Datasec)]
+        for idx in todo:
+            if cache[idx] is None and self._fixup_raw_datasec(idx, section_sizes, symbols):
                 continue
-            if t.name in (".kconfig", ".ksyms"):
-                # extern-backed: laid out at load, but only VARs (and kfunc FUNCs) can be there
-                kinds = (Var,) if t.name == ".kconfig" else (Var, Func)
-                for vsi in t.vars:
-                    m = self[vsi.type]
-                    if not isinstance(m, kinds):
-                        raise BtfError(f"DATASEC '{t.name}': member [{vsi.type}] is {m.kind.name}, "
-                                       f"not {' or '.join(k.__name__.upper() for k in kinds)}",
-                                       section=t.name)
+            t = self[idx + start]
+            if isinstance(t, Datasec):
+                self._fixup_datasec(t, section_sizes, symbols)
+
+    def _raw_var(self, type_id: int) -> Optional[Tuple[int, int, str, int]]:
+        """``(record offset, kind, name, linkage)`` of a never-decoded record, else None."""
+        idx = type_id - self._start_id
+        if not 0 <= idx < len(self._offsets) or self._cache[idx] is not None:
+            return None
+        off = self._offsets[idx]
+        name_off, info, _ = _3U32.unpack_from(self._types_raw, off)
+        kind = (info >> 24) & 0x1F
+        linkage = _U32.unpack_from(self._types_raw, off + 12)[0] if kind == Kind.VAR else -1
+        return off, kind, self._name(name_off, type_id), linkage
+
+    def _fixup_raw_datasec(self, idx: int, section_sizes, symbols) -> bool:
+        """:meth:`fixup_datasecs` of the raw DATASEC record *idx*; False: not possible raw."""
+        buf = self._types_raw
+        off = self._offsets[idx]
+        tid = idx + self._start_id
+        name_off, info, size = _3U32.unpack_from(buf, off)
+        name = self._name(name_off, tid)
+        vlen = info & 0xFFFF
+        vsis = [list(_3U32.unpack_from(buf, off + 12 + 12 * i)) for i in range(vlen)]
+        members = [self._raw_var(v[0]) for v in vsis]
+        if any(m is None for m in members):
+            return False  # a member already decoded (or a bad id): the object path says why
+        extern_backed = name in (".kconfig", ".ksyms")
+        allowed = (Kind.VAR,) if name != ".ksyms" else (Kind.VAR, Kind.FUNC)
+        for v, m in zip(vsis, members):
+            if m[1] not in allowed:  # type: ignore[index]
+                raise BtfError(f"DATASEC '{name}': member [{v[0]}] is {Kind(m[1]).name}, "  # type: ignore[index]
+                               f"not {' or '.join(k.name for k in allowed)}", section=name)
+        if extern_backed:
+            return True
+        syms = symbols.get(name, {})
+        fix_offsets = False
+        if size == 0:
+            size = section_sizes.get(name)
+            if not size:
+                raise BtfError(f"DATASEC '{name}': no ELF section to take its size from", section=name)
+            if size > _MAX_SIZE:
+                raise BtfError(f"DATASEC '{name}': section size {size} does not fit BTF's 32 bits",
+                               section=name)
+            fix_offsets = True
+        static_vars = []
+        for v, m in zip(vsis, members):
+            voff, _, vname, linkage = m  # type: ignore[misc]
+            if linkage == VarLinkage.GLOBAL_EXTERN:
                 continue
-            syms = symbols.get(t.name, {})
-            fix_offsets = False
-            if t.size == 0:
-                size = section_sizes.get(t.name)
-                if not size:
-                    raise BtfError(f"DATASEC '{t.name}': no ELF section to take its size from",
-                                   section=t.name)
-                t.size = size
-                fix_offsets = True
-            for vsi in t.vars:
-                var = self[vsi.type]
-                if not isinstance(var, Var):
-                    raise BtfError(f"DATASEC '{t.name}': member [{vsi.type}] is {var.kind.name}, not VAR",
-                                   section=t.name)
-                if var.linkage == VarLinkage.GLOBAL_EXTERN:
+            sym = syms.get(vname)
+            if sym is None:
+                if linkage == VarLinkage.STATIC:
                     continue
-                sym = syms.get(var.name)
-                if sym is None:
-                    if var.linkage == VarLinkage.STATIC:
-                        continue
-                    raise BtfError(f"DATASEC '{t.name}': no ELF symbol for variable '{var.name}'",
-                                   section=t.name, symbol=var.name)
-                offset, hidden = sym
-                if fix_offsets:
-                    if not 0 <= offset <= t.size - vsi.size:
-                        raise BtfError(f"DATASEC '{t.name}': variable '{var.name}' at offset "
-                                       f"{offset} (size {vsi.size}) lies outside the "
-                                       f"{t.size}-byte section", section=t.name,
-                                       symbol=var.name)
-                    vsi.offset = offset
-                if hidden and var.linkage != VarLinkage.STATIC:
-                    var.linkage = VarLinkage.STATIC
-            t.vars.sort(key=lambda v: v.offset)
+                raise BtfError(f"DATASEC '{name}': no ELF symbol for variable '{vname}'",
+                               section=name, symbol=vname)
+            offset, hidden = sym
+            if fix_offsets:
+                if not 0 <= offset <= size - v[2]:
+                    raise BtfError(f"DATASEC '{name}': variable '{vname}' at offset "
+                                   f"{offset} (size {v[2]}) lies outside the "
+                                   f"{size}-byte section", section=name, symbol=vname)
+                v[1] = offset
+            if hidden and linkage != VarLinkage.STATIC:
+                static_vars.append(voff)
+        new = sorted(vsis, key=lambda v: v[1])
+        if fix_offsets or static_vars or new != vsis:
+            buf = self._mutable_types()
+            _U32.pack_into(buf, off + 8, size)
+            for i, v in enumerate(new):
+                _3U32.pack_into(buf, off + 12 + 12 * i, *v)
+            for voff in static_vars:
+                _U32.pack_into(buf, voff + 12, VarLinkage.STATIC)
+        return True
+
+    def _mutable_types(self) -> bytearray:
+        """The raw type section as a bytearray, to patch records in place."""
+        if not isinstance(self._types_raw, bytearray):
+            self._types_raw = bytearray(self._types_raw)
+        return self._types_raw
+
+    def _fixup_datasec(self, t: "Datasec", section_sizes, symbols) -> None:
+        """:meth:`fixup_datasecs` of one decoded DATASEC."""
+        if t.name in (".kconfig", ".ksyms"):
+            # extern-backed: laid out at load, but only VARs (and kfunc FUNCs) can be there
+            kinds = (Var,) if t.name == ".kconfig" else (Var, Func)
+            for vsi in t.vars:
+                m = self[vsi.type]
+                if not isinstance(m, kinds):
+                    raise BtfError(f"DATASEC '{t.name}': member [{vsi.type}] is {m.kind.name}, "
+                                   f"not {' or '.join(k.__name__.upper() for k in kinds)}",
+                                   section=t.name)
+            return
+        syms = symbols.get(t.name, {})
+        fix_offsets = False
+        if t.size == 0:
+            size = section_sizes.get(t.name)
+            if not size:
+                raise BtfError(f"DATASEC '{t.name}': no ELF section to take its size from",
+                               section=t.name)
+            t.size = size
+            fix_offsets = True
+        for vsi in t.vars:
+            var = self[vsi.type]
+            if not isinstance(var, Var):
+                raise BtfError(f"DATASEC '{t.name}': member [{vsi.type}] is {var.kind.name}, not VAR",
+                               section=t.name)
+            if var.linkage == VarLinkage.GLOBAL_EXTERN:
+                continue
+            sym = syms.get(var.name)
+            if sym is None:
+                if var.linkage == VarLinkage.STATIC:
+                    continue
+                raise BtfError(f"DATASEC '{t.name}': no ELF symbol for variable '{var.name}'",
+                               section=t.name, symbol=var.name)
+            offset, hidden = sym
+            if fix_offsets:
+                if not 0 <= offset <= t.size - vsi.size:
+                    raise BtfError(f"DATASEC '{t.name}': variable '{var.name}' at offset "
+                                   f"{offset} (size {vsi.size}) lies outside the "
+                                   f"{t.size}-byte section", section=t.name,
+                                   symbol=var.name)
+                vsi.offset = offset
+            if hidden and var.linkage != VarLinkage.STATIC:
+                var.linkage = VarLinkage.STATIC
+        t.vars.sort(key=lambda v: v.offset)
 
     # -- serialization -----------------------------------------------------
 
@@ -1089,16 +1253,24 @@ class Btf:
         raw = self._types_raw
         offsets = self._offsets
         nraw = len(offsets)
-        for idx, t in enumerate(self._cache):
-            if t is None:
-                start = offsets[idx]
-                end = offsets[idx + 1] if idx + 1 < nraw else len(raw)
-                out += raw[start:end]
-                continue
+        cache = self._cache
+        # runs of never-decoded records are copied in one slice each
+        run = 0
+        for idx in [i for i, t in enumerate(cache) if t is not None]:
+            if idx < nraw:
+                if run < idx:
+                    out += raw[offsets[run]:offsets[idx]]
+                run = idx + 1
+            elif run < nraw:
+                out += raw[offsets[run]:]
+                run = nraw
+            t = cache[idx]
             try:
                 self._encode_type(t, strings, out)
             except struct.error as e:
                 raise BtfError(f"cannot encode type [{t.id}] {t.name!r}: {e}", section=".BTF") from None
+        if run < nraw:
+            out += raw[offsets[run]:]
         str_sec = strings.section()
         hdr_len = _HDR.size + len(self._hdr_extra)
         hdr = _HDR.pack(BTF_MAGIC, self.version, self.flags, hdr_len, 0, len(out), len(out), len(str_sec))
@@ -1129,7 +1301,7 @@ class Btf:
         t._encode(name_off, out)
 
     def __repr__(self) -> str:
-        return f"<Btf {len(self) - self._start_id} types, {len(self._strings)} bytes of strings>"
+        return f"<Btf {len(self) - self._start_id} types, {self._slen} bytes of strings>"
 
 
 _VOID = Void(0, "")

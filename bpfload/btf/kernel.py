@@ -17,24 +17,34 @@ from __future__ import annotations
 
 import errno as _errno
 import struct
-from typing import List, Optional, Tuple
+from typing import FrozenSet, Iterable, List, Optional, Tuple
 
 from .. import errors
 from .._core import syscall as _sys
 from .._core.syscall import FD
 from ..constants import AttachType, ProgType
-from .format import Btf, Kind
+from ..errors import BtfError
+from .format import Btf, FuncLinkage, Kind, _cbtf
 from .targets import VMLINUX_PATH, find_kernel_type, vmlinux
 
 __all__ = ["load_object_btf", "vmlinux", "resolve_attach_btf_id", "ext_records",
            "VMLINUX_PATH"]
 
-def load_object_btf(btf: Btf, obj_name: str) -> FD:
+def load_object_btf(btf: Btf, obj_name: str, *, static_funcs: Iterable[str] = ()) -> FD:
     """BPF_BTF_LOAD an object's BTF -> an owned fd.
 
-    Raises :class:`bpfload.BtfError` carrying the kernel's BTF verifier log.
+    *static_funcs*: functions whose ELF symbol is hidden (``__hidden``):
+    their global FUNCs are loaded with static linkage, so the verifier
+    checks them in their callers' context (libbpf's rule).  The parsed
+    *btf* is not changed: the blob given to the kernel is patched.
+
+    Raises :class:`bpfload.BtfError` naming the function when a FUNC of
+    extern linkage is left (a function declared, called and defined
+    nowhere: the kernel would refuse the whole BTF with "Invalid func
+    linkage"), or carrying the kernel's BTF verifier log.  Needs Linux 4.18
+    (BPF_BTF_LOAD); FUNC records 5.0.
     """
-    data = btf.to_bytes()
+    data = _func_linkage(btf.to_bytes(), frozenset(static_funcs), obj_name)
     ret = _sys.btf_load(data)
     if ret >= 0:
         return FD(ret, f"BTF of {obj_name!r}")
@@ -51,6 +61,51 @@ def load_object_btf(btf: Btf, obj_name: str) -> FD:
     raise errors.BtfError(f"the kernel refused the object's BTF (BPF_BTF_LOAD: "
                           f"{_errno.errorcode.get(err, err)})" + (f":\n{tail}" if tail else ""),
                           object=obj_name, section=".BTF")
+
+
+_HDR = struct.Struct("<HBBIIIII")
+_REC = struct.Struct("<III")
+
+
+def _func_linkage(data: bytes, static_funcs: FrozenSet[str], obj_name: str) -> bytes:
+    """*data* (a BTF blob from :meth:`Btf.to_bytes`) with hidden FUNCs static; extern FUNCs refused."""
+    hdr_len, type_off, type_len, str_off, str_len = _HDR.unpack_from(data, 0)[3:]
+    tstart = hdr_len + type_off
+    types = memoryview(data)[tstart:tstart + type_len]
+    sstart = hdr_len + str_off
+    strings = data[sstart:sstart + str_len]
+    try:
+        funcs = _func_records(types)
+    except BtfError as e:  # pragma: no cover - to_bytes writes whole records
+        raise BtfError(f"cannot re-read the object's BTF: {e}", object=obj_name, section=".BTF") from e
+    out = None
+    for off in funcs:
+        name_off, info, _ = _REC.unpack_from(types, off)
+        linkage = info & 0xFFFF
+        if linkage not in (FuncLinkage.GLOBAL, FuncLinkage.EXTERN):
+            continue
+        end = strings.find(b"\0", name_off)
+        name = strings[name_off:end].decode(errors="replace") if 0 <= name_off < end else ""
+        if linkage == FuncLinkage.EXTERN:
+            raise BtfError(f"failed to find BTF for extern {name!r}: the function is declared and "
+                           "called but defined nowhere in the object (not a __ksym kfunc either); "
+                           "define it, or link the object that does (the kernel would refuse the "
+                           "whole BTF: 'Invalid func linkage')", object=obj_name, section=".BTF",
+                           symbol=name)
+        if name in static_funcs:
+            if out is None:
+                out = bytearray(data)
+            struct.pack_into("<I", out, tstart + off + 4, info & ~0xFFFF | FuncLinkage.STATIC)
+    return data if out is None else bytes(out)
+
+
+def _func_records(types) -> List[int]:
+    """Offsets of the FUNC records of a raw type section."""
+    if _cbtf is not None:
+        offsets = _cbtf.scan(types)
+        return [offsets[i] for i in _cbtf.of_kind(types, offsets, int(Kind.FUNC))]
+    return [off for off in Btf._scan_py(types)
+            if (struct.unpack_from("<I", types, off + 4)[0] >> 24) & 0x1F == Kind.FUNC]
 
 
 # attach target -> the vmlinux BTF entity libbpf looks up

@@ -140,8 +140,8 @@ class TargetBtf:
                     b = b.base
                 segments, base = [], 0
                 for b in reversed(chain):  # string offsets continue from base to split
-                    segments.append((base, b.strings))
-                    base += len(b.strings)
+                    segments.append((base, b._strings_view()))
+                    base += b._slen
                 assert _corepatch is not None
                 self._cindex = _corepatch.EssentialIndex(raw, offsets, segments, btf.start_id)
                 # types add()ed after parsing are not in the raw records

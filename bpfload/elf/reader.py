@@ -378,6 +378,7 @@ class _Parser:
                     self.spec.programs[sym.name] = fn
                 else:
                     fn = FunctionSpec(name=sym.name, section=sec.name, insns=insns, offset=sym.value)
+                fn.hidden = sym.bind != _STB_LOCAL and sym.visibility in (_STV_HIDDEN, _STV_INTERNAL)
                 self.spec.functions[sym.name] = fn
                 starts.append(sym.value)
                 funcs.append((sym, fn))

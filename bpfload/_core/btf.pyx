@@ -1,0 +1,193 @@
+# cython: language_level=3
+"""BTF record walking in compiled code: the offset index, validation, kind lookup.
+
+Compute only: no syscalls, and nothing imported from bpfload but
+:mod:`bpfload.errors`.  :class:`bpfload.btf.Btf` keeps the raw type
+section and decodes a type into a Python object only when it is looked up;
+what it needs from every record at once is done here, in one pass each:
+
+* :func:`scan` -- the byte offset of every type record (the index lookups
+  go through), checking that each record has a known kind and fits the
+  section;
+* :func:`check` -- every type reference below the type count and every name
+  offset inside the string section, NUL-terminated within the name limit
+  (what decoding each type would check), without decoding anything;
+* :func:`of_kind` -- the indexes of the records of one kind (DATASECs to fix
+  up, FUNCs to mark static).
+
+Every read is bounds-checked against the buffer it comes from: a truncated
+record, a length past the end or a bad string offset raises
+:class:`bpfload.BtfError`, never a crash.  ``bpfload.btf.format`` keeps a
+pure-Python twin of each function for builds without this extension; the
+tests compare the two.
+"""
+import array
+
+from libc.stdint cimport int32_t, uint32_t
+from libc.string cimport memchr, memcpy
+
+from bpfload.errors import BtfError
+
+__all__ = ["scan", "check", "of_kind"]
+
+# bytes after the 12-byte common header, per kind: fixed part and per-vlen part
+cdef int _FIXED[20]
+cdef int _PER_VLEN[20]
+_FIXED[:] = [0, 4, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 4, 0, 0]
+_PER_VLEN[:] = [0, 0, 0, 0, 12, 12, 8, 0, 0, 0, 0, 0, 0, 8, 0, 12, 0, 0, 0, 12]
+cdef enum:
+    NKINDS = 20
+
+_KIND_NAMES = ("UNKN", "INT", "PTR", "ARRAY", "STRUCT", "UNION", "ENUM", "FWD", "TYPEDEF",
+               "VOLATILE", "CONST", "RESTRICT", "FUNC", "FUNC_PROTO", "VAR", "DATASEC", "FLOAT",
+               "DECL_TAG", "TYPE_TAG", "ENUM64")
+
+
+cdef inline uint32_t _u32(const unsigned char *p) noexcept nogil:
+    cdef uint32_t v
+    memcpy(&v, p, 4)
+    return v
+
+
+def scan(buf):
+    """Byte offsets of the type records of a raw BTF type section -> ``array('I')``.
+
+    Raises :class:`BtfError` for a record of an unknown kind (0 or past
+    ENUM64) or one that does not fit the section.
+    """
+    cdef const unsigned char[::1] v = memoryview(buf).cast("B")
+    cdef Py_ssize_t end = v.shape[0]
+    cdef const unsigned char *p = &v[0] if end else NULL
+    cdef Py_ssize_t off = 0, n = 0, cap = 1024, nxt
+    cdef uint32_t info, kind
+    out = array.array("I", bytes(4 * cap))
+    cdef unsigned int[::1] ov = out
+    while off < end:
+        if off + 12 > end:
+            raise BtfError(f"type #{n + 1}: truncated type record", section=".BTF", offset=off)
+        info = _u32(p + off + 4)
+        kind = (info >> 24) & 0x1F
+        if kind == 0 or kind >= NKINDS:
+            raise BtfError(f"type #{n + 1}: unknown BTF kind {kind}", section=".BTF", offset=off)
+        nxt = off + 12 + _FIXED[kind] + <Py_ssize_t>_PER_VLEN[kind] * (info & 0xFFFF)
+        if nxt > end:
+            raise BtfError(f"type #{n + 1}: truncated type record", section=".BTF", offset=off)
+        if n == cap:
+            ov = None
+            out.extend(array.array("I", bytes(4 * cap)))
+            cap *= 2
+            ov = out
+        ov[n] = <unsigned int>off
+        n += 1
+        off = nxt
+    ov = None
+    del out[n:]
+    return out
+
+
+cdef inline int _name_ok(const unsigned char *s, Py_ssize_t slen, uint32_t off,
+                         Py_ssize_t limit) noexcept nogil:
+    """0: fine; 1: offset outside the strings (or unterminated); 2: longer than *limit*."""
+    if off >= slen:
+        return 1
+    cdef Py_ssize_t stop = off + limit + 1
+    if stop > slen:
+        stop = slen
+    if memchr(s + off, 0, stop - off) != NULL:
+        return 0
+    return 1 if stop == slen else 2
+
+
+def check(types, offsets, strings, cache, Py_ssize_t start_id, Py_ssize_t ntypes,
+          Py_ssize_t name_limit):
+    """Check the references and names of every raw record whose ``cache`` entry is None.
+
+    *types*: the raw type section; *offsets*: from :func:`scan`; *strings*:
+    the string section (names are offsets into it; this BTF has no base);
+    *ntypes*: the type count including void (references must be below it).
+    Returns the index of the first bad record and what is wrong, or None:
+    ``(index, "name", name_off, 1 | 2)`` (1: outside the string section, 2:
+    longer than *name_limit*) or ``(index, "ref", type_id, kind name)``.
+    Never raises for well-typed arguments; records must have been scanned.
+    """
+    cdef const unsigned char[::1] tv = memoryview(types).cast("B")
+    cdef const unsigned int[::1] ov = memoryview(offsets).cast("B").cast("I")
+    cdef const unsigned char[::1] sv = memoryview(strings).cast("B")
+    cdef Py_ssize_t tlen = tv.shape[0], slen = sv.shape[0], n = ov.shape[0]
+    cdef const unsigned char *tp = &tv[0] if tlen else NULL
+    cdef const unsigned char *sp = &sv[0] if slen else NULL
+    cdef Py_ssize_t idx, off, i, vlen, per, first, nrefs
+    cdef uint32_t info, kind, name_off, ref
+    cdef const unsigned char *r
+    cdef int bad
+    cdef list c = cache
+    if len(c) < n:
+        raise ValueError("cache shorter than the offsets")
+    for idx in range(n):
+        if c[idx] is not None:
+            continue
+        off = ov[idx]
+        if off < 0 or off + 12 > tlen:
+            return (idx, "record", off, 0)
+        r = tp + off
+        info = _u32(r + 4)
+        kind = (info >> 24) & 0x1F
+        if kind == 0 or kind >= NKINDS:
+            return (idx, "record", off, 0)
+        vlen = info & 0xFFFF
+        per = _PER_VLEN[kind]
+        if off + 12 + _FIXED[kind] + per * vlen > tlen:
+            return (idx, "record", off, 0)
+        # names: the type's, then its members' / values' / params'
+        name_off = _u32(r)
+        if name_off:
+            bad = _name_ok(sp, slen, name_off, name_limit)
+            if bad:
+                return (idx, "name", name_off, bad)
+        if kind == 4 or kind == 5 or kind == 6 or kind == 19 or kind == 13:
+            for i in range(vlen):
+                name_off = _u32(r + 12 + per * i)
+                if name_off:
+                    bad = _name_ok(sp, slen, name_off, name_limit)
+                    if bad:
+                        return (idx, "name", name_off, bad)
+        # references
+        if kind == 2 or kind == 8 or kind == 9 or kind == 10 or kind == 11 or kind == 18 \
+                or kind == 12 or kind == 14 or kind == 17 or kind == 13:
+            ref = _u32(r + 8)
+            if ref >= ntypes:
+                return (idx, "ref", ref, _KIND_NAMES[kind])
+        if kind == 3:
+            for i in range(2):
+                ref = _u32(r + 12 + 4 * i)
+                if ref >= ntypes:
+                    return (idx, "ref", ref, _KIND_NAMES[kind])
+        elif kind == 4 or kind == 5 or kind == 13 or kind == 15:
+            # member type at +4 of each 12-byte member; param type at +4 of each 8-byte
+            # param; var type at +0 of each 12-byte secinfo
+            first = 0 if kind == 15 else 4
+            for i in range(vlen):
+                ref = _u32(r + 12 + per * i + first)
+                if ref >= ntypes:
+                    return (idx, "ref", ref, _KIND_NAMES[kind])
+    return None
+
+
+def of_kind(types, offsets, int kind):
+    """Indexes (into *offsets*) of the raw records of *kind*, in order.
+
+    Records must have been scanned; an offset past the section is skipped.
+    Never raises for well-typed arguments.
+    """
+    cdef const unsigned char[::1] tv = memoryview(types).cast("B")
+    cdef const unsigned int[::1] ov = memoryview(offsets).cast("B").cast("I")
+    cdef Py_ssize_t tlen = tv.shape[0], n = ov.shape[0], idx, off
+    cdef const unsigned char *tp = &tv[0] if tlen else NULL
+    cdef list out = []
+    for idx in range(n):
+        off = ov[idx]
+        if off + 12 > tlen:
+            continue
+        if ((_u32(tp + off + 4) >> 24) & 0x1F) == <uint32_t>kind:
+            out.append(idx)
+    return out
