@@ -24,6 +24,7 @@ unmodified blob round-trips byte for byte.
 from __future__ import annotations
 
 import array
+import bisect
 import copy
 import dataclasses
 import enum
@@ -1684,18 +1685,41 @@ class BtfExt:
         ``insn_off`` of the returned copies is an instruction index from the
         function start (the unit the kernel wants).  Never raises.
         """
+        # (the constructors directly: dataclasses.replace() costs ~5 us a record, and a
+        # large object's line info runs to thousands of records a load)
         end = offset + size
         res = ExtInfo()
-        for fi in self.func_info.get(section, ()):
-            if offset <= fi.insn_off < end:
-                res.func_info.append(dataclasses.replace(fi, insn_off=(fi.insn_off - offset) // 8))
-        for li in self.line_info.get(section, ()):
-            if offset <= li.insn_off < end:
-                res.line_info.append(dataclasses.replace(li, insn_off=(li.insn_off - offset) // 8))
-        for cr in self.core_relos.get(section, ()):
-            if offset <= cr.insn_off < end:
-                res.core_relos.append(dataclasses.replace(cr, insn_off=(cr.insn_off - offset) // 8))
+        res.func_info = [FuncInfo((fi.insn_off - offset) // 8, fi.type_id)
+                         for fi in self._window("func_info", self.func_info, section, offset, end)]
+        res.line_info = [LineInfo((li.insn_off - offset) // 8, li.file_name_off, li.line_off, li.line_col,
+                                  li.file_name, li.line)
+                         for li in self._window("line_info", self.line_info, section, offset, end)]
+        res.core_relos = [CoreRelo((cr.insn_off - offset) // 8, cr.type_id, cr.access_str_off, cr.kind,
+                                   cr.access_str)
+                          for cr in self._window("core_relos", self.core_relos, section, offset, end)]
         return res
+
+    def _window(self, kind: str, table: Dict[str, list], section: str, start: int, end: int) -> list:
+        """The records of *table*[*section*] with ``start <= insn_off < end``.
+
+        clang writes each section's records in instruction order, so a function's
+        records are one slice found by bisection (a scan per function made loading an
+        object with hundreds of functions quadratic in its line info); records out of
+        order are filtered one by one.
+        """
+        recs = table.get(section)
+        if not recs:
+            return []
+        cache = self.__dict__.setdefault("_offsets", {})
+        offs = cache.get((kind, section))
+        if offs is None:
+            offs = [r.insn_off for r in recs]
+            if any(a > b for a, b in zip(offs, offs[1:])):
+                offs = False
+            cache[(kind, section)] = offs
+        if offs is False:
+            return [r for r in recs if start <= r.insn_off < end]
+        return recs[bisect.bisect_left(offs, start):bisect.bisect_left(offs, end)]
 
     def __repr__(self) -> str:
         return (f"<BtfExt func_info={sum(map(len, self.func_info.values()))} "
