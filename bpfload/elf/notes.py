@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import BinaryIO, List, NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 from ..errors import ElfError
+from .binary import ElfBinary
 
 __all__ = ["UsdtNote", "UsdtProbe", "UsdtNotes", "Segment", "read_usdt_notes", "NOTE_SECTION",
            "BASE_SECTION"]
@@ -43,14 +44,9 @@ BASE_SECTION = ".stapsdt.base"
 _NOTE_OWNER = b"stapsdt\0"
 _NT_STAPSDT = 3
 _SHT_NOTE = 7
-_SHT_NOBITS = 8
-_PT_LOAD = 1
 _PF_X = 1
-_ET_EXEC, _ET_DYN = 2, 3
 #: larger than any real notes section: beyond it the header is malformed
 _MAX_NOTES_SIZE = 64 << 20
-_MAX_SHNUM = 1 << 16
-_MAX_PHNUM = 1 << 16
 
 
 class Segment(NamedTuple):
@@ -139,26 +135,6 @@ class UsdtNotes(NamedTuple):
         return None
 
 
-class _Reader:
-    """Bounds-checked reads of one open file."""
-
-    def __init__(self, f: BinaryIO, path: str):
-        self.f = f
-        self.path = path
-        self.size = os.fstat(f.fileno()).st_size
-
-    def read(self, off: int, size: int, what: str) -> bytes:
-        if off < 0 or size < 0 or off + size > self.size:
-            raise ElfError(f"{what} ({size} bytes at {off:#x}) lies outside the file "
-                           f"({self.size} bytes): truncated or malformed", object=self.path,
-                           offset=off)
-        self.f.seek(off)
-        data = self.f.read(size)
-        if len(data) != size:
-            raise ElfError(f"short read of {what}", object=self.path, offset=off)
-        return data
-
-
 def read_usdt_notes(path) -> UsdtNotes:
     """Read the USDT notes of the ELF executable or shared library *path*.
 
@@ -173,93 +149,30 @@ def read_usdt_notes(path) -> UsdtNotes:
     path = os.fsdecode(os.fspath(path))
     try:
         with open(path, "rb") as f:
-            return _parse(_Reader(f, path))
+            return _parse(ElfBinary(f, path))
     except OSError as e:
         raise ElfError(f"cannot read the binary: {e.strerror or e}", object=path) from None
     except struct.error as e:                 # defensive: every read is sized first
         raise ElfError(f"malformed ELF: {e}", object=path) from None
 
 
-def _parse(r: _Reader) -> UsdtNotes:
-    path = r.path
-    ident = r.read(0, 16, "ELF identification")
-    if ident[:4] != b"\x7fELF":
-        raise ElfError("not an ELF file", object=path)
-    if ident[4] not in (1, 2) or ident[5] not in (1, 2):
-        raise ElfError(f"unknown ELF class {ident[4]} or data encoding {ident[5]}", object=path)
-    is64, e = ident[4] == 2, "<" if ident[5] == 1 else ">"
-    if is64:
-        ehdr, phdr, shdr = (struct.Struct(e + "HHIQQQIHHHHHH"), struct.Struct(e + "IIQQQQQQ"),
-                            struct.Struct(e + "IIQQQQIIQQ"))
-        asz = 8
-    else:
-        ehdr, phdr, shdr = (struct.Struct(e + "HHIIIIIHHHHHH"), struct.Struct(e + "IIIIIIII"),
-                            struct.Struct(e + "IIIIIIIIII"))
-        asz = 4
-    (etype, _, _, _, phoff, shoff, _, _, phentsize, phnum, shentsize, shnum,
-     shstrndx) = ehdr.unpack(r.read(16, ehdr.size, "ELF header"))
-    if etype not in (_ET_EXEC, _ET_DYN):
-        raise ElfError(f"not an executable or shared object (e_type {etype})", object=path)
-
-    # program headers: the PT_LOAD segments
-    segments: List[Segment] = []
-    if phnum:
-        if phentsize < phdr.size or phnum > _MAX_PHNUM:
-            raise ElfError(f"{phnum} program headers of {phentsize} bytes", object=path)
-        raw = r.read(phoff, phnum * phentsize, "program headers")
-        for i in range(phnum):
-            fields = phdr.unpack_from(raw, i * phentsize)
-            if is64:
-                p_type, p_flags, p_offset, p_vaddr, _, _, p_memsz, _ = fields
-            else:
-                p_type, p_offset, p_vaddr, _, _, p_memsz, p_flags, _ = fields
-            if p_type == _PT_LOAD:
-                segments.append(Segment(p_vaddr, p_memsz, p_offset, bool(p_flags & _PF_X)))
-    segments.sort()
-
-    # section headers and their names
-    sections: List[Tuple[int, int, int, int, int, int]] = []   # name, type, addr, off, size, align
-    if shoff:
-        if shentsize < shdr.size:
-            raise ElfError(f"section header entries of {shentsize} bytes", object=path)
-        if shnum == 0:                      # SHN_LORESERVE or more sections: count in section 0
-            shnum = shdr.unpack(r.read(shoff, shdr.size, "section header 0"))[5]
-        if shnum > _MAX_SHNUM:
-            raise ElfError(f"{shnum} sections", object=path)
-        raw = r.read(shoff, shnum * shentsize, "section headers")
-        for i in range(shnum):
-            name, typ, _, addr, off, size, _, _, align, _ = shdr.unpack_from(raw, i * shentsize)
-            sections.append((name, typ, addr, off, size, align))
-    if shstrndx == 0xffff and sections:     # SHN_XINDEX: the index is in section 0's sh_link
-        shstrndx = shdr.unpack(r.read(shoff, shdr.size, "section header 0"))[6]
-    notes_sec = base_sec = None
-    if sections:
-        if not 0 < shstrndx < len(sections):
-            raise ElfError(f"section name table index {shstrndx} out of range", object=path)
-        _, styp, _, soff, ssize, _ = sections[shstrndx]
-        if styp == _SHT_NOBITS or ssize > _MAX_NOTES_SIZE:
-            raise ElfError("malformed section name table", object=path)
-        names = r.read(soff, ssize, "section name table")
-        for sec in sections:
-            end = names.find(b"\0", sec[0]) if 0 <= sec[0] < len(names) else -1
-            if end < 0:
-                continue                    # a name we cannot read is not one we look for
-            n = names[sec[0]:end]
-            if n == NOTE_SECTION.encode() and notes_sec is None:
-                notes_sec = sec
-            elif n == BASE_SECTION.encode() and base_sec is None:
-                base_sec = sec
+def _parse(elf: ElfBinary) -> UsdtNotes:
+    path = elf.path
+    segments = sorted(Segment(vaddr, memsz, off, bool(flags & _PF_X))
+                      for off, vaddr, _, memsz, flags in elf.load_segments())
+    names = elf.section_names()
+    secs = elf.section_headers()
     notes: List[UsdtNote] = []
-    if notes_sec is not None:
-        _, typ, _, off, size, align = notes_sec
+    if NOTE_SECTION in names:
+        _, typ, _, off, size, _, align, _ = secs[names[NOTE_SECTION]]
         if typ != _SHT_NOTE:
             raise ElfError(f"section type {typ} is not SHT_NOTE", object=path, section=NOTE_SECTION)
         if size > _MAX_NOTES_SIZE:
             raise ElfError(f"{size} bytes of notes", object=path, section=NOTE_SECTION)
-        data = r.read(off, size, NOTE_SECTION)
-        notes = _notes(data, path, e, asz, 8 if align == 8 else 4)
-    return UsdtNotes(path, etype, is64, e == "<", tuple(segments),
-                     base_sec[2] if base_sec is not None else None, tuple(notes))
+        data = elf.read(off, size, NOTE_SECTION)
+        notes = _notes(data, path, elf.e, 8 if elf.is64 else 4, 8 if align == 8 else 4)
+    base = secs[names[BASE_SECTION]][2] if BASE_SECTION in names else None
+    return UsdtNotes(path, elf.type, elf.is64, elf.e == "<", tuple(segments), base, tuple(notes))
 
 
 def _align(n: int, a: int) -> int:
