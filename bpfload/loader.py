@@ -412,6 +412,8 @@ class _Load:
                 ps.autoload = False
 
     def build_struct_ops(self) -> None:
+        if not self.st_ops:
+            return
         from .btf.structops import build_value
         for name, kso in self.st_ops.items():
             st = self.spec.maps[name].struct_ops

@@ -20,7 +20,6 @@ definitions fit iproute2's form instead, so the error can say so.  No syscalls.
 from __future__ import annotations
 
 import copy
-import hashlib
 import struct
 from typing import Dict, Iterable, List, Optional
 
@@ -58,6 +57,7 @@ def map_spec(name: str, raw: bytes, offset: int, *, section: str, data: bytes) -
     if pinning == PIN_GLOBAL_NS:
         pin_dir = GLOBALS_DIR
     elif pinning == PIN_OBJECT_NS:
+        import hashlib   # (here: 3-4 ms of import that only PIN_OBJECT_NS needs)
         pin_dir = "tc/" + hashlib.sha1(data).hexdigest()
     elif pinning != PIN_NONE:
         raise ElfError(f"struct bpf_elf_map: pinning {pinning} names a path of "
