@@ -18,7 +18,11 @@ import gc
 import importlib
 import os
 import pathlib
+import queue
 import shutil
+import subprocess
+import tempfile
+import threading
 import warnings
 
 import pytest
@@ -230,3 +234,72 @@ def bpf_object(name: str) -> pathlib.Path:
 @pytest.fixture
 def obj_path():
     return bpf_object
+
+
+class CliProcess:
+    """A command (the bpfload CLI) as a subprocess whose stdout lines are read by a thread
+    (select() on a buffered pipe misses lines that already sit in the buffer).
+
+    *argv* is the whole command; *line_timeout* bounds each :meth:`readline`.  A context
+    manager: leaving it kills the process if it still runs and closes the pipes.
+    """
+
+    def __init__(self, argv, *, cwd=None, line_timeout: float = 30.0):
+        self.line_timeout = line_timeout
+        self.err = tempfile.TemporaryFile(mode="w+")
+        self.p = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=self.err,
+                                  text=True, cwd=cwd)
+        self.q: queue.Queue = queue.Queue()
+        self.t = threading.Thread(target=self._pump, daemon=True)
+        self.t.start()
+
+    def _pump(self):
+        for line in self.p.stdout:
+            self.q.put(line)
+        self.q.put(None)
+
+    def readline(self, timeout: float | None = None) -> str:
+        """The next stdout line; AssertionError if none comes in time or the process ended."""
+        try:
+            line = self.q.get(timeout=self.line_timeout if timeout is None else timeout)
+        except queue.Empty:
+            raise AssertionError(f"{self.p.args[2:4]} printed nothing in time") from None
+        assert line is not None, f"{self.p.args[2:4]} ended early: {self.finish()}"
+        return line
+
+    def until(self, prefix: str) -> list:
+        """Lines read up to and including the first that starts with *prefix*."""
+        lines = []
+        while True:
+            line = self.readline()
+            lines.append(line)
+            if line.startswith(prefix):
+                return lines
+
+    def finish(self, timeout: float = 30.0):
+        """Wait for the exit -> (rest of stdout, stderr); returncode in ``self.p``."""
+        self.p.wait(timeout=timeout)
+        self.t.join(timeout)
+        lines = []
+        while True:
+            line = self.q.get(timeout=timeout)
+            if line is None:
+                break
+            lines.append(line)
+        self.q.put(None)
+        self.err.seek(0)
+        return "".join(lines), self.err.read()
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+        self.t.join(10)
+        self.p.stdout.close()
+        self.err.close()
+
+    def __enter__(self) -> "CliProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

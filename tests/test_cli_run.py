@@ -12,19 +12,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import signal
 import struct
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 
 import pytest
 
 import bpfload
-from conftest import bpf_object, pins
+from conftest import CliProcess, bpf_object, pins
 
 pytestmark = pytest.mark.kernel
 
@@ -71,61 +68,9 @@ def helper(comm: str = "blhelper"):
         h.stdout.close()
 
 
-class Run:
-    """``bpfload run`` as a subprocess whose stdout lines are read by a thread
-    (select() on a buffered pipe misses lines that already sit in the buffer)."""
-
-    def __init__(self, args):
-        self.err = tempfile.TemporaryFile(mode="w+")
-        self.p = subprocess.Popen(CLI + ["run"] + [str(a) for a in args], stdout=subprocess.PIPE,
-                                  stderr=self.err, text=True)
-        self.q: queue.Queue = queue.Queue()
-        self.t = threading.Thread(target=self._pump, daemon=True)
-        self.t.start()
-
-    def _pump(self):
-        for line in self.p.stdout:
-            self.q.put(line)
-        self.q.put(None)
-
-    def readline(self, timeout: float = 20.0) -> str:
-        try:
-            line = self.q.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError("bpfload run printed nothing in time") from None
-        assert line is not None, f"bpfload run ended early: {self.finish()}"
-        return line
-
-    def finish(self, timeout: float = 30.0):
-        """Wait for the exit -> (rest of stdout, stderr); returncode in ``self.p``."""
-        self.p.wait(timeout=timeout)
-        self.t.join(timeout)
-        lines = []
-        while True:
-            line = self.q.get(timeout=timeout)
-            if line is None:
-                break
-            lines.append(line)
-        self.q.put(None)
-        self.err.seek(0)
-        return "".join(lines), self.err.read()
-
-    def close(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
-        self.t.join(10)
-        self.p.stdout.close()
-        self.err.close()
-
-
-@contextlib.contextmanager
 def run_cli(*args):
-    r = Run(args)
-    try:
-        yield r
-    finally:
-        r.close()
+    """``bpfload run ARGS`` as a :class:`CliProcess` (a context manager)."""
+    return CliProcess(CLI + ["run", *args], line_timeout=20.0)
 
 
 def _load(tgid: int = 0):

@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import urllib.request
 
 import pytest
 
 import bpfload
-from conftest import bpf_object, need_module
+from conftest import CliProcess, bpf_object, need_module
 
 pytestmark = pytest.mark.kernel
 
@@ -36,58 +33,6 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 CLI = [sys.executable, "-m", "bpfload"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXIT_USAGE, EXIT_LOAD, EXIT_ATTACH = 2, 3, 4
-
-
-class Proc:
-    """A CLI subprocess whose stdout lines are collected by a thread."""
-
-    def __init__(self, args):
-        self.err = tempfile.TemporaryFile(mode="w+")
-        self.p = subprocess.Popen(CLI + [str(a) for a in args], stdout=subprocess.PIPE,
-                                  stderr=self.err, text=True, cwd=REPO)
-        self.q: queue.Queue = queue.Queue()
-        self.t = threading.Thread(target=self._pump, daemon=True)
-        self.t.start()
-
-    def _pump(self):
-        for line in self.p.stdout:
-            self.q.put(line)
-        self.q.put(None)
-
-    def readline(self, timeout: float = 30.0) -> str:
-        line = self.q.get(timeout=timeout)
-        if line is None:
-            self.err.seek(0)
-            raise AssertionError(f"the CLI ended early: {self.err.read()}")
-        return line
-
-    def until(self, prefix: str) -> list:
-        lines = []
-        while True:
-            line = self.readline()
-            lines.append(line)
-            if line.startswith(prefix):
-                return lines
-
-    def finish(self, timeout: float = 30.0):
-        self.p.wait(timeout=timeout)
-        self.t.join(timeout)
-        rest = []
-        while True:
-            line = self.q.get(timeout=timeout)
-            if line is None:
-                break
-            rest.append(line)
-        self.err.seek(0)
-        return "".join(rest), self.err.read()
-
-    def close(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait()
-        self.t.join(10)
-        self.p.stdout.close()
-        self.err.close()
 
 
 def cli(*args):
@@ -146,7 +91,7 @@ def test_exit_status_could_not_attach():
 def test_export_sigterm_detaches_and_sighup_reloads(tmp_path):
     cfg = tmp_path / "export.yaml"
     write_config(cfg, [SYSCALLS])
-    proc = Proc(["export", cfg, "--listen", "127.0.0.1:0"])
+    proc = CliProcess(CLI + ["export", cfg, "--listen", "127.0.0.1:0"], cwd=REPO)
     try:
         lines = proc.until("serving ")
         first = link_ids(lines)
@@ -184,7 +129,7 @@ def test_export_sigterm_detaches_and_sighup_reloads(tmp_path):
 
 
 def test_run_sigterm_detaches_and_exits_0():
-    proc = Proc(["run", bpf_object("attach_run"), "--json"])
+    proc = CliProcess(CLI + ["run", bpf_object("attach_run"), "--json"], cwd=REPO)
     try:
         first = json.loads(proc.readline())
         ids = [ln["id"] for ln in first["links"]]
