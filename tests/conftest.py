@@ -236,6 +236,23 @@ def obj_path():
     return bpf_object
 
 
+def readelf_loads(binary) -> list:
+    """The PT_LOAD headers of *binary* as readelf -lW prints them (the reference the ELF
+    readers are checked against): (offset, vaddr, filesz, memsz, flags) each, flags as
+    readelf spells them ("R E")."""
+    need_tool("readelf", "binutils")
+    out = subprocess.run(["readelf", "-lW", str(binary)], check=True, capture_output=True,
+                         text=True).stdout
+    loads = []
+    for line in out.splitlines():
+        f = line.split()
+        if f and f[0] == "LOAD":
+            loads.append((int(f[1], 16), int(f[2], 16), int(f[4], 16), int(f[5], 16),
+                          " ".join(f[6:-1])))
+    assert loads, f"readelf shows no LOAD segment in {binary}"
+    return loads
+
+
 class CliProcess:
     """A command (the bpfload CLI) as a subprocess whose stdout lines are read by a thread
     (select() on a buffered pipe misses lines that already sit in the buffer).

@@ -26,7 +26,7 @@ import pytest
 import bpfload
 from bpfload.elf import symbols
 from bpfload.link import uprobe as uprobe_mod
-from conftest import REPO, bpf_object, need_tool, unavailable
+from conftest import REPO, bpf_object, need_tool, readelf_loads, unavailable
 
 SOURCE = r"""
 #include <stdio.h>
@@ -139,22 +139,9 @@ def _nm_address(binary, symbol, dynamic=False):
     raise AssertionError(f"nm shows no {symbol} in {binary}")
 
 
-def _readelf_loads(binary):
-    need_tool("readelf", "binutils")
-    out = subprocess.run(["readelf", "-lW", binary], check=True, capture_output=True,
-                         text=True).stdout
-    loads = []
-    for line in out.splitlines():
-        f = line.split()
-        if f and f[0] == "LOAD":
-            loads.append((int(f[1], 16), int(f[2], 16), int(f[4], 16)))   # offset, vaddr, filesz
-    assert loads
-    return loads
-
-
 def _reference_offset(binary, symbol, dynamic=False):
     addr = _nm_address(binary, symbol, dynamic)
-    hits = [addr - vaddr + off for off, vaddr, filesz in _readelf_loads(binary)
+    hits = [addr - vaddr + off for off, vaddr, filesz, _, _ in readelf_loads(binary)
             if vaddr <= addr < vaddr + filesz]
     assert len(hits) == 1
     return hits[0]

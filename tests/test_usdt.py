@@ -39,7 +39,7 @@ import pytest
 import bpfload
 from bpfload.elf import notes as notes_mod
 from bpfload.link import usdt as usdt_mod
-from conftest import bpf_object, need_tool, unavailable
+from conftest import bpf_object, need_tool, readelf_loads, unavailable
 
 MAIN = r"""
 #include <stdio.h>
@@ -189,21 +189,8 @@ def _readelf_notes(binary):
     return rows
 
 
-def _readelf_loads(binary):
-    out = subprocess.run(["readelf", "-lW", binary], check=True, capture_output=True,
-                         text=True).stdout
-    loads = []
-    for line in out.splitlines():
-        f = line.split()
-        if f and f[0] == "LOAD":
-            # offset, vaddr, memsz, flags
-            loads.append((int(f[1], 16), int(f[2], 16), int(f[5], 16), line[60:]))
-    assert loads
-    return loads
-
-
 def _ref_offset(binary, addr, executable):
-    hits = [addr - vaddr + off for off, vaddr, memsz, flags in _readelf_loads(binary)
+    hits = [addr - vaddr + off for off, vaddr, _, memsz, flags in readelf_loads(binary)
             if vaddr <= addr < vaddr + memsz and ("E" in flags) == executable]
     assert len(hits) == 1
     return hits[0]
