@@ -25,7 +25,7 @@ import logging
 import os
 import struct
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from .. import errors
 from ..pins import pin_fd, unpin_path
@@ -33,7 +33,7 @@ from .._core import syscall as _sys
 from .._core.syscall import FD
 from ..constants import AttachType, LinkType, PerfEventType
 
-__all__ = ["Link", "LinkInfo", "link_info"]
+__all__ = ["Link", "LinkInfo", "link_info", "link_group"]
 
 log = logging.getLogger("bpfload.link")
 
@@ -479,3 +479,31 @@ def _describe(info: LinkInfo) -> str:
     if info.pf is not None:
         return f"netfilter pf {info.pf} hook {info.hooknum} priority {info.priority}"
     return t.name.lower() if isinstance(t, LinkType) else f"link type {t}"
+
+
+_Item = TypeVar("_Item")
+
+
+def link_group(program: str, make: Callable[[_Item], "Link"], items: Iterable[_Item], *,
+               type: Union[LinkType, int], hook: str, holds: Sequence[Any] = ()) -> "Link":
+    """One :class:`Link` owning the Links ``make(item)`` gives for each of *items*, in order.
+
+    For attachments made of several (one perf event per CPU, one uprobe per
+    USDT site).  If a ``make`` raises, the Links made so far are closed, last
+    first, and the error propagates.  Closing the group's Link closes them,
+    last first, then releases *holds*.
+    """
+    links: List[Link] = []
+    try:
+        for item in items:
+            links.append(make(item))
+    except BaseException:
+        for link in reversed(links):
+            link.close()
+        raise
+
+    def detach() -> None:
+        for link in reversed(links):
+            link.close()
+
+    return Link(None, program=program, type=type, hook=hook, detach=detach, holds=holds)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from .. import errors
 from .._core import perf as _perf
@@ -30,7 +30,7 @@ from .._core import syscall as _sys
 from .._core.syscall import FD
 from ..constants import AttachType, LinkType, ProgType
 from . import tracefs as _tracefs
-from .link import Link
+from .link import Link, link_group
 from .perf import attach_perf_fd
 
 __all__ = ["attach_raw_tracepoint", "attach_trace", "attach_tracepoint", "attach_kprobe",
@@ -309,25 +309,14 @@ def attach_perf_event(prog: Any, pfd: Union[int, FD, None] = None, *, type: Opti
         raise errors.AttachError("cannot read the online CPUs", program=prog.name, hook=what,
                                  err=e.errno or _errno.EIO,
                                  hint="is sysfs mounted at /sys?") from e
-    links: List[Link] = []
-    try:
-        for c in cpus:
-            hook = f"{what} on CPU {c}"
-            ev = _open_event(prog, type, config, hook=hook, family="perf_event", pid=-1,
-                             cpu=c, **sample)
-            links.append(attach_perf_fd(prog, ev, hook=hook, family="perf_event",
-                                        cookie=cookie))
-    except BaseException:
-        for link in reversed(links):
-            link.close()
-        raise
 
-    def detach() -> None:
-        for link in reversed(links):
-            link.close()
+    def on_cpu(c: int) -> Link:
+        hook = f"{what} on CPU {c}"
+        ev = _open_event(prog, type, config, hook=hook, family="perf_event", pid=-1, cpu=c, **sample)
+        return attach_perf_fd(prog, ev, hook=hook, family="perf_event", cookie=cookie)
 
-    return Link(None, program=prog.name, type=LinkType.PERF_EVENT,
-                hook=f"{what} on CPUs {','.join(map(str, cpus))}", detach=detach, holds=links)
+    return link_group(prog.name, on_cpu, cpus, type=LinkType.PERF_EVENT,
+                      hook=f"{what} on CPUs {','.join(map(str, cpus))}")
 
 
 def _dup_perf_fd(prog: Any, pfd: Any) -> FD:

@@ -47,7 +47,7 @@ from .._core.syscall import FD
 from ..constants import AttachType, LinkType, MapType, ProgType
 from ..elf.notes import UsdtProbe, read_usdt_notes
 from ..elf.symbols import resolve_binary
-from .link import Link
+from .link import Link, link_group
 
 __all__ = ["attach_usdt", "parse_arg", "parse_spec", "UsdtArg", "encode_spec",
            "uprobe_multi_supported", "load_attach_type", "PT_REGS_OFFSETS", "MAX_ARGS",
@@ -430,22 +430,13 @@ def _attach_multi(prog: Any, path: str, sites: List[UsdtProbe], id_of: Dict[str,
 def _attach_perf(prog: Any, path: str, sites: List[UsdtProbe], id_of: Dict[str, int], pid: int,
                  hook: str, held: _SpecIds) -> Link:
     from .uprobe import attach_uprobe
-    links: List[Link] = []
-    try:
-        for s in sites:
-            links.append(attach_uprobe(prog, path, None, offset=s.offset, pid=pid,
-                                       cookie=id_of[s.args], ref_ctr_offset=s.semaphore_offset))
-    except BaseException:
-        for lk in reversed(links):
-            lk.close()
-        raise
 
-    def detach() -> None:
-        for lk in reversed(links):
-            lk.close()
+    def at_site(s: UsdtProbe) -> Link:
+        return attach_uprobe(prog, path, None, offset=s.offset, pid=pid, cookie=id_of[s.args],
+                             ref_ctr_offset=s.semaphore_offset)
 
     n = len(sites)
-    return Link(None, program=prog.name, type=LinkType.PERF_EVENT,
-                hook=f"{hook}, {n} site{'s' if n > 1 else ''} (perf-event uprobes)",
-                detach=detach, holds=[held])
+    return link_group(prog.name, at_site, sites, type=LinkType.PERF_EVENT,
+                      hook=f"{hook}, {n} site{'s' if n > 1 else ''} (perf-event uprobes)",
+                      holds=[held])
 
