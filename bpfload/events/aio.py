@@ -92,26 +92,19 @@ class AsyncReaderMixin:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
 
-        def ready():
+        def end(readable: bool) -> None:
             # Unregister at once: the fd stays readable until the records are
             # read, which happens only after the waiting task resumes.
             if self._aio_wait is wait:
                 self._aio_wait = None
                 loop.remove_reader(fd)
             if not fut.done():
-                fut.set_result(True)
-
-        def expired():
-            if self._aio_wait is wait:
-                self._aio_wait = None
-                loop.remove_reader(fd)
-            if not fut.done():
-                fut.set_result(False)
+                fut.set_result(readable)
 
         wait = (loop, fd, fut)
         self._aio_wait = wait
-        loop.add_reader(fd, ready)
-        timer = loop.call_later(timeout, expired) if timeout is not None else None
+        loop.add_reader(fd, end, True)
+        timer = loop.call_later(timeout, end, False) if timeout is not None else None
         try:
             return await fut
         finally:
