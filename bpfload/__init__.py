@@ -11,7 +11,6 @@ typed-value layer, the event readers or the attach modules).
 from __future__ import annotations
 
 import sys as _sys
-from typing import TYPE_CHECKING
 
 from ._version import __version__ as __version__
 
@@ -60,6 +59,7 @@ __all__ = [
     "IntRangeError", "ReadOnlyError",
 ]
 
+TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
 if TYPE_CHECKING:   # type checkers see every public name at once, with its real type
     from .constants import (
         BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, AttachType, LinkType, MapFlags, MapType,

@@ -30,11 +30,14 @@ then read zeros (they never point at unmapped memory).
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import errors
 from ._core.syscall import index_int
 from .spec import GlobalVar
+
+TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 __all__ = ["GlobalData"]
 

@@ -25,7 +25,6 @@ import errno as _errno
 import dataclasses
 import os
 import re
-from typing import Dict, List, Optional
 
 from . import errors
 from ._core import insn as _insn
@@ -34,6 +33,10 @@ from .maps import Map, MapInfo, kernel_name, possible_cpus
 from .programs import Program, load_program
 from .pins import pin_path
 from .spec import MapSpec, ObjectSpec, RelocKind
+
+TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional
 
 __all__ = ["LoadResult", "load_spec", "check_compatible", "validate_map_in_map",
            "DEFAULT_PIN_ROOT"]

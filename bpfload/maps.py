@@ -11,7 +11,6 @@ import fcntl
 import os
 import re
 import struct
-from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import errors
 from .pins import pin_fd, unpin_path
@@ -19,7 +18,9 @@ from ._core import syscall as _sys
 from ._core.syscall import FD, MapCore, possible_cpus
 from .constants import MAP_IN_MAP_TYPES, MapType
 
+TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
 if TYPE_CHECKING:
+    from typing import Any, Optional, Union
     from ._core.mapping import MapMapping
     from .btf.format import Btf
     from .btf.typed import TypedMap

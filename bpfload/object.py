@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import TYPE_CHECKING, Dict, List, Optional, Union
 
 from . import errors
 from .constants import ProgType
@@ -21,7 +20,9 @@ from .loader import LoadResult, load_spec
 from .pins import pin_name, pin_path
 from .spec import ObjectSpec
 
+TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
 if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Union
     from .link.link import Link
     from .maps import Map
     from .programs import Program

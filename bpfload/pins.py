@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 from . import errors
 from .spec import pin_name_problem
+
+TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
+if TYPE_CHECKING:
+    from typing import Optional
 
 __all__ = ["bpffs_mount_of", "is_bpffs", "explain_pin_failure", "pin_name", "pin_path",
            "pin_fd", "unpin_path"]

@@ -11,7 +11,6 @@ import dataclasses
 import errno as _errno
 import os
 import struct
-from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import errors
 from .pins import pin_fd, unpin_path
@@ -19,7 +18,9 @@ from ._core import syscall as _sys
 from ._core.syscall import FD
 from .constants import ProgType
 
+TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
 if TYPE_CHECKING:
+    from typing import Any, Optional, Union
     from typing_extensions import Buffer
 
     from .link.iter import IterLink

@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import BtfError
 from .format import Btf, Kind, Type
+
+TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 try:
     from .._core import corepatch as _corepatch

@@ -18,9 +18,12 @@ No syscalls; needs no privileges; no kernel version.
 from __future__ import annotations
 
 import struct
-from typing import Dict, List, Optional
 
 from ..errors import ElfError
+
+TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional
 
 __all__ = ["ElfFile", "ElfSection", "SHT_NAMES"]
 

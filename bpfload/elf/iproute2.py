@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import copy
 import struct
-from typing import Dict, Iterable, List, Optional
 
 from ..constants import MapType, PinType
 from ..errors import ElfError
 from ..spec import MapSpec
+
+TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Optional
 
 __all__ = ["ELF_MAP", "PIN_NONE", "PIN_OBJECT_NS", "PIN_GLOBAL_NS", "map_spec", "link_maps",
            "looks_like", "GLOBALS_DIR"]

@@ -36,8 +36,6 @@ import bisect
 import copy
 import os
 import struct
-from typing import Dict, List, Optional, Tuple, Union
-
 
 from . import iproute2 as _iproute2
 from . import sections as _sections
@@ -47,6 +45,10 @@ from ..constants import MapFlags, MapType, PinType, ProgType
 from ..errors import BtfError, ElfError
 from ..spec import (FunctionSpec, GlobalVar, MapSpec, ObjectSpec, ProgramSpec, Reloc, RelocKind,
                     StructOpsSpec, pin_name_problem)
+
+TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple, Union
 
 __all__ = ["parse_object", "kernel_map_name", "BPF_OBJ_NAME_LEN"]
 

@@ -32,10 +32,13 @@ No syscalls, no state.
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional, Tuple
 
 from ..constants import AttachType, ProgType
 from ..errors import ElfError
+
+TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 __all__ = [
     "BPF_F_SLEEPABLE",
