@@ -24,11 +24,14 @@ Instruction-level contract (shared by elf.py, the linker in
 from __future__ import annotations
 
 import copy
-import dataclasses
 import enum
-from typing import Any, Dict, List, Optional
 
+from ._records import FrozenRecord, Record
 from .constants import AttachType, MapType, PinType, ProgType
+
+TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 
 def pin_name_problem(name) -> Optional[str]:
@@ -62,8 +65,7 @@ class RelocKind(enum.IntEnum):
     EXTERN = 5     #: ld_imm64 / call of an extern (.kconfig / __ksym): resolved by btf/loader
 
 
-@dataclasses.dataclass(frozen=True)
-class Reloc:
+class Reloc(FrozenRecord):
     """One relocation inside a function.
 
     ``insn``: index of the instruction (8-byte slots) from the function start.
@@ -73,55 +75,97 @@ class Reloc:
     instruction offset inside the callee.
     """
 
+    __slots__ = ("insn", "kind", "target", "addend")
+    _fields = __slots__
+
     insn: int
     kind: RelocKind
     target: str
-    addend: int = 0
+    addend: int
+
+    def __init__(self, insn: int, kind: RelocKind, target: str, addend: int = 0) -> None:
+        _set = object.__setattr__
+        _set(self, "insn", insn)
+        _set(self, "kind", kind)
+        _set(self, "target", target)
+        _set(self, "addend", addend)
 
 
-@dataclasses.dataclass
-class FunctionSpec:
+class FunctionSpec(Record):
     """A function's instructions and relocations (a program or a subprogram)."""
+
+    _fields = ("name", "section", "insns", "relocs", "offset", "hidden")
+    _factories = {"relocs": list}
 
     name: str
     section: str
     insns: bytes
-    relocs: List[Reloc] = dataclasses.field(default_factory=list)
+    relocs: List[Reloc]
     #: offset of the function's first byte inside its section
-    offset: int = 0
+    offset: int
     #: a global symbol of hidden/internal visibility (``__hidden``): its BTF FUNC is loaded
     #: as static, so the verifier checks it in its caller's context (libbpf's rule)
-    hidden: bool = False
+    hidden: bool
+
+    def __init__(self, name: str, section: str, insns: bytes, relocs: Optional[List[Reloc]] = None,
+                 offset: int = 0, hidden: bool = False) -> None:
+        self.name = name
+        self.section = section
+        self.insns = insns
+        self.relocs = [] if relocs is None else relocs
+        self.offset = offset
+        self.hidden = hidden
 
     @property
     def insn_count(self) -> int:
         return len(self.insns) // 8
 
 
-@dataclasses.dataclass
 class ProgramSpec(FunctionSpec):
     """An entry-point program: a function plus what the kernel needs to load it."""
 
-    type: ProgType = ProgType.UNSPEC
-    expected_attach_type: Optional[AttachType] = None
+    _fields = FunctionSpec._fields + ("type", "expected_attach_type", "attach_target", "license",
+                                      "kern_version", "flags", "attach_btf_id", "autoload")
+
+    type: ProgType
+    expected_attach_type: Optional[AttachType]
     #: what follows the section prefix (``kprobe/do_sys_open`` -> ``do_sys_open``)
-    attach_target: Optional[str] = None
-    license: str = ""
-    kern_version: int = 0
+    attach_target: Optional[str]
+    license: str
+    kern_version: int
     #: BPF_F_SLEEPABLE etc.
-    flags: int = 0
+    flags: int
     #: kernel BTF id to attach to (tp_btf/fentry/lsm/iter); 0: resolved from attach_target
-    attach_btf_id: int = 0
+    attach_btf_id: int
     #: False: skip this program at load (libbpf's set_autoload / ``SEC("?...")``)
-    autoload: bool = True
+    autoload: bool
+
+    def __init__(self, name: str, section: str, insns: bytes, relocs: Optional[List[Reloc]] = None,
+                 offset: int = 0, hidden: bool = False, type: ProgType = ProgType.UNSPEC,
+                 expected_attach_type: Optional[AttachType] = None, attach_target: Optional[str] = None,
+                 license: str = "", kern_version: int = 0, flags: int = 0, attach_btf_id: int = 0,
+                 autoload: bool = True) -> None:
+        self.name = name
+        self.section = section
+        self.insns = insns
+        self.relocs = [] if relocs is None else relocs
+        self.offset = offset
+        self.hidden = hidden
+        self.type = type
+        self.expected_attach_type = expected_attach_type
+        self.attach_target = attach_target
+        self.license = license
+        self.kern_version = kern_version
+        self.flags = flags
+        self.attach_btf_id = attach_btf_id
+        self.autoload = autoload
 
 
 #: values MapSpec.__deepcopy__ shares instead of copying
 _IMMUTABLE = (int, str, bytes, float, type(None), enum.Enum)
 
 
-@dataclasses.dataclass
-class MapSpec:
+class MapSpec(Record):
     """A map definition, editable before load.
 
     ``form`` is where it came from: ``"btf"`` (``.maps``), ``"legacy"``
@@ -130,37 +174,75 @@ class MapSpec:
     bpf_elf_map``), or ``"data"`` (a global-data section).
     """
 
+    _fields = ("name", "type", "key_size", "value_size", "max_entries", "flags", "pinning", "numa_node",
+               "map_extra", "form", "section", "inner", "slots", "btf_key_type_id", "btf_value_type_id",
+               "data", "freeze", "map_id", "relation_id", "inner_index", "pin_dir", "reused",
+               "struct_ops")
+    _factories = {"slots": dict}
+
     name: str
     type: MapType
     key_size: int
     value_size: int
     max_entries: int
-    flags: int = 0
-    pinning: PinType = PinType.NONE
-    numa_node: Optional[int] = None
-    map_extra: int = 0
-    form: str = "btf"
-    section: str = ".maps"
+    flags: int
+    pinning: PinType
+    numa_node: Optional[int]
+    map_extra: int
+    form: str
+    section: str
     #: outer maps: the template inner map (a spec; for BTF it is anonymous)
-    inner: Optional["MapSpec"] = None
+    inner: Optional[MapSpec]
     #: outer map / program array static initializers: slot -> map or program name
-    slots: Dict[int, str] = dataclasses.field(default_factory=dict)
-    btf_key_type_id: int = 0
-    btf_value_type_id: int = 0
+    slots: Dict[int, str]
+    btf_key_type_id: int
+    btf_value_type_id: int
     #: global-data maps: the section image (``.bss``: zeros)
-    data: Optional[bytes] = None
+    data: Optional[bytes]
     #: freeze after creation and initial update (``.rodata``)
-    freeze: bool = False
+    freeze: bool
     #: custom / iproute2 forms: the definition's own id, relation (inner) id and inner slot
-    map_id: int = -1
-    relation_id: int = -1
-    inner_index: int = -1
+    map_id: int
+    relation_id: int
+    inner_index: int
     #: pinned maps: the directory under the pin root (iproute2's ``tc/globals``), or None
-    pin_dir: Optional[str] = None
+    pin_dir: Optional[str]
     #: set by :meth:`reuse`: a Map or fd to use instead of creating one
-    reused: object = None
+    reused: object
     #: ``.struct_ops``/``.struct_ops.link`` maps: the variable the map registers
-    struct_ops: Optional["StructOpsSpec"] = None
+    struct_ops: Optional[StructOpsSpec]
+
+    def __init__(self, name: str, type: MapType, key_size: int, value_size: int, max_entries: int,
+                 flags: int = 0, pinning: PinType = PinType.NONE, numa_node: Optional[int] = None,
+                 map_extra: int = 0, form: str = "btf", section: str = ".maps",
+                 inner: Optional[MapSpec] = None, slots: Optional[Dict[int, str]] = None,
+                 btf_key_type_id: int = 0, btf_value_type_id: int = 0, data: Optional[bytes] = None,
+                 freeze: bool = False, map_id: int = -1, relation_id: int = -1, inner_index: int = -1,
+                 pin_dir: Optional[str] = None, reused: object = None,
+                 struct_ops: Optional[StructOpsSpec] = None) -> None:
+        self.name = name
+        self.type = type
+        self.key_size = key_size
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.flags = flags
+        self.pinning = pinning
+        self.numa_node = numa_node
+        self.map_extra = map_extra
+        self.form = form
+        self.section = section
+        self.inner = inner
+        self.slots = {} if slots is None else slots
+        self.btf_key_type_id = btf_key_type_id
+        self.btf_value_type_id = btf_value_type_id
+        self.data = data
+        self.freeze = freeze
+        self.map_id = map_id
+        self.relation_id = relation_id
+        self.inner_index = inner_index
+        self.pin_dir = pin_dir
+        self.reused = reused
+        self.struct_ops = struct_ops
 
     def reuse(self, map_or_fd) -> None:
         """Use an existing map (a :class:`bpfload.Map` or fd) instead of creating one.
@@ -188,8 +270,7 @@ class MapSpec:
         return self.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
 
 
-@dataclasses.dataclass
-class StructOpsSpec:
+class StructOpsSpec(Record):
     """A struct_ops variable (``SEC(".struct_ops") struct tcp_congestion_ops x = {...}``).
 
     ``type_name`` is the kernel struct it implements, ``data`` the variable's
@@ -199,40 +280,79 @@ class StructOpsSpec:
     through a BPF link rather than a map update).
     """
 
+    _fields = ("type_name", "btf_type_id", "data", "programs", "link")
+    _factories = {"programs": dict}
+
     type_name: str
     btf_type_id: int
     data: bytes
-    programs: Dict[str, str] = dataclasses.field(default_factory=dict)
-    link: bool = False
+    programs: Dict[str, str]
+    link: bool
+
+    def __init__(self, type_name: str, btf_type_id: int, data: bytes,
+                 programs: Optional[Dict[str, str]] = None, link: bool = False) -> None:
+        self.type_name = type_name
+        self.btf_type_id = btf_type_id
+        self.data = data
+        self.programs = {} if programs is None else programs
+        self.link = link
 
 
-@dataclasses.dataclass
-class GlobalVar:
+class GlobalVar(Record):
     """A global variable in a data section (``.data``, ``.rodata``, ``.bss``...)."""
+
+    _fields = ("name", "section", "offset", "size")
 
     name: str
     section: str
     offset: int
     size: int
 
+    def __init__(self, name: str, section: str, offset: int, size: int) -> None:
+        self.name = name
+        self.section = section
+        self.offset = offset
+        self.size = size
 
-@dataclasses.dataclass
-class ObjectSpec:
+
+class ObjectSpec(Record):
     """Everything parsed from one BPF ELF object."""
 
+    _fields = ("name", "maps", "programs", "functions", "variables", "license", "kern_version",
+               "externs", "btf", "btf_ext")
+    _factories = {"maps": dict, "programs": dict, "functions": dict, "variables": dict,
+                  "externs": dict}
+
     name: str
-    maps: Dict[str, MapSpec] = dataclasses.field(default_factory=dict)
-    programs: Dict[str, ProgramSpec] = dataclasses.field(default_factory=dict)
+    maps: Dict[str, MapSpec]
+    programs: Dict[str, ProgramSpec]
     #: every function, programs included, by symbol name (the linker's input)
-    functions: Dict[str, FunctionSpec] = dataclasses.field(default_factory=dict)
-    variables: Dict[str, GlobalVar] = dataclasses.field(default_factory=dict)
-    license: str = ""
-    kern_version: int = 0
+    functions: Dict[str, FunctionSpec]
+    variables: Dict[str, GlobalVar]
+    license: str
+    kern_version: int
     #: undefined symbols (``.kconfig`` / ``__ksym`` externs): name -> weak?
-    externs: Dict[str, bool] = dataclasses.field(default_factory=dict)
+    externs: Dict[str, bool]
     #: parsed ``.BTF`` (a :class:`bpfload.btf.Btf`) and ``.BTF.ext``, or None
-    btf: Any = None
-    btf_ext: Any = None
+    btf: Any
+    btf_ext: Any
+
+    def __init__(self, name: str, maps: Optional[Dict[str, MapSpec]] = None,
+                 programs: Optional[Dict[str, ProgramSpec]] = None,
+                 functions: Optional[Dict[str, FunctionSpec]] = None,
+                 variables: Optional[Dict[str, GlobalVar]] = None, license: str = "",
+                 kern_version: int = 0, externs: Optional[Dict[str, bool]] = None, btf: Any = None,
+                 btf_ext: Any = None) -> None:
+        self.name = name
+        self.maps = {} if maps is None else maps
+        self.programs = {} if programs is None else programs
+        self.functions = {} if functions is None else functions
+        self.variables = {} if variables is None else variables
+        self.license = license
+        self.kern_version = kern_version
+        self.externs = {} if externs is None else externs
+        self.btf = btf
+        self.btf_ext = btf_ext
 
     def copy(self) -> "ObjectSpec":
         """A copy the loader may edit without touching this spec.
