@@ -26,17 +26,20 @@ from __future__ import annotations
 import array
 import bisect
 import copy
-import dataclasses
 import enum
 import struct
-from typing import ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple
 
+from .._records import Record
 from ..errors import BtfError, ElfError
 
 try:
     from .._core import btf as _cbtf
 except ImportError:  # pragma: no cover - not built: the pure-Python twins are used
     _cbtf = None  # type: ignore[assignment]
+
+TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
+if TYPE_CHECKING:
+    from typing import ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple
 
 __all__ = [
     "BTF_MAGIC",
@@ -183,18 +186,27 @@ _NKINDS = len(_FIXED)
 # Type objects
 # --------------------------------------------------------------------------
 
-@dataclasses.dataclass
-class Type:
+class Type(Record):
     """Base of every BTF type.  ``id`` is the type id, ``name`` ``""`` when anonymous."""
+
+    __slots__ = ("id", "name", "kind_flag", "name_off")
+    _fields = __slots__
+    _hidden = ("name_off",)
 
     KIND: ClassVar[Kind] = Kind.UNKN
 
-    id: int = 0
-    name: str = ""
+    id: int
+    name: str
     #: the raw ``kind_flag`` bit (bitfield members, signed enums, union fwd...)
-    kind_flag: bool = False
+    kind_flag: bool
     #: offset of ``name`` in the string section this type was parsed from
-    name_off: int = dataclasses.field(default=0, compare=False, repr=False)
+    name_off: int
+
+    def __init__(self, id: int = 0, name: str = "", kind_flag: bool = False, name_off: int = 0) -> None:
+        self.id = id
+        self.name = name
+        self.kind_flag = kind_flag
+        self.name_off = name_off
 
     @property
     def kind(self) -> Kind:
@@ -212,22 +224,35 @@ def _info(kind: int, vlen: int, kflag: bool) -> int:
     return (kind << 24) | (vlen & 0xFFFF) | (0x80000000 if kflag else 0)
 
 
-@dataclasses.dataclass
 class Void(Type):
     """Type id 0."""
 
+    __slots__ = ()
     KIND: ClassVar[Kind] = Kind.UNKN
 
 
-@dataclasses.dataclass
 class Int(Type):
+    __slots__ = ("size", "encoding", "offset", "bits")
+    _fields = Type._fields + __slots__
     KIND: ClassVar[Kind] = Kind.INT
 
-    size: int = 0
-    encoding: IntEncoding = IntEncoding.NONE
+    size: int
+    encoding: IntEncoding
     #: bit offset and number of bits inside ``size`` bytes
-    offset: int = 0
-    bits: int = 0
+    offset: int
+    bits: int
+
+    def __init__(self, id: int = 0, name: str = "", kind_flag: bool = False, name_off: int = 0,
+                 size: int = 0, encoding: IntEncoding = IntEncoding.NONE, offset: int = 0,
+                 bits: int = 0) -> None:
+        self.id = id
+        self.name = name
+        self.kind_flag = kind_flag
+        self.name_off = name_off
+        self.size = size
+        self.encoding = encoding
+        self.offset = offset
+        self.bits = bits
 
     def _encode(self, name_off, out):
         out += _3U32.pack(name_off, _info(Kind.INT, 0, self.kind_flag), self.size)
@@ -239,11 +264,21 @@ class Int(Type):
         return bool(self.encoding & IntEncoding.SIGNED)
 
 
-@dataclasses.dataclass
 class _RefType(Type):
     """A type that is just a reference to another type."""
 
-    type: int = 0
+    __slots__ = ("type",)
+    _fields = Type._fields + __slots__
+
+    type: int
+
+    def __init__(self, id: int = 0, name: str = "", kind_flag: bool = False, name_off: int = 0,
+                 type: int = 0) -> None:
+        self.id = id
+        self.name = name
+        self.kind_flag = kind_flag
+        self.name_off = name_off
+        self.type = type
 
     def refs(self):
         yield self.type
@@ -252,45 +287,55 @@ class _RefType(Type):
         out += _3U32.pack(name_off, _info(self.KIND, 0, self.kind_flag), self.type)
 
 
-@dataclasses.dataclass
 class Ptr(_RefType):
+    __slots__ = ()
     KIND: ClassVar[Kind] = Kind.PTR
 
 
-@dataclasses.dataclass
 class Typedef(_RefType):
+    __slots__ = ()
     KIND: ClassVar[Kind] = Kind.TYPEDEF
 
 
-@dataclasses.dataclass
 class Volatile(_RefType):
+    __slots__ = ()
     KIND: ClassVar[Kind] = Kind.VOLATILE
 
 
-@dataclasses.dataclass
 class Const(_RefType):
+    __slots__ = ()
     KIND: ClassVar[Kind] = Kind.CONST
 
 
-@dataclasses.dataclass
 class Restrict(_RefType):
+    __slots__ = ()
     KIND: ClassVar[Kind] = Kind.RESTRICT
 
 
-@dataclasses.dataclass
 class TypeTag(_RefType):
     """``__attribute__((btf_type_tag("name")))`` on ``type``."""
 
+    __slots__ = ()
     KIND: ClassVar[Kind] = Kind.TYPE_TAG
 
 
-@dataclasses.dataclass
 class Func(Type):
+    __slots__ = ("type", "linkage")
+    _fields = Type._fields + __slots__
     KIND: ClassVar[Kind] = Kind.FUNC
 
     #: the FUNC_PROTO
-    type: int = 0
-    linkage: int = FuncLinkage.STATIC
+    type: int
+    linkage: int
+
+    def __init__(self, id: int = 0, name: str = "", kind_flag: bool = False, name_off: int = 0,
+                 type: int = 0, linkage: int = FuncLinkage.STATIC) -> None:
+        self.id = id
+        self.name = name
+        self.kind_flag = kind_flag
+        self.name_off = name_off
+        self.type = type
+        self.linkage = linkage
 
     def refs(self):
         yield self.type
@@ -299,13 +344,24 @@ class Func(Type):
         out += _3U32.pack(name_off, _info(Kind.FUNC, self.linkage, self.kind_flag), self.type)
 
 
-@dataclasses.dataclass
 class Array(Type):
+    __slots__ = ("type", "index_type", "nelems")
+    _fields = Type._fields + __slots__
     KIND: ClassVar[Kind] = Kind.ARRAY
 
-    type: int = 0
-    index_type: int = 0
-    nelems: int = 0
+    type: int
+    index_type: int
+    nelems: int
+
+    def __init__(self, id: int = 0, name: str = "", kind_flag: bool = False, name_off: int = 0,
+                 type: int = 0, index_type: int = 0, nelems: int = 0) -> None:
+        self.id = id
+        self.name = name
+        self.kind_flag = kind_flag
+        self.name_off = name_off
+        self.type = type
+        self.index_type = index_type
+        self.nelems = nelems
 
     def refs(self):
         yield self.type
@@ -316,21 +372,44 @@ class Array(Type):
         out += _3U32.pack(self.type, self.index_type, self.nelems)
 
 
-@dataclasses.dataclass
-class Member:
+class Member(Record):
     """A struct/union member.  ``offset`` is in bits; ``bitfield_size`` 0 unless a bitfield."""
+
+    __slots__ = ("name", "type", "offset", "bitfield_size", "name_off")
+    _fields = __slots__
+    _hidden = ("name_off",)
 
     name: str
     type: int
     offset: int
-    bitfield_size: int = 0
-    name_off: int = dataclasses.field(default=0, compare=False, repr=False)
+    bitfield_size: int
+    name_off: int
+
+    def __init__(self, name: str, type: int, offset: int, bitfield_size: int = 0,
+                 name_off: int = 0) -> None:
+        self.name = name
+        self.type = type
+        self.offset = offset
+        self.bitfield_size = bitfield_size
+        self.name_off = name_off
 
 
-@dataclasses.dataclass
 class _Composite(Type):
-    size: int = 0
-    members: List[Member] = dataclasses.field(default_factory=list)
+    __slots__ = ("size", "members")
+    _fields = Type._fields + __slots__
+    _factories = {"members": list}
+
+    size: int
+    members: List[Member]
+
+    def __init__(self, id: int = 0, name: str = "", kind_flag: bool = False, name_off: int = 0,
+                 size: int = 0, members: Optional[List[Member]] = None) -> None:
+        self.id = id
+        self.name = name
+        self.kind_flag = kind_flag
+        self.name_off = name_off
+        self.size = size
+        self.members = [] if members is None else members
 
     def refs(self):
         for m in self.members:
@@ -357,31 +436,50 @@ class _Composite(Type):
             out += _3U32.pack(strings.offset_of(m.name, m.name_off), m.type, off)
 
 
-@dataclasses.dataclass
 class Struct(_Composite):
+    __slots__ = ()
     KIND: ClassVar[Kind] = Kind.STRUCT
 
 
-@dataclasses.dataclass
 class Union(_Composite):
+    __slots__ = ()
     KIND: ClassVar[Kind] = Kind.UNION
 
 
-@dataclasses.dataclass
-class EnumValue:
+class EnumValue(Record):
+    __slots__ = ("name", "value", "name_off")
+    _fields = __slots__
+    _hidden = ("name_off",)
+
     name: str
     value: int
-    name_off: int = dataclasses.field(default=0, compare=False, repr=False)
+    name_off: int
+
+    def __init__(self, name: str, value: int, name_off: int = 0) -> None:
+        self.name = name
+        self.value = value
+        self.name_off = name_off
 
 
-@dataclasses.dataclass
 class Enum(Type):
     """ENUM (32-bit values); ``kind_flag`` set means signed."""
 
+    __slots__ = ("size", "values")
+    _fields = Type._fields + __slots__
+    _factories = {"values": list}
     KIND: ClassVar[Kind] = Kind.ENUM
 
-    size: int = 4
-    values: List[EnumValue] = dataclasses.field(default_factory=list)
+    size: int
+    values: List[EnumValue]
+
+    def __init__(self, id: int = 0, name: str = "", kind_flag: bool = False, name_off: int = 0,
+                 size: int = 4, values: Optional[List[EnumValue]] = None) -> None:
+        self.id = id
+        self.name = name
+        self.kind_flag = kind_flag
+        self.name_off = name_off
+        self.size = size
+        self.values = [] if values is None else values
 
     @property
     def signed(self) -> bool:
@@ -395,19 +493,26 @@ class Enum(Type):
         return None
 
 
-@dataclasses.dataclass
 class Enum64(Enum):
     """ENUM64 (64-bit values); ``kind_flag`` set means signed."""
 
+    __slots__ = ()
     KIND: ClassVar[Kind] = Kind.ENUM64
 
-    size: int = 8
+    def __init__(self, id: int = 0, name: str = "", kind_flag: bool = False, name_off: int = 0,
+                 size: int = 8, values: Optional[List[EnumValue]] = None) -> None:
+        self.id = id
+        self.name = name
+        self.kind_flag = kind_flag
+        self.name_off = name_off
+        self.size = size
+        self.values = [] if values is None else values
 
 
-@dataclasses.dataclass
 class Fwd(Type):
     """Forward declaration; ``kind_flag`` set means ``union``."""
 
+    __slots__ = ()
     KIND: ClassVar[Kind] = Kind.FWD
 
     @property
@@ -418,19 +523,38 @@ class Fwd(Type):
         out += _3U32.pack(name_off, _info(Kind.FWD, 0, self.kind_flag), 0)
 
 
-@dataclasses.dataclass
-class Param:
+class Param(Record):
+    __slots__ = ("name", "type", "name_off")
+    _fields = __slots__
+    _hidden = ("name_off",)
+
     name: str
     type: int
-    name_off: int = dataclasses.field(default=0, compare=False, repr=False)
+    name_off: int
+
+    def __init__(self, name: str, type: int, name_off: int = 0) -> None:
+        self.name = name
+        self.type = type
+        self.name_off = name_off
 
 
-@dataclasses.dataclass
 class FuncProto(Type):
+    __slots__ = ("return_type", "params")
+    _fields = Type._fields + __slots__
+    _factories = {"params": list}
     KIND: ClassVar[Kind] = Kind.FUNC_PROTO
 
-    return_type: int = 0
-    params: List[Param] = dataclasses.field(default_factory=list)
+    return_type: int
+    params: List[Param]
+
+    def __init__(self, id: int = 0, name: str = "", kind_flag: bool = False, name_off: int = 0,
+                 return_type: int = 0, params: Optional[List[Param]] = None) -> None:
+        self.id = id
+        self.name = name
+        self.kind_flag = kind_flag
+        self.name_off = name_off
+        self.return_type = return_type
+        self.params = [] if params is None else params
 
     def refs(self):
         yield self.return_type
@@ -442,12 +566,22 @@ class FuncProto(Type):
         return bool(self.params) and self.params[-1].type == 0 and not self.params[-1].name
 
 
-@dataclasses.dataclass
 class Var(Type):
+    __slots__ = ("type", "linkage")
+    _fields = Type._fields + __slots__
     KIND: ClassVar[Kind] = Kind.VAR
 
-    type: int = 0
-    linkage: int = VarLinkage.STATIC
+    type: int
+    linkage: int
+
+    def __init__(self, id: int = 0, name: str = "", kind_flag: bool = False, name_off: int = 0,
+                 type: int = 0, linkage: int = VarLinkage.STATIC) -> None:
+        self.id = id
+        self.name = name
+        self.kind_flag = kind_flag
+        self.name_off = name_off
+        self.type = type
+        self.linkage = linkage
 
     def refs(self):
         yield self.type
@@ -457,21 +591,39 @@ class Var(Type):
         out += _U32.pack(self.linkage)
 
 
-@dataclasses.dataclass
-class VarSecinfo:
+class VarSecinfo(Record):
     """One variable of a DATASEC: the VAR (or extern FUNC) id, its offset and size."""
+
+    __slots__ = ("type", "offset", "size")
+    _fields = __slots__
 
     type: int
     offset: int
     size: int
 
+    def __init__(self, type: int, offset: int, size: int) -> None:
+        self.type = type
+        self.offset = offset
+        self.size = size
 
-@dataclasses.dataclass
+
 class Datasec(Type):
+    __slots__ = ("size", "vars")
+    _fields = Type._fields + __slots__
+    _factories = {"vars": list}
     KIND: ClassVar[Kind] = Kind.DATASEC
 
-    size: int = 0
-    vars: List[VarSecinfo] = dataclasses.field(default_factory=list)
+    size: int
+    vars: List[VarSecinfo]
+
+    def __init__(self, id: int = 0, name: str = "", kind_flag: bool = False, name_off: int = 0,
+                 size: int = 0, vars: Optional[List[VarSecinfo]] = None) -> None:
+        self.id = id
+        self.name = name
+        self.kind_flag = kind_flag
+        self.name_off = name_off
+        self.size = size
+        self.vars = [] if vars is None else vars
 
     def refs(self):
         for v in self.vars:
@@ -483,24 +635,43 @@ class Datasec(Type):
             out += _3U32.pack(v.type, v.offset, v.size)
 
 
-@dataclasses.dataclass
 class Float(Type):
+    __slots__ = ("size",)
+    _fields = Type._fields + __slots__
     KIND: ClassVar[Kind] = Kind.FLOAT
 
-    size: int = 0
+    size: int
+
+    def __init__(self, id: int = 0, name: str = "", kind_flag: bool = False, name_off: int = 0,
+                 size: int = 0) -> None:
+        self.id = id
+        self.name = name
+        self.kind_flag = kind_flag
+        self.name_off = name_off
+        self.size = size
 
     def _encode(self, name_off, out):
         out += _3U32.pack(name_off, _info(Kind.FLOAT, 0, self.kind_flag), self.size)
 
 
-@dataclasses.dataclass
 class DeclTag(Type):
     """``btf_decl_tag("name")`` on ``type`` (``component_idx`` -1: the type itself)."""
 
+    __slots__ = ("type", "component_idx")
+    _fields = Type._fields + __slots__
     KIND: ClassVar[Kind] = Kind.DECL_TAG
 
-    type: int = 0
-    component_idx: int = -1
+    type: int
+    component_idx: int
+
+    def __init__(self, id: int = 0, name: str = "", kind_flag: bool = False, name_off: int = 0,
+                 type: int = 0, component_idx: int = -1) -> None:
+        self.id = id
+        self.name = name
+        self.kind_flag = kind_flag
+        self.name_off = name_off
+        self.type = type
+        self.component_idx = component_idx
 
     def refs(self):
         yield self.type
@@ -1320,8 +1491,7 @@ _REF_CLASSES = {
 # BTF-defined map definitions (the structs in ``.maps``)
 # --------------------------------------------------------------------------
 
-@dataclasses.dataclass
-class BtfMapDef:
+class BtfMapDef(Record):
     """A decoded ``struct { __uint(type, ...); ... }`` map definition from ``.maps``.
 
     Integer attributes are ``None`` when the definition does not set them.
@@ -1331,20 +1501,44 @@ class BtfMapDef:
     array's ``__array(values, int (void *))``.
     """
 
+    _fields = ("name", "type", "key_size", "value_size", "max_entries", "map_flags", "numa_node",
+               "pinning", "map_extra", "key_type_id", "value_type_id", "values_offset",
+               "values_is_prog", "inner")
+
     name: str
-    type: int = 0
-    key_size: int = 0
-    value_size: int = 0
-    max_entries: int = 0
-    map_flags: int = 0
-    numa_node: Optional[int] = None
-    pinning: int = 0
-    map_extra: int = 0
-    key_type_id: int = 0
-    value_type_id: int = 0
-    values_offset: Optional[int] = None
-    values_is_prog: bool = False
-    inner: Optional["BtfMapDef"] = None
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    map_flags: int
+    numa_node: Optional[int]
+    pinning: int
+    map_extra: int
+    key_type_id: int
+    value_type_id: int
+    values_offset: Optional[int]
+    values_is_prog: bool
+    inner: Optional[BtfMapDef]
+
+    def __init__(self, name: str, type: int = 0, key_size: int = 0, value_size: int = 0,
+                 max_entries: int = 0, map_flags: int = 0, numa_node: Optional[int] = None,
+                 pinning: int = 0, map_extra: int = 0, key_type_id: int = 0, value_type_id: int = 0,
+                 values_offset: Optional[int] = None, values_is_prog: bool = False,
+                 inner: Optional[BtfMapDef] = None) -> None:
+        self.name = name
+        self.type = type
+        self.key_size = key_size
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.map_flags = map_flags
+        self.numa_node = numa_node
+        self.pinning = pinning
+        self.map_extra = map_extra
+        self.key_type_id = key_type_id
+        self.value_type_id = value_type_id
+        self.values_offset = values_offset
+        self.values_is_prog = values_is_prog
+        self.inner = inner
 
 
 _ARRAY_OF_MAPS, _HASH_OF_MAPS, _PROG_ARRAY = 12, 13, 3
@@ -1524,24 +1718,41 @@ def _parse_map_def(btf: Btf, def_type_id: int, map_name: str, inner: bool) -> Bt
 # BTF.ext
 # --------------------------------------------------------------------------
 
-@dataclasses.dataclass
-class FuncInfo:
+class FuncInfo(Record):
     """``bpf_func_info``: ``insn_off`` is in bytes from the section start (as in the object)."""
+
+    __slots__ = ("insn_off", "type_id")
+    _fields = __slots__
 
     insn_off: int
     type_id: int
 
+    def __init__(self, insn_off: int, type_id: int) -> None:
+        self.insn_off = insn_off
+        self.type_id = type_id
 
-@dataclasses.dataclass
-class LineInfo:
+
+class LineInfo(Record):
     """``bpf_line_info``; ``file_name_off``/``line_off`` index the ``.BTF`` strings."""
+
+    __slots__ = ("insn_off", "file_name_off", "line_off", "line_col", "file_name", "line")
+    _fields = __slots__
 
     insn_off: int
     file_name_off: int
     line_off: int
     line_col: int
-    file_name: str = ""
-    line: str = ""
+    file_name: str
+    line: str
+
+    def __init__(self, insn_off: int, file_name_off: int, line_off: int, line_col: int,
+                 file_name: str = "", line: str = "") -> None:
+        self.insn_off = insn_off
+        self.file_name_off = file_name_off
+        self.line_off = line_off
+        self.line_col = line_col
+        self.file_name = file_name
+        self.line = line
 
     @property
     def line_num(self) -> int:
@@ -1552,24 +1763,43 @@ class LineInfo:
         return self.line_col & 0x3FF
 
 
-@dataclasses.dataclass
-class CoreRelo:
+class CoreRelo(Record):
     """``bpf_core_relo``: a CO-RE relocation at ``insn_off`` (bytes from the section start)."""
+
+    __slots__ = ("insn_off", "type_id", "access_str_off", "kind", "access_str")
+    _fields = __slots__
 
     insn_off: int
     type_id: int
     access_str_off: int
     kind: int
-    access_str: str = ""
+    access_str: str
+
+    def __init__(self, insn_off: int, type_id: int, access_str_off: int, kind: int,
+                 access_str: str = "") -> None:
+        self.insn_off = insn_off
+        self.type_id = type_id
+        self.access_str_off = access_str_off
+        self.kind = kind
+        self.access_str = access_str
 
 
-@dataclasses.dataclass
-class ExtInfo:
+class ExtInfo(Record):
     """BTF.ext records of one function, ``insn_off`` rebased to instruction indexes from its start."""
 
-    func_info: List[FuncInfo] = dataclasses.field(default_factory=list)
-    line_info: List[LineInfo] = dataclasses.field(default_factory=list)
-    core_relos: List[CoreRelo] = dataclasses.field(default_factory=list)
+    _fields = ("func_info", "line_info", "core_relos")
+    _factories = {"func_info": list, "line_info": list, "core_relos": list}
+
+    func_info: List[FuncInfo]
+    line_info: List[LineInfo]
+    core_relos: List[CoreRelo]
+
+    def __init__(self, func_info: Optional[List[FuncInfo]] = None,
+                 line_info: Optional[List[LineInfo]] = None,
+                 core_relos: Optional[List[CoreRelo]] = None) -> None:
+        self.func_info = [] if func_info is None else func_info
+        self.line_info = [] if line_info is None else line_info
+        self.core_relos = [] if core_relos is None else core_relos
 
 
 _MIN_REC = {"func_info": 8, "line_info": 16, "core_relo": 16}
