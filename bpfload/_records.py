@@ -14,8 +14,9 @@ dataclass semantics:
   (:class:`FrozenRecord`: the fields' hash, and assignment raises
   ``AttributeError`` as a frozen dataclass does);
 * ``dataclasses.fields()``, ``replace()``, ``asdict()`` and ``is_dataclass()``
-  still work: ``__dataclass_fields__`` is built (importing ``dataclasses``)
-  the first time something asks for it.
+  still work, and a ``@dataclass`` may extend a record:
+  ``__dataclass_fields__`` and ``__dataclass_params__`` are those of a shadow
+  dataclass made (importing ``dataclasses``) the first time something asks.
 
 A subclass lists its fields in ``_fields`` (the ``__init__`` order), may name
 default factories in ``_factories``, and declares ``__slots__`` when nothing
@@ -30,18 +31,26 @@ if TYPE_CHECKING:
 __all__ = ["Record", "FrozenRecord"]
 
 
-class _DataclassFields:
-    """``__dataclass_fields__`` of a Record class, made on first use (``dataclasses`` API)."""
+class _DataclassAttr:
+    """``__dataclass_fields__``/``__dataclass_params__`` of a Record class, made on first use.
 
-    def __get__(self, obj: object, cls: type) -> Dict[str, Any]:
-        made = cls.__dict__.get("_dataclass_fields")
+    With them the ``dataclasses`` functions (fields, replace, asdict,
+    is_dataclass) accept records, and ``@dataclass`` can extend one.
+    """
+
+    def __init__(self, attr: str) -> None:
+        self.attr = attr
+
+    def __get__(self, obj: object, cls: type) -> Any:
+        made = cls.__dict__.get("_dataclass_shadow")
         if made is None:
-            made = _make_fields(cls)
-            type.__setattr__(cls, "_dataclass_fields", made)
-        return made
+            made = _make_shadow(cls)
+            type.__setattr__(cls, "_dataclass_shadow", made)
+        return getattr(made, self.attr)
 
 
-def _make_fields(cls: Any) -> Dict[str, Any]:
+def _make_shadow(cls: Any) -> type:
+    """A dataclass with *cls*'s fields, defaults, repr/compare flags and frozenness."""
     import dataclasses
     import inspect
 
@@ -59,8 +68,7 @@ def _make_fields(cls: Any) -> Dict[str, Any]:
         else:
             f = dataclasses.field(repr=shown, compare=shown)
         specs.append((name, annotations.get(name, "Any"), f))
-    shadow = dataclasses.make_dataclass(cls.__name__, specs, frozen=issubclass(cls, FrozenRecord))
-    return dict(shadow.__dataclass_fields__)
+    return dataclasses.make_dataclass(cls.__name__, specs, frozen=issubclass(cls, FrozenRecord))
 
 
 class Record:
@@ -76,7 +84,8 @@ class Record:
     #: the fields repr shows and == compares (set per class)
     _shown: ClassVar[Tuple[str, ...]] = ()
     __match_args__: ClassVar[Tuple[str, ...]] = ()
-    __dataclass_fields__: ClassVar[Dict[str, Any]] = _DataclassFields()  # type: ignore[assignment]
+    __dataclass_fields__: ClassVar[Dict[str, Any]] = _DataclassAttr("__dataclass_fields__")  # type: ignore
+    __dataclass_params__: ClassVar[Any] = _DataclassAttr("__dataclass_params__")
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)

@@ -22,11 +22,11 @@ from __future__ import annotations
 import array
 import contextlib
 import errno as _errno
-import dataclasses
 import os
 import re
 
 from . import errors
+from ._records import Record
 from ._core import insn as _insn
 from .constants import MAP_IN_MAP_TYPES, MapFlags, MapType, PinType, ProgType
 from .maps import Map, MapInfo, kernel_name, possible_cpus
@@ -65,9 +65,11 @@ def _is_usdt(section: Optional[str]) -> bool:
     return head in ("usdt", "usdt.s")
 
 
-@dataclasses.dataclass
-class LoadResult:
+class LoadResult(Record):
     """What a successful load hands to :class:`bpfload.BpfObject`."""
+
+    _fields = ("maps", "programs", "pins_created", "reused", "order", "struct_ops")
+    _factories = {"struct_ops": dict}
 
     maps: Dict[str, Map]
     programs: Dict[str, Program]
@@ -78,7 +80,16 @@ class LoadResult:
     #: the order maps were obtained in, for ``inspect`` and tests
     order: List[str]
     #: struct_ops map name -> the value that registers it (see link/structops.py)
-    struct_ops: Dict[str, bytes] = dataclasses.field(default_factory=dict)
+    struct_ops: Dict[str, bytes]
+
+    def __init__(self, maps: Dict[str, Map], programs: Dict[str, Program], pins_created: List[str],
+                 reused: List[str], order: List[str], struct_ops: Optional[Dict[str, bytes]] = None) -> None:
+        self.maps = maps
+        self.programs = programs
+        self.pins_created = pins_created
+        self.reused = reused
+        self.order = order
+        self.struct_ops = {} if struct_ops is None else struct_ops
 
 
 def _ringbuf_size(n: int) -> int:

@@ -6,13 +6,13 @@ kernel info and the interfaces of particular map types (queue/stack/bloom).
 """
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import os
 import re
 import struct
 
 from . import errors
+from ._records import FrozenRecord
 from .pins import pin_fd, unpin_path
 from ._core import syscall as _sys
 from ._core.syscall import FD, MapCore, possible_cpus
@@ -40,9 +40,12 @@ def kernel_name(name: Optional[str]) -> str:
     return _NAME_OK.sub("_", name or "")[:15]
 
 
-@dataclasses.dataclass(frozen=True)
-class MapInfo:
+class MapInfo(FrozenRecord):
     """What BPF_OBJ_GET_INFO_BY_FD reports for a map (``struct bpf_map_info``)."""
+
+    _fields = ("type", "id", "key_size", "value_size", "max_entries", "flags", "name", "ifindex",
+               "btf_vmlinux_value_type_id", "netns_dev", "netns_ino", "btf_id", "btf_key_type_id",
+               "btf_value_type_id", "map_extra")
 
     type: MapType
     id: int
@@ -59,6 +62,27 @@ class MapInfo:
     btf_key_type_id: int
     btf_value_type_id: int
     map_extra: int
+
+    def __init__(self, type: MapType, id: int, key_size: int, value_size: int, max_entries: int,
+                 flags: int, name: str, ifindex: int, btf_vmlinux_value_type_id: int, netns_dev: int,
+                 netns_ino: int, btf_id: int, btf_key_type_id: int, btf_value_type_id: int,
+                 map_extra: int) -> None:
+        _set = object.__setattr__
+        _set(self, "type", type)
+        _set(self, "id", id)
+        _set(self, "key_size", key_size)
+        _set(self, "value_size", value_size)
+        _set(self, "max_entries", max_entries)
+        _set(self, "flags", flags)
+        _set(self, "name", name)
+        _set(self, "ifindex", ifindex)
+        _set(self, "btf_vmlinux_value_type_id", btf_vmlinux_value_type_id)
+        _set(self, "netns_dev", netns_dev)
+        _set(self, "netns_ino", netns_ino)
+        _set(self, "btf_id", btf_id)
+        _set(self, "btf_key_type_id", btf_key_type_id)
+        _set(self, "btf_value_type_id", btf_value_type_id)
+        _set(self, "map_extra", map_extra)
 
     @classmethod
     def from_fd(cls, fd: Union[int, FD], target: Optional[str] = None) -> "MapInfo":

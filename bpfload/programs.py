@@ -7,12 +7,12 @@ what it does.
 """
 from __future__ import annotations
 
-import dataclasses
 import errno as _errno
 import os
 import struct
 
 from . import errors
+from ._records import FrozenRecord
 from .pins import pin_fd, unpin_path
 from ._core import syscall as _sys
 from ._core.syscall import FD
@@ -60,9 +60,12 @@ _LOG_START = 64 * 1024
 _LOG_MAX = 16 * 1024 * 1024 - 1   # the kernel caps log_size below UINT32_MAX >> 8
 
 
-@dataclasses.dataclass(frozen=True)
-class ProgramInfo:
+class ProgramInfo(FrozenRecord):
     """What BPF_OBJ_GET_INFO_BY_FD reports for a program (a subset of ``bpf_prog_info``)."""
+
+    _fields = ("type", "id", "tag", "name", "xlated_prog_len", "jited_prog_len", "nr_map_ids",
+               "map_ids", "btf_id", "nr_func_info", "nr_line_info", "run_time_ns", "run_cnt",
+               "verified_insns", "load_time", "created_by_uid")
 
     type: Union[ProgType, int]
     id: int
@@ -80,6 +83,28 @@ class ProgramInfo:
     verified_insns: int
     load_time: int
     created_by_uid: int
+
+    def __init__(self, type: Union[ProgType, int], id: int, tag: str, name: str, xlated_prog_len: int,
+                 jited_prog_len: int, nr_map_ids: int, map_ids: tuple, btf_id: int, nr_func_info: int,
+                 nr_line_info: int, run_time_ns: int, run_cnt: int, verified_insns: int,
+                 load_time: int, created_by_uid: int) -> None:
+        _set = object.__setattr__
+        _set(self, "type", type)
+        _set(self, "id", id)
+        _set(self, "tag", tag)
+        _set(self, "name", name)
+        _set(self, "xlated_prog_len", xlated_prog_len)
+        _set(self, "jited_prog_len", jited_prog_len)
+        _set(self, "nr_map_ids", nr_map_ids)
+        _set(self, "map_ids", map_ids)
+        _set(self, "btf_id", btf_id)
+        _set(self, "nr_func_info", nr_func_info)
+        _set(self, "nr_line_info", nr_line_info)
+        _set(self, "run_time_ns", run_time_ns)
+        _set(self, "run_cnt", run_cnt)
+        _set(self, "verified_insns", verified_insns)
+        _set(self, "load_time", load_time)
+        _set(self, "created_by_uid", created_by_uid)
 
     @classmethod
     def from_fd(cls, fd: Union[int, FD], target: Optional[str] = None) -> "ProgramInfo":
@@ -102,16 +127,24 @@ class ProgramInfo:
                    created_by_uid=f["created_by_uid"])
 
 
-@dataclasses.dataclass(frozen=True)
-class TestRunResult:
+class TestRunResult(FrozenRecord):
     """Outcome of BPF_PROG_TEST_RUN: the program's return value, output packet and context."""
 
     __test__ = False  # not a pytest class
+    _fields = ("retval", "data", "duration_ns", "ctx")
 
     retval: int
     data: Optional[bytes]
     duration_ns: int
-    ctx: Optional[bytes] = None
+    ctx: Optional[bytes]
+
+    def __init__(self, retval: int, data: Optional[bytes], duration_ns: int,
+                 ctx: Optional[bytes] = None) -> None:
+        _set = object.__setattr__
+        _set(self, "retval", retval)
+        _set(self, "data", data)
+        _set(self, "duration_ns", duration_ns)
+        _set(self, "ctx", ctx)
 
 
 def _decode_log(buf: bytearray) -> str:

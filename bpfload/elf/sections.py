@@ -31,8 +31,7 @@ No syscalls, no state.
 """
 from __future__ import annotations
 
-import dataclasses
-
+from .._records import FrozenRecord
 from ..constants import AttachType, ProgType
 from ..errors import ElfError
 
@@ -169,8 +168,7 @@ SECTION_DEFS: Tuple[Tuple[str, ProgType, Optional[AttachType], Tuple[str, ...]],
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class SectionDef:
+class SectionDef(FrozenRecord):
     """What a program section name means.
 
     ``flags`` are BPF_PROG_LOAD ``prog_flags`` (:data:`BPF_F_SLEEPABLE`,
@@ -181,13 +179,28 @@ class SectionDef:
     (``prog_type`` UNSPEC, to be set by the user).
     """
 
+    _fields = ("prog_type", "expected_attach_type", "attach_target", "flags", "needs_attach_btf",
+               "pattern", "known")
+
     prog_type: ProgType
     expected_attach_type: Optional[AttachType]
     attach_target: Optional[str]
-    flags: int = 0
-    needs_attach_btf: bool = False
-    pattern: str = ""
-    known: bool = True
+    flags: int
+    needs_attach_btf: bool
+    pattern: str
+    known: bool
+
+    def __init__(self, prog_type: ProgType, expected_attach_type: Optional[AttachType],
+                 attach_target: Optional[str], flags: int = 0, needs_attach_btf: bool = False,
+                 pattern: str = "", known: bool = True) -> None:
+        _set = object.__setattr__
+        _set(self, "prog_type", prog_type)
+        _set(self, "expected_attach_type", expected_attach_type)
+        _set(self, "attach_target", attach_target)
+        _set(self, "flags", flags)
+        _set(self, "needs_attach_btf", needs_attach_btf)
+        _set(self, "pattern", pattern)
+        _set(self, "known", known)
 
     @property
     def sleepable(self) -> bool:
