@@ -5,10 +5,11 @@ Values follow include/uapi/linux/bpf.h (Linux 6.18); names drop the
 """
 from __future__ import annotations
 
-import enum
+from ._enums import IntEnumBase, IntFlagBase, fast_enum
 
 
-class MapType(enum.IntEnum):
+@fast_enum
+class MapType(IntEnumBase):
     """``enum bpf_map_type``."""
 
     UNSPEC = 0
@@ -47,7 +48,8 @@ class MapType(enum.IntEnum):
     ARENA = 33
 
 
-class ProgType(enum.IntEnum):
+@fast_enum
+class ProgType(IntEnumBase):
     """``enum bpf_prog_type``."""
 
     UNSPEC = 0
@@ -85,7 +87,8 @@ class ProgType(enum.IntEnum):
     NETFILTER = 32
 
 
-class AttachType(enum.IntEnum):
+@fast_enum
+class AttachType(IntEnumBase):
     """``enum bpf_attach_type``."""
 
     CGROUP_INET_INGRESS = 0
@@ -148,7 +151,8 @@ class AttachType(enum.IntEnum):
     TRACE_UPROBE_SESSION = 57
 
 
-class MapFlags(enum.IntFlag):
+@fast_enum
+class MapFlags(IntFlagBase):
     """``map_flags`` for BPF_MAP_CREATE."""
 
     NO_PREALLOC = 1 << 0
@@ -172,7 +176,8 @@ class MapFlags(enum.IntFlag):
     NO_USER_CONV = 1 << 18
 
 
-class UpdateFlags(enum.IntFlag):
+@fast_enum
+class UpdateFlags(IntFlagBase):
     """Flags for BPF_MAP_UPDATE_ELEM / batch ``elem_flags``."""
 
     ANY = 0
@@ -188,7 +193,8 @@ BPF_EXIST = UpdateFlags.EXIST
 BPF_F_LOCK = UpdateFlags.F_LOCK
 
 
-class LinkType(enum.IntEnum):
+@fast_enum
+class LinkType(IntEnumBase):
     """``enum bpf_link_type``, plus bpfload's kinds for attachments that are not BPF links.
 
     The values from 256 up are bpfload's own: attachments made without a
@@ -224,7 +230,8 @@ class LinkType(enum.IntEnum):
         return self.value < 256
 
 
-class PerfEventType(enum.IntEnum):
+@fast_enum
+class PerfEventType(IntEnumBase):
     """``enum bpf_perf_event_type``: what a ``BPF_LINK_TYPE_PERF_EVENT`` link is attached to."""
 
     UNSPEC = 0
@@ -236,7 +243,8 @@ class PerfEventType(enum.IntEnum):
     EVENT = 6
 
 
-class PinType(enum.IntEnum):
+@fast_enum
+class PinType(IntEnumBase):
     """``pinning`` attribute of a map definition (libbpf's LIBBPF_PIN_*)."""
 
     NONE = 0

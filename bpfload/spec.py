@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import enum
 
+from ._enums import IntEnumBase, fast_enum
 from ._records import FrozenRecord, Record
 from .constants import AttachType, MapType, PinType, ProgType
 
@@ -57,7 +58,8 @@ def pin_name_problem(name) -> Optional[str]:
     return None
 
 
-class RelocKind(enum.IntEnum):
+@fast_enum
+class RelocKind(IntEnumBase):
     MAP = 1        #: ld_imm64 of a map: src_reg=BPF_PSEUDO_MAP_FD, imm=fd
     DATA = 2       #: ld_imm64 into a global-data map: BPF_PSEUDO_MAP_VALUE, imm=fd, imm2=addend
     CALL = 3       #: bpf-to-bpf call: imm = callee start - (insn + 1)

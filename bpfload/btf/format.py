@@ -26,9 +26,9 @@ from __future__ import annotations
 import array
 import bisect
 import copy
-import enum
 import struct
 
+from .._enums import IntEnumBase, IntFlagBase, fast_enum
 from .._records import Record
 from ..errors import BtfError, ElfError
 
@@ -108,7 +108,8 @@ class _TooLong(Exception):
     """A string longer than the limit its caller gave (see Btf._str_or_none)."""
 
 
-class Kind(enum.IntEnum):
+@fast_enum
+class Kind(IntEnumBase):
     """``BTF_KIND_*``."""
 
     UNKN = 0
@@ -133,7 +134,8 @@ class Kind(enum.IntEnum):
     ENUM64 = 19
 
 
-class IntEncoding(enum.IntFlag):
+@fast_enum
+class IntEncoding(IntFlagBase):
     """``BTF_INT_*`` encoding bits of an INT."""
 
     NONE = 0
@@ -142,7 +144,8 @@ class IntEncoding(enum.IntFlag):
     BOOL = 4
 
 
-class FuncLinkage(enum.IntEnum):
+@fast_enum
+class FuncLinkage(IntEnumBase):
     """``BTF_FUNC_*`` (stored in a FUNC's vlen)."""
 
     STATIC = 0
@@ -150,7 +153,8 @@ class FuncLinkage(enum.IntEnum):
     EXTERN = 2
 
 
-class VarLinkage(enum.IntEnum):
+@fast_enum
+class VarLinkage(IntEnumBase):
     """``BTF_VAR_*``."""
 
     STATIC = 0
@@ -158,7 +162,8 @@ class VarLinkage(enum.IntEnum):
     GLOBAL_EXTERN = 2
 
 
-class CoreReloKind(enum.IntEnum):
+@fast_enum
+class CoreReloKind(IntEnumBase):
     """``enum bpf_core_relo_kind``."""
 
     FIELD_BYTE_OFFSET = 0
