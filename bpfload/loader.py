@@ -23,9 +23,9 @@ import array
 import contextlib
 import errno as _errno
 import os
-import re
 
 from . import errors
+from ._lazy import Pattern
 from ._records import Record
 from ._core import insn as _insn
 from .constants import MAP_IN_MAP_TYPES, MapFlags, MapType, PinType, ProgType
@@ -547,7 +547,7 @@ class _Load:
 
 
 #: what the verifier logs at an instruction the CO-RE pass poisoned (``call 0xbad2310``)
-_POISON_CALL = re.compile(r"^(\d+): \(85\) call unknown#195896080$", re.M)
+_POISON_CALL = Pattern(r"(?m)^(\d+): \(85\) call unknown#195896080$")
 _KIND_WORDS = {0: "byte_off", 1: "byte_sz", 2: "field_exists", 3: "signed", 4: "lshift_u64",
                5: "rshift_u64", 6: "local_type_id", 7: "target_type_id", 8: "type_exists",
                9: "type_size", 10: "enumval_exists", 11: "enumval_value", 12: "type_matches"}

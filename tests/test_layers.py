@@ -23,7 +23,7 @@ PKG = pathlib.Path(__file__).resolve().parent.parent / "bpfload"
 
 #: rank of each layer: a module may import modules of its rank or lower
 LAYERS = {
-    "shared": 0,       # errors, constants, spec, _records, _enums
+    "shared": 0,       # errors, constants, spec, and the start-up helpers _records, _enums, _lazy
     "_core": 1,
     "elf": 2, "btf": 2, "_pyinsn": 2,
     "maps": 3, "programs": 3, "events": 3, "link": 3, "externs": 3, "pins": 3,
@@ -35,7 +35,7 @@ LAYERS = {
     "export": 6,       # the exporter: uses object/loader/events; cli imports it
     "__init__": 7, "__main__": 7,   # the facade and the entry point sit on top
 }
-SHARED = {"errors", "constants", "spec", "_version", "_records", "_enums"}
+SHARED = {"errors", "constants", "spec", "_version", "_records", "_enums", "_lazy"}
 
 
 def _module_name(path: pathlib.Path) -> str:

@@ -11,9 +11,9 @@ Both :mod:`bpfload.btf.core` (CO-RE) and :mod:`bpfload.btf.kernel`
 from __future__ import annotations
 
 import os
-import re
 import threading
 
+from .._lazy import Pattern
 from ..errors import BtfError
 from .format import Btf, Kind, Type
 
@@ -72,7 +72,7 @@ def find_kernel_type(name: str, kind: Kind):
 # --------------------------------------------------------------------------
 # names
 
-_FLAVOR_RE = re.compile(r"(.*[^_])___[^_]", re.DOTALL)
+_FLAVOR_RE = Pattern(r"(?s)(.*[^_])___[^_]")
 
 
 def essential_name(name: str) -> str:
