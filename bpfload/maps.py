@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import struct
 
 from . import errors
@@ -30,14 +29,15 @@ __all__ = ["Map", "MapInfo", "possible_cpus", "kernel_name"]
 _MAP_INFO = struct.Struct("=6I16sII QQ III4x Q")
 assert _MAP_INFO.size == 88
 
-_NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
+#: what kernel object names may hold (kernel_name); a set, not a regular expression (start-up)
+_NAME_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.")
 
 MMAPABLE, RDONLY = 1 << 10, 1 << 3     # BPF_F_MMAPABLE, BPF_F_RDONLY
 
 
 def kernel_name(name: Optional[str]) -> str:
     """The name the kernel accepts: [A-Za-z0-9_.], at most 15 bytes."""
-    return _NAME_OK.sub("_", name or "")[:15]
+    return "".join([c if c in _NAME_OK else "_" for c in (name or "")[:15]])
 
 
 class MapInfo(FrozenRecord):
