@@ -21,7 +21,9 @@ from conftest import BPF_DIR, REPO
 NOT_FOR_LOAD = ("elftools", "bpfload.btf.typed", "bpfload.events", "bpfload.link", "bpfload.system",
                 "bpfload.elf.symbols", "bpfload.cli", "ctypes", "logging",
                 # start-up cost (issue 11): annotations are strings, records hand-written, regexes lazy
-                "typing", "dataclasses", "inspect", "re", "importlib")
+                "typing", "dataclasses", "inspect", "re", "importlib",
+                # the kernel type index (CO-RE, attach targets) and the threading it brings
+                "bpfload.btf.targets", "bpfload._core.corepatch", "threading")
 
 
 def _modules_after(code: str) -> dict:

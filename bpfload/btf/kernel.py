@@ -24,14 +24,33 @@ from .._core.syscall import FD
 from ..constants import AttachType, ProgType
 from ..errors import BtfError
 from .format import Btf, FuncLinkage, Kind, _cbtf
-from .targets import VMLINUX_PATH, find_kernel_type, vmlinux
 
 TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
 if TYPE_CHECKING:
     from typing import FrozenSet, Iterable, List, Optional, Tuple
 
+    from .targets import VMLINUX_PATH, vmlinux
+
 __all__ = ["load_object_btf", "vmlinux", "resolve_attach_btf_id", "ext_records",
            "VMLINUX_PATH"]
+
+# bpfload.btf.targets (the kernel's type index; it brings threading and _core.corepatch) is
+# imported on first use: loading an object's BTF needs none of it.  vmlinux and VMLINUX_PATH
+# are its own objects (module __getattr__); find_kernel_type, called here, forwards to it.
+
+
+def find_kernel_type(name: str, kind: Kind):
+    """The vmlinux type named *name* of *kind*, or None (:func:`bpfload.btf.targets.find_kernel_type`)."""
+    from .targets import find_kernel_type as find
+    return find(name, kind)
+
+
+def __getattr__(name: str):
+    if name in ("vmlinux", "VMLINUX_PATH"):
+        from . import targets
+        return getattr(targets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 def load_object_btf(btf: Btf, obj_name: str, *, static_funcs: Iterable[str] = ()) -> FD:
     """BPF_BTF_LOAD an object's BTF -> an owned fd.
