@@ -1,10 +1,14 @@
-"""A regular expression compiled on first use.
+"""Regular expressions compiled, and standard modules imported, on first use.
 
 ``import re`` costs a fresh process ~1.5 ms of CPU (the parser and compiler
-modules); the patterns bpfload compiled at import serve error paths and CO-RE
-flavors only, so a plain load never needs ``re``.  ``Pattern(text)`` behaves
-as ``re.compile(text)`` for attribute access (``.match``, ``.sub``,
-``.finditer`` ...); write flags inline (``(?m)``, ``(?s)``).
+modules), ``import copy`` ~1 ms (weakref, copyreg); bpfload's module-level
+patterns serve error paths and CO-RE flavors only, and its deep copies the
+rarer map formats and externs, so a plain load needs neither.
+
+* ``Pattern(text)`` behaves as ``re.compile(text)`` for attribute access
+  (``.match``, ``.sub``, ``.finditer`` ...); write flags inline (``(?m)``).
+* ``Module(name)`` behaves as the top-level module *name* for attribute
+  access (``copy = Module("copy")`` ... ``copy.deepcopy(x)``).
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["Pattern"]
+__all__ = ["Pattern", "Module"]
 
 
 class Pattern:
@@ -29,3 +33,18 @@ class Pattern:
 
     def __repr__(self) -> str:
         return f"Pattern({self.pattern!r})"
+
+
+class Module:
+    """The top-level module *name*, imported on first attribute access."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(__import__(self.name), attr)
+
+    def __repr__(self) -> str:
+        return f"Module({self.name!r})"

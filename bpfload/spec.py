@@ -23,7 +23,6 @@ Instruction-level contract (shared by elf.py, the linker in
 """
 from __future__ import annotations
 
-import copy
 import enum
 
 from ._enums import IntEnumBase, fast_enum
@@ -163,6 +162,16 @@ class ProgramSpec(FunctionSpec):
         self.autoload = autoload
 
 
+def _copy(obj):
+    """``copy.copy(obj)`` of a spec record (one with a ``__dict__``), without the copy module.
+
+    (``import copy`` brings weakref and copyreg: ~1 ms of a fresh process.)
+    """
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    return new
+
+
 #: values MapSpec.__deepcopy__ shares instead of copying
 _IMMUTABLE = (int, str, bytes, float, type(None), enum.Enum)
 
@@ -259,11 +268,21 @@ class MapSpec(Record):
         # would close the caller's fd when collected.
         # Immutable values (names, sizes, enums, the data image) are shared as they are;
         # everything else (slots, the inner template) is deep-copied.
-        new = copy.copy(self)
+        # (copy is imported only for values other than a dict of immutables or a MapSpec:
+        # a plain load never needs it)
+        new = _copy(self)
         memo[id(self)] = new
         fields = new.__dict__
         for k, v in fields.items():
-            if k != "reused" and not isinstance(v, _IMMUTABLE):
+            if k == "reused" or isinstance(v, _IMMUTABLE):
+                continue
+            if type(v) is dict and all(isinstance(x, _IMMUTABLE) for kv in v.items() for x in kv):
+                fields[k] = dict(v)
+            elif type(v) is MapSpec:
+                done = memo.get(id(v))
+                fields[k] = v.__deepcopy__(memo) if done is None else done
+            else:
+                import copy
                 fields[k] = copy.deepcopy(v, memo)
         return new
 
@@ -365,15 +384,15 @@ class ObjectSpec(Record):
         own copy where it must edit it.  (A plain deepcopy of a large object
         cost most of its load time.)
         """
-        new = copy.copy(self)
-        new.maps = {n: copy.deepcopy(m) for n, m in self.maps.items()}
+        new = _copy(self)
+        new.maps = {n: m.__deepcopy__({}) for n, m in self.maps.items()}
         funcs = {}
         for n, f in self.functions.items():
-            c = copy.copy(f)
+            c = _copy(f)
             c.relocs = list(f.relocs)
             funcs[n] = c
         new.functions = funcs
-        new.programs = {n: funcs[n] if n in funcs else copy.copy(p)
+        new.programs = {n: funcs[n] if n in funcs else _copy(p)
                         for n, p in self.programs.items()}
-        new.variables = {n: copy.copy(v) for n, v in self.variables.items()}
+        new.variables = {n: _copy(v) for n, v in self.variables.items()}
         return new

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import array
 import bisect
-import copy
 import struct
 
 from .._enums import IntEnumBase, IntFlagBase, fast_enum
+from .._lazy import Module
 from .._records import Record
 from ..errors import BtfError, ElfError
 
@@ -37,6 +37,7 @@ try:
 except ImportError:  # pragma: no cover - not built: the pure-Python twins are used
     _cbtf = None  # type: ignore[assignment]
 
+copy = Module("copy")   # imported on first use (only Btf.__deepcopy__ needs it: externs)
 TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
 if TYPE_CHECKING:
     from typing import ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple

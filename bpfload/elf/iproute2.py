@@ -19,13 +19,14 @@ definitions fit iproute2's form instead, so the error can say so.  No syscalls.
 """
 from __future__ import annotations
 
-import copy
 import struct
 
+from .._lazy import Module
 from ..constants import MapType, PinType
 from ..errors import ElfError
 from ..spec import MapSpec
 
+copy = Module("copy")   # imported on first use (deep copies of templates are rare)
 TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
 if TYPE_CHECKING:
     from typing import Dict, Iterable, List, Optional

@@ -33,7 +33,6 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import bisect
-import copy
 import os
 import struct
 
@@ -41,11 +40,13 @@ from . import iproute2 as _iproute2
 from . import sections as _sections
 from .file import ElfFile, ElfSection
 from ..btf import Btf, BtfExt, Datasec, Kind, Var, VarLinkage, annotate_error, parse_map_def
+from .._lazy import Module
 from ..constants import MapFlags, MapType, PinType, ProgType
 from ..errors import BtfError, ElfError
 from ..spec import (FunctionSpec, GlobalVar, MapSpec, ObjectSpec, ProgramSpec, Reloc, RelocKind,
                     StructOpsSpec, pin_name_problem)
 
+copy = Module("copy")   # imported on first use (deep copies of templates are rare)
 TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Tuple, Union
