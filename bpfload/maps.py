@@ -6,17 +6,18 @@ kernel info and the interfaces of particular map types (queue/stack/bloom).
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import struct
 
 from . import errors
+from ._lazy import Module
 from ._records import FrozenRecord
 from .pins import pin_fd, unpin_path
 from ._core import syscall as _sys
 from ._core.syscall import FD, MapCore, possible_cpus
 from .constants import MAP_IN_MAP_TYPES, MapType
 
+fcntl = Module("fcntl")   # imported on first use (dup_fd only)
 TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
 if TYPE_CHECKING:
     from typing import Any, Optional, Union

@@ -23,7 +23,9 @@ NOT_FOR_LOAD = ("elftools", "bpfload.btf.typed", "bpfload.events", "bpfload.link
                 # start-up cost (issue 11): annotations are strings, records hand-written, regexes lazy
                 "typing", "dataclasses", "inspect", "re", "importlib",
                 # the kernel type index (CO-RE, attach targets) and the threading it brings
-                "bpfload.btf.targets", "bpfload._core.corepatch", "threading")
+                "bpfload.btf.targets", "bpfload._core.corepatch", "threading",
+                # the loader's spec copy is made without the copy module
+                "copy", "weakref")
 
 
 def _modules_after(code: str) -> dict:
