@@ -29,13 +29,25 @@ from libc.string cimport memcpy, memset
 
 from bpfload._core.common cimport load_uint
 
-import numbers as _numbers
 import operator as _operator
 import os as _os
 import sys as _sys
 import _warnings   # warnings' C half, the same warn() and filters (warnings.py: 0.3 ms of a start)
 
 from bpfload import errors as _errors
+
+
+class _NumbersOnFirstUse:
+    """Stands for the numbers module until index_int first meets a NumPy-style integer scalar
+    (numbers' ABCs cost every load 0.4 ms to import); then puts the module in its place."""
+
+    def __getattr__(self, name):
+        import numbers
+        globals()["_numbers"] = numbers
+        return getattr(numbers, name)
+
+
+_numbers = _NumbersOnFirstUse()
 
 cdef extern from "<linux/bpf.h>":
     enum:
