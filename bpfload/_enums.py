@@ -12,14 +12,16 @@ IntEnum/IntFlag from a plain template class without those checks.  Write::
         ...
 
 ``IntEnumBase``/``IntFlagBase`` are the real ``enum.IntEnum``/``enum.IntFlag``
-for type checkers (and on Python < 3.11, where ``fast_enum`` returns the class
-as it is), and plain template bases at run time.  The members, values, repr,
-str, format, iteration, lookup and pickling equal those of the class statement
-(tests/test_records.py compares every bpfload enum with one built the usual way).
+for type checkers (and on Pythons other than 3.11-3.14, where ``fast_enum``
+returns the class as it is), and plain template bases at run time.  The
+members, values, repr, str, format, iteration, lookup and pickling equal those
+of the class statement (tests/test_records.py compares every bpfload enum with
+one built the usual way).
 """
 from __future__ import annotations
 
 import enum
+import sys as _sys
 
 TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
 if TYPE_CHECKING:
@@ -29,13 +31,15 @@ if TYPE_CHECKING:
 
 __all__ = ["IntEnumBase", "IntFlagBase", "fast_enum"]
 
-_simple_enum = getattr(enum, "_simple_enum", None)
+# 3.11-3.14: the Pythons whose standard library builds its own enums with _simple_enum;
+# any other takes the class statement.
+_simple_enum = getattr(enum, "_simple_enum", None) if (3, 11) <= _sys.version_info[:2] < (3, 15) else None
 
 if TYPE_CHECKING:
     from enum import IntEnum as IntEnumBase, IntFlag as IntFlagBase
 
     def fast_enum(cls: _T) -> _T: ...
-elif _simple_enum is None:      # Python < 3.11: the ordinary class statement
+elif _simple_enum is None:      # the ordinary class statement
     IntEnumBase = enum.IntEnum
     IntFlagBase = enum.IntFlag
 
