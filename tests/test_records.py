@@ -7,7 +7,8 @@ replacements to the originals' behaviour, against references built the slow
 way in the test: a dataclass with the same fields (repr, ==, hash,
 dataclasses.fields/replace/asdict, copy, pickle) and an IntEnum/IntFlag made by
 the functional API (members, repr, str, format, lookup, flags arithmetic,
-pickle).  No kernel needed.
+pickle).  Also the lazy pattern/module stand-ins and kernel_name (a character
+set in place of a regular expression) against the real thing.  No kernel needed.
 """
 from __future__ import annotations
 
@@ -209,3 +210,26 @@ def test_enum_docstrings_and_members_with_behaviour():
     assert repr(constants.MapFlags(3)) == "<MapFlags.NO_PREALLOC|NO_COMMON_LRU: 3>"
     assert constants.BPF_NOEXIST is constants.UpdateFlags.NOEXIST
     assert constants.ProgType.XDP in constants.ProgType and 6 in constants.ProgType.__members__.values()
+
+
+def test_lazy_pattern_and_module_are_what_they_stand_for():
+    import re
+
+    from bpfload._lazy import Module, Pattern
+
+    p = Pattern(r"(?m)^(\d+): x$")
+    text = "1: x\n2: y\n30: x"
+    assert [m.group(1) for m in p.finditer(text)] == [m.group(1) for m in re.finditer(r"^(\d+): x$", text, re.M)]
+    assert p.sub("-", text) == re.compile(r"(?m)^(\d+): x$").sub("-", text)
+    c = Module("copy")
+    assert c.deepcopy is copy.deepcopy and c.copy is copy.copy
+    with pytest.raises(AttributeError):
+        c.not_a_function
+
+
+@pytest.mark.parametrize("name", ["counter", "a-b.c/d e", "ünïcode_map_name", "x" * 20, "", None, "ok.name_9"])
+def test_kernel_name_equals_the_regular_expression(name):
+    import re
+
+    from bpfload.maps import kernel_name
+    assert kernel_name(name) == re.sub(r"[^A-Za-z0-9_.]", "_", name or "")[:15]
