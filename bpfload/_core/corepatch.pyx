@@ -101,6 +101,7 @@ cdef class EssentialIndex:
     cdef uint32_t *slot_head     # first entry + 1 with this hash (0: none)
     cdef uint32_t *chain         # per entry: next entry + 1 with the same hash
     cdef uint32_t *ids           # per entry: its type index
+    cdef unsigned char *kind_of  # per entry: its BTF kind
     cdef Py_ssize_t mask
     cdef Py_ssize_t ntypes
     cdef readonly Py_ssize_t start_id
@@ -112,12 +113,14 @@ cdef class EssentialIndex:
         self.slot_head = NULL
         self.chain = NULL
         self.ids = NULL
+        self.kind_of = NULL
 
     def __dealloc__(self):
         PyMem_Free(self.slot_hash)
         PyMem_Free(self.slot_head)
         PyMem_Free(self.chain)
         PyMem_Free(self.ids)
+        PyMem_Free(self.kind_of)
 
     def __init__(self, types, offsets, segments, Py_ssize_t start_id, kinds=None):
         cdef const unsigned char[::1] tv = memoryview(types).cast("B")
@@ -151,7 +154,8 @@ cdef class EssentialIndex:
 
         # pass 1: the named records of the asked kinds (their type indexes, ascending)
         self.ids = <uint32_t *>PyMem_Malloc((n + 1) * sizeof(uint32_t))
-        if self.ids == NULL:
+        self.kind_of = <unsigned char *>PyMem_Malloc(n + 1)
+        if self.ids == NULL or self.kind_of == NULL:
             raise MemoryError()
         with nogil:
             for idx in range(n):
@@ -163,6 +167,7 @@ cdef class EssentialIndex:
                 info = _u32le(tp + off + 4)
                 if (kmask >> ((info >> 24) & 0x1F)) & 1 and _u32le(tp + off) != 0:
                     self.ids[count] = <uint32_t>idx
+                    self.kind_of[count] = (info >> 24) & 0x1F
                     count += 1
         if bad >= 0:
             raise BtfError(f"type [{start_id + bad}]: record offset {ov[bad]} outside the "
@@ -217,13 +222,15 @@ cdef class EssentialIndex:
             raise BtfError(f"type [{start_id + bad}]: name offset outside the string section",
                            section=".BTF")
 
-    def lookup(self, name):
+    def lookup(self, name, kinds=None):
         """Ids of the types whose essential name hashes like *name* (str), ascending.
 
-        *name* should itself be an essential name.  The result may hold ids
-        of other names (hash collisions): compare names after decoding.
-        Never raises for a str.
+        *name* should itself be an essential name; *kinds*: a bit mask of the
+        kinds wanted (None: every indexed kind).  The result may hold ids of
+        other names (hash collisions): compare names after decoding.  Never
+        raises for a str.
         """
+        cdef uint32_t kmask = 0xFFFFFFFF if kinds is None else <uint32_t>kinds
         cdef bytes b = name.encode()
         cdef const unsigned char *p = b
         cdef uint64_t h = _hash(p, len(b))
@@ -234,7 +241,8 @@ cdef class EssentialIndex:
             if self.slot_hash[slot] == h:
                 cur = self.slot_head[slot]
                 while cur != 0:
-                    out.append(self.start_id + self.ids[cur - 1])
+                    if (kmask >> self.kind_of[cur - 1]) & 1:
+                        out.append(self.start_id + self.ids[cur - 1])
                     cur = self.chain[cur - 1]
                 break
             slot = (slot + 1) & self.mask

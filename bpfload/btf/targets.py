@@ -30,6 +30,10 @@ __all__ = ["VMLINUX_PATH", "vmlinux", "find_kernel_type", "essential_name", "Tar
 
 _ENUM_KINDS = (Kind.ENUM, Kind.ENUM64)
 _ENUM_MASK = (1 << int(Kind.ENUM)) | (1 << int(Kind.ENUM64))
+# the two groups a TargetBtf indexes separately: functions (attach targets, kfuncs; 56,000 in
+# vmlinux) and every other kind (CO-RE's structs, unions, enums, typedefs; ~15,000 named)
+_FUNC_MASK = 1 << int(Kind.FUNC)
+_TYPES_MASK = ((1 << 32) - 1) & ~_FUNC_MASK
 
 VMLINUX_PATH = "/sys/kernel/btf/vmlinux"
 
@@ -163,8 +167,8 @@ class TargetBtf:
     :meth:`candidates` finds the types of this BTF (for split BTF: only the
     module's own types, never its base's) whose essential name is a given
     one, through an index built once: of every kind by :meth:`build_index`,
-    otherwise of one kind group (enums and enum64s together) on the first
-    lookup of that kind.
+    otherwise of one group on the first lookup of a kind in it -- functions,
+    or every other kind (a CO-RE load never hashes vmlinux's functions).
 
     *compiled* (default when ``bpfload._core.corepatch`` is built): the
     index is :class:`bpfload._core.corepatch.EssentialIndex`, built in C
@@ -181,7 +185,7 @@ class TargetBtf:
         self.name = name
         self.compiled = (compiled is not False) and _corepatch is not None
         self._cindex = None
-        # kind group -> (compiled index of that group's records, types added after parsing)
+        # kind group mask -> (compiled index of the group's records, types added after parsing)
         self._groups: Dict[int, Tuple[object, Dict[str, List[int]]]] = {}
         self._extra: Dict[str, List[int]] = {}
         self._flavored: Optional[Dict[str, List[str]]] = None
@@ -257,9 +261,10 @@ class TargetBtf:
         self._flavored = flavored
 
     def _group(self, kind: Kind) -> Optional[Tuple[object, Dict[str, List[int]]]]:
-        """The compiled index of the kinds compatible with *kind*, built on first need; None
-        when the compiled index cannot be used (then the full Python index is built)."""
-        key = int(Kind.ENUM) if kind in _ENUM_KINDS else int(kind)
+        """The compiled index of *kind*'s group (functions, or every other kind), built on
+        first need; None when the compiled index cannot be used (then the full Python index
+        is built)."""
+        key = _FUNC_MASK if kind == Kind.FUNC else _TYPES_MASK
         g = self._groups.get(key)
         if g is not None:
             return g
@@ -269,9 +274,8 @@ class TargetBtf:
                 raw = self._raw()
                 if raw is None:
                     return None
-                mask = _ENUM_MASK if key == int(Kind.ENUM) else 1 << key
                 assert _corepatch is not None
-                g = (_corepatch.EssentialIndex(*raw, self.btf.start_id, mask), self._added(mask))
+                g = (_corepatch.EssentialIndex(*raw, self.btf.start_id, key), self._added(key))
                 self._groups[key] = g
             return g
 
@@ -294,7 +298,8 @@ class TargetBtf:
             self.build_index()
             cindex, extra = None, {}
         if cindex is not None:
-            ids = cindex.lookup(ess)  # type: ignore[attr-defined]
+            ids = cindex.lookup(ess, _ENUM_MASK if kind in _ENUM_KINDS  # type: ignore[attr-defined]
+                                else 1 << int(kind))
             more = extra.get(ess)
             if more:
                 ids = sorted(ids + more)
