@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno as _errno
 import struct
-from typing import FrozenSet, Iterable, List, Optional, Tuple
 
 from .. import errors
 from .._core import syscall as _sys
@@ -26,6 +25,10 @@ from ..constants import AttachType, ProgType
 from ..errors import BtfError
 from .format import Btf, FuncLinkage, Kind, _cbtf
 from .targets import VMLINUX_PATH, find_kernel_type, vmlinux
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: loading an object never imports typing for this module
+    from typing import FrozenSet, Iterable, List, Optional, Tuple
 
 __all__ = ["load_object_btf", "vmlinux", "resolve_attach_btf_id", "ext_records",
            "VMLINUX_PATH"]

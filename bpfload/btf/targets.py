@@ -184,7 +184,7 @@ class TargetBtf:
         self.btf = btf
         self.name = name
         self.compiled = (compiled is not False) and _corepatch is not None
-        self._cindex = None
+        self._cindex: Optional[object] = None
         # kind group mask -> (compiled index of the group's records, types added after parsing)
         self._groups: Dict[int, Tuple[object, Dict[str, List[int]]]] = {}
         self._extra: Dict[str, List[int]] = {}
@@ -235,7 +235,8 @@ class TargetBtf:
             raw = self._raw()
             if raw is not None:
                 assert _corepatch is not None
-                self._cindex = _corepatch.EssentialIndex(*raw, btf.start_id)
+                types, offsets, segments = raw
+                self._cindex = _corepatch.EssentialIndex(types, offsets, segments, btf.start_id)
                 self._extra = self._added(None)
             else:
                 self.compiled = False
@@ -275,7 +276,9 @@ class TargetBtf:
                 if raw is None:
                     return None
                 assert _corepatch is not None
-                g = (_corepatch.EssentialIndex(*raw, self.btf.start_id, key), self._added(key))
+                types, offsets, segments = raw
+                g = (_corepatch.EssentialIndex(types, offsets, segments, self.btf.start_id, key),
+                     self._added(key))
                 self._groups[key] = g
             return g
 
