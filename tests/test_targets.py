@@ -218,6 +218,26 @@ def test_core_modules_import_no_logging_dataclasses_or_typing():
     assert {"bpfload.btf.core", "bpfload.btf.targets"} <= added
 
 
+def test_btf_kernel_imports_the_kernel_btf_only_when_asked():
+    """Every load with BTF imports bpfload.btf.kernel; vmlinux's module (and its compiled
+    index) only comes with the first use of one of its names."""
+    code = ("import sys\n"
+            "import bpfload.btf.kernel as k\n"
+            "print('bpfload.btf.targets' in sys.modules, 'bpfload._core.corepatch' in sys.modules)\n"
+            "from bpfload.btf.kernel import vmlinux, find_kernel_type, VMLINUX_PATH\n"
+            "import bpfload.btf.targets as t\n"
+            "print(vmlinux is t.vmlinux and find_kernel_type is t.find_kernel_type, VMLINUX_PATH)\n"
+            "try:\n"
+            "    k.no_such_name\n"
+            "except AttributeError as e:\n"
+            "    print(e)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        "False False", f"True {targets.VMLINUX_PATH}",
+        "module 'bpfload.btf.kernel' has no attribute 'no_such_name'"]
+
+
 @pytest.mark.kernel
 def test_a_cold_core_load_maps_vmlinux_and_indexes_no_function():
     """In a fresh process, loading a CO-RE object (structs, an enum, a tp_btf target

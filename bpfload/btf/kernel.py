@@ -24,11 +24,25 @@ from .._core.syscall import FD
 from ..constants import AttachType, ProgType
 from ..errors import BtfError
 from .format import Btf, FuncLinkage, Kind, _cbtf
-from .targets import VMLINUX_PATH, find_kernel_type, vmlinux
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: loading an object never imports typing for this module
     from typing import FrozenSet, Iterable, List, Optional, Tuple
+
+    from .targets import VMLINUX_PATH, vmlinux
+    from .targets import find_kernel_type as find_kernel_type
+
+_FROM_TARGETS = ("VMLINUX_PATH", "find_kernel_type", "vmlinux")
+
+
+def __getattr__(name: str) -> object:
+    # the kernel's own BTF (bpfload.btf.targets, and its compiled index) is imported when a
+    # load needs it (CO-RE, an attach target, an extern), not by every BTF load
+    if name in _FROM_TARGETS:
+        from . import targets
+        return getattr(targets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["load_object_btf", "vmlinux", "resolve_attach_btf_id", "ext_records",
            "VMLINUX_PATH"]
@@ -138,7 +152,11 @@ def resolve_attach_btf_id(prog_type: int, attach_type: Optional[int], target: Op
                               object=obj_name)
     # module-qualified targets ("module:func") are looked up by the bare name
     name, kind = _attach_lookup(prog_type, attach_type, target.split(":")[-1])
-    t = btf.find(name, kind) if btf is not None else find_kernel_type(name, kind)
+    if btf is not None:
+        t = btf.find(name, kind)
+    else:
+        from .targets import find_kernel_type
+        t = find_kernel_type(name, kind)
     if t is None:
         raise errors.BtfError(f"program {program!r}: attach target {target!r} not found in "
                               f"kernel BTF (looked for {kind.name} {name!r})", object=obj_name)
