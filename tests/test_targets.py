@@ -256,3 +256,39 @@ def test_a_cold_core_load_maps_vmlinux_and_indexes_no_function():
     groups, built, blob = json.loads(p.stdout)
     assert groups == [True] and built is False
     assert blob in ("ReadOnlyFile", "bytes")
+
+
+# --------------------------------------------------------------------------
+# the garbage collector and the kernel's BTF
+
+def test_gc_untrack_keeps_what_the_list_holds():
+    import gc
+    import weakref
+
+    class Node:
+        pass
+    items = [None] * 1000
+    corepatch.gc_untrack(items)
+    corepatch.gc_untrack(items)          # twice: no-op
+    assert not gc.is_tracked(items)
+    a, b = Node(), Node()
+    a.other, b.other = b, a              # a cycle referenced only from the untracked list
+    items[3], items[7] = a, b
+    ref = weakref.ref(a)
+    del a, b
+    gc.collect()
+    assert ref() is items[3] and items[3].other is items[7]   # never freed under the list
+    items[3] = items[7] = None
+    gc.collect()
+    assert ref() is None                 # freed once the list lets go
+
+
+@pytest.mark.kernel
+def test_vmlinux_type_cache_is_not_walked_by_the_collector():
+    import gc
+    _need_vmlinux()
+    vm = targets.vmlinux()
+    assert not gc.is_tracked(vm._cache) and len(vm._cache) == len(vm) - 1
+    task = targets.find_kernel_type("task_struct", Kind.STRUCT)
+    gc.collect()
+    assert vm[task.id] is task and task.members

@@ -1,9 +1,9 @@
 """Type stub for the compiled ``bpfload._core.corepatch`` (pure-Python twin: ``TargetBtf(compiled=False)``)."""
-from typing import List, Optional, Sequence, Tuple, overload
+from typing import Any, List, Optional, Sequence, Tuple, overload
 
 from typing_extensions import Buffer
 
-__all__ = ["EssentialIndex", "essential_len", "ReadOnlyFile", "map_readonly"]
+__all__ = ["EssentialIndex", "essential_len", "ReadOnlyFile", "map_readonly", "gc_untrack"]
 
 def essential_len(name: str | bytes) -> int: ...
 
@@ -26,3 +26,4 @@ class ReadOnlyFile:
     def find(self, sub: Buffer, start: Optional[int] = None, end: Optional[int] = None) -> int: ...
 
 def map_readonly(fd: int, size: int) -> Optional[ReadOnlyFile]: ...
+def gc_untrack(items: List[Any]) -> None: ...

@@ -31,7 +31,11 @@ from bpfload.errors import BtfError
 cdef extern from "<string.h>" nogil:
     void *memmem(const void *hay, size_t hlen, const void *needle, size_t nlen)
 
-__all__ = ["EssentialIndex", "essential_len", "ReadOnlyFile", "map_readonly"]
+cdef extern from "Python.h":
+    void PyObject_GC_UnTrack(void *op)
+    int PyObject_GC_IsTracked(object op)
+
+__all__ = ["EssentialIndex", "essential_len", "ReadOnlyFile", "map_readonly", "gc_untrack"]
 
 
 cdef enum:
@@ -342,3 +346,19 @@ def map_readonly(int fd, Py_ssize_t size):
     m.p = <const unsigned char *>p
     m.n = size
     return m
+
+
+def gc_untrack(list items):
+    """Take the list *items* out of the cyclic garbage collector's sight.
+
+    For the per-type cache of the kernel's BTF (~130,000 slots, kept until
+    the process exits): every collection that looks at it visits each slot,
+    ~0.3 ms a time in a start that otherwise collects in ~3 ms.  What the
+    list refers to stays alive as long as the list does (the collector then
+    sees those references as coming from outside, so it can never free an
+    object still in the list); a reference cycle through the list would not
+    be collected -- the list lives until exit anyway.  Never raises for a
+    list.
+    """
+    if PyObject_GC_IsTracked(items):
+        PyObject_GC_UnTrack(<void *>items)

@@ -49,7 +49,11 @@ def vmlinux() -> Btf:
     global _vmlinux
     with _lock:
         if _vmlinux is None:
-            _vmlinux = _parse_vmlinux(VMLINUX_PATH)
+            vm = _parse_vmlinux(VMLINUX_PATH)
+            if _corepatch is not None:
+                # kept until exit: no collection needs to walk its ~130,000 cache slots
+                _corepatch.gc_untrack(vm._cache)
+            _vmlinux = vm
         return _vmlinux
 
 
