@@ -25,17 +25,19 @@ Weak externs that cannot be resolved read as zero; a strong one is an
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 import struct
 import sys
-from typing import Callable, Dict, List, Optional
 
 from . import errors
 from .btf import Array, Btf, Enum, Func, FuncLinkage, FuncProto, Int, IntEncoding, \
     Kind, Var, VarLinkage, Void
 from .constants import MapFlags, MapType
 from .spec import MapSpec, ObjectSpec, Reloc, RelocKind
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: loading an object with externs never imports typing
+    from typing import Callable, Dict, List, Optional
 
 __all__ = ["ExternPlan", "plan_externs", "kernel_config", "kernel_version_code"]
 
@@ -110,32 +112,54 @@ def _kallsyms() -> Dict[str, int]:
     return out
 
 
-@dataclasses.dataclass
 class _Kcfg:
-    name: str
-    type_id: int
-    size: int
-    align: int
-    weak: bool
-    offset: int = 0
+    """One ``.kconfig`` extern: its BTF VAR type, size, alignment and offset in the map."""
+
+    __slots__ = ("name", "type_id", "size", "align", "weak", "offset")
+
+    def __init__(self, name: str, type_id: int, size: int, align: int, weak: bool,
+                 offset: int = 0) -> None:
+        self.name = name
+        self.type_id = type_id
+        self.size = size
+        self.align = align
+        self.weak = weak
+        self.offset = offset
+
+    def __repr__(self) -> str:
+        return (f"_Kcfg(name={self.name!r}, type_id={self.type_id!r}, size={self.size!r}, "
+                f"align={self.align!r}, weak={self.weak!r}, offset={self.offset!r})")
 
 
-@dataclasses.dataclass
 class ExternPlan:
-    """What the loader needs for an object's externs."""
+    """What the loader needs for an object's externs.
 
-    #: the ``.kconfig`` map to create (already filled and frozen), or None
-    kconfig_map: Optional[MapSpec]
-    #: a BTF the kernel accepts (externs rewritten), or the object's own
-    btf: Optional[Btf]
-    kcfg: Dict[str, _Kcfg]
-    ksyms: Dict[str, int]  # name -> local BTF id of the VAR/FUNC
-    weak: Dict[str, bool]
-    obj: str
-    #: ksym VARs with a type (BPF_PSEUDO_BTF_ID) vs untyped ones (an address)
-    typed: Dict[str, bool] = dataclasses.field(default_factory=dict)
-    _vmlinux: Optional[Callable[[], Btf]] = None
-    _kallsyms: Optional[Dict[str, int]] = None
+    ``kconfig_map``: the ``.kconfig`` map to create (already filled and
+    frozen), or None; ``btf``: a BTF the kernel accepts (externs rewritten),
+    or the object's own; ``kcfg``: ``.kconfig`` externs by name; ``ksyms``:
+    ``__ksym`` name -> local BTF id of the VAR/FUNC; ``typed``: ksym VARs
+    with a type (BPF_PSEUDO_BTF_ID) vs untyped ones (an address).
+    """
+
+    def __init__(self, kconfig_map: Optional[MapSpec], btf: Optional[Btf],
+                 kcfg: Dict[str, _Kcfg], ksyms: Dict[str, int], weak: Dict[str, bool], obj: str,
+                 typed: Optional[Dict[str, bool]] = None,
+                 _vmlinux: Optional[Callable[[], Btf]] = None,
+                 _kallsyms: Optional[Dict[str, int]] = None) -> None:
+        self.kconfig_map = kconfig_map
+        self.btf = btf
+        self.kcfg = kcfg
+        self.ksyms = ksyms
+        self.weak = weak
+        self.obj = obj
+        self.typed: Dict[str, bool] = {} if typed is None else typed
+        self._vmlinux = _vmlinux
+        self._kallsyms = _kallsyms
+
+    def __repr__(self) -> str:
+        return (f"ExternPlan(obj={self.obj!r}, kconfig_map={self.kconfig_map!r}, "
+                f"kcfg={self.kcfg!r}, ksyms={self.ksyms!r}, weak={self.weak!r}, "
+                f"typed={self.typed!r})")
 
     def relocate(self, linked) -> None:
         """Turn EXTERN relocations of a linked program into DATA relocs or patched instructions."""
@@ -145,8 +169,7 @@ class ExternPlan:
                 out.append(r)
                 continue
             if r.target in self.kcfg:
-                out.append(dataclasses.replace(r, kind=RelocKind.DATA, target=KCONFIG,
-                                               addend=self.kcfg[r.target].offset))
+                out.append(Reloc(r.insn, RelocKind.DATA, KCONFIG, self.kcfg[r.target].offset))
             else:
                 self._ksym(linked, r)
         linked.relocs = out

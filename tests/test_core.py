@@ -44,13 +44,14 @@ def pytest_generate_tests(metafunc):
     # pure-Python twin; the kernel tests use the per-process (compiled) one.
     if "index_impl" in metafunc.fixturenames:
         kernel = metafunc.definition.get_closest_marker("kernel") is not None
-        metafunc.parametrize("index_impl", ["compiled"] if kernel else ["compiled", "python"])
+        metafunc.parametrize("index_impl", ["compiled"] if kernel else ["compiled", "python"],
+                             indirect=True)
 
 
 @pytest.fixture(autouse=True)
 def index_impl(request, monkeypatch):
     if request.param == "python":
-        monkeypatch.setattr(core, "_corepatch", None)
+        monkeypatch.setattr(targets, "_corepatch", None)
     return request.param
 
 

@@ -53,18 +53,20 @@ access string.
 """
 from __future__ import annotations
 
-import dataclasses
-import logging
 import struct
-import threading
+import sys
 import weakref
+from _thread import allocate_lock
 from bisect import bisect_left
-from typing import Dict, List, Optional, Tuple
 
 from ..errors import BtfError
 from .format import Array, Btf, CoreRelo, CoreReloKind, Enum, Int, IntEncoding, Kind, Ptr, Type
 from .targets import (_ENUM_KINDS, TargetBtf, Targets, _kinds_compat, essential_name,
                       kernel_targets)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: a CO-RE load in a fresh process never imports typing
+    from typing import Dict, List, Optional, Tuple
 
 __all__ = [
     "POISON_IMM",
@@ -79,7 +81,17 @@ __all__ = [
     "kernel_targets",
 ]
 
-log = logging.getLogger("bpfload.btf.core")
+
+def _debug(msg: str, *args: object) -> None:
+    """``logging.getLogger("bpfload.btf.core").debug(msg, *args)``, without importing logging.
+
+    When nothing in the process has imported :mod:`logging`, nothing has configured a
+    handler or a level either, and a DEBUG record would be dropped: so is this one.
+    """
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.getLogger("bpfload.btf.core").debug(msg, *args)
+
 
 #: imm of the ``call`` a poisoned instruction becomes (0xbad2310, "bad relo"):
 #: the verifier reports ``invalid func unknown#195896080`` if it is reachable.
@@ -438,7 +450,7 @@ def _types_match(lb: Btf, lid: int, tb: Btf, tid: int, behind_ptr: bool = False,
 
 _member_maps: "weakref.WeakKeyDictionary[Btf, Dict[int, Tuple[Dict[str, int], List[int]]]]" = \
     weakref.WeakKeyDictionary()
-_member_maps_lock = threading.Lock()
+_member_maps_lock = allocate_lock()
 
 
 def _members_map(btf: Btf, t: Type) -> Tuple[Dict[str, int], List[int]]:
@@ -557,7 +569,12 @@ def _match_spec(local: _Spec, tb: Btf, targ_id: int) -> Optional[_Spec]:
 # --------------------------------------------------------------------------
 # values
 
-@dataclasses.dataclass
+def _fields_repr(obj: object) -> str:
+    """``Name(field=value, ...)`` over ``__slots__``, as a dataclass prints itself."""
+    body = ", ".join(f"{k}={getattr(obj, k)!r}" for k in obj.__slots__)  # type: ignore[attr-defined]
+    return f"{obj.__class__.__qualname__}({body})"
+
+
 class CoreResult:
     """What one relocation does to its instruction (libbpf's bpf_core_relo_res).
 
@@ -570,17 +587,37 @@ class CoreResult:
     ``local``/``target``: the specs, as libbpf prints them.
     """
 
-    poison: bool = False
-    orig_val: int = 0
-    new_val: int = 0
-    validate: bool = True
-    orig_sz: int = 0
-    new_sz: int = 0
-    orig_type_id: int = 0
-    new_type_id: int = 0
-    fail_memsz_adjust: bool = False
-    local: str = ""
-    target: str = ""
+    __slots__ = ("poison", "orig_val", "new_val", "validate", "orig_sz", "new_sz", "orig_type_id",
+                 "new_type_id", "fail_memsz_adjust", "local", "target")
+
+    def __init__(self, poison: bool = False, orig_val: int = 0, new_val: int = 0,
+                 validate: bool = True, orig_sz: int = 0, new_sz: int = 0, orig_type_id: int = 0,
+                 new_type_id: int = 0, fail_memsz_adjust: bool = False, local: str = "",
+                 target: str = "") -> None:
+        self.poison = poison
+        self.orig_val = orig_val
+        self.new_val = new_val
+        self.validate = validate
+        self.orig_sz = orig_sz
+        self.new_sz = new_sz
+        self.orig_type_id = orig_type_id
+        self.new_type_id = new_type_id
+        self.fail_memsz_adjust = fail_memsz_adjust
+        self.local = local
+        self.target = target
+
+    def _fields(self) -> tuple:
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return _fields_repr(self)
 
 
 def _field_value(kind: int, spec: Optional[_Spec]) -> Tuple[int, int, int, bool]:
@@ -817,7 +854,7 @@ def patch_insn(insns: bytearray, idx: int, res: CoreResult) -> bool:
         if new > 0x7FFF:
             raise _CoreError(f"instruction {idx} (LDX/ST/STX): offset {new} does not fit in 16 bits")
         if res.fail_memsz_adjust:
-            log.debug("instruction %d (LDX/ST/STX) accesses a field whose size changed "
+            _debug("instruction %d (LDX/ST/STX) accesses a field whose size changed "
                       "(%d -> %d bytes) and is neither a pointer nor an unsigned integer: "
                       "poisoned", idx, res.orig_sz, res.new_sz)
             _poison_slot(insns, idx)
@@ -853,7 +890,6 @@ def patch_insn(insns: bytearray, idx: int, res: CoreResult) -> bool:
 # --------------------------------------------------------------------------
 # the loader entry point
 
-@dataclasses.dataclass(frozen=True)
 class CoreFixup:
     """One applied relocation, as :func:`apply_core_relos` reports it.
 
@@ -861,6 +897,9 @@ class CoreFixup:
     (libbpf's ``relo #N``); ``insn`` the instruction it patched in the
     linked program; ``function`` the function it belongs to.
     """
+
+    __slots__ = ("program", "function", "section", "index", "insn", "kind", "type_id", "access_str",
+                 "orig_val", "new_val", "poison", "local", "target")
 
     program: str
     function: str
@@ -875,6 +914,33 @@ class CoreFixup:
     poison: bool
     local: str
     target: str
+
+    def __init__(self, program: str, function: str, section: str, index: int, insn: int,
+                 kind: int, type_id: int, access_str: str, orig_val: int, new_val: int,
+                 poison: bool, local: str, target: str) -> None:
+        for k, v in zip(self.__slots__, (program, function, section, index, insn, kind, type_id,
+                                         access_str, orig_val, new_val, poison, local, target)):
+            object.__setattr__(self, k, v)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: CoreFixup is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: CoreFixup is immutable")
+
+    def _fields(self) -> tuple:
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return _fields_repr(self)
 
 
 class _ObjectCore:
@@ -892,7 +958,7 @@ class _ObjectCore:
             self.by_section[sec] = ([recs[i].insn_off for i in order], order)
 
 
-_states_lock = threading.Lock()
+_states_lock = allocate_lock()
 _states: Dict[int, Tuple["weakref.ref", _ObjectCore]] = {}
 
 
@@ -984,7 +1050,7 @@ def apply_core_relos(linked, spec, *, targets: Optional[Targets] = None) -> List
             except BtfError as e:  # malformed local or target BTF
                 raise _relo_error(spec, program, fname, fn.section, i, relo, str(e)) from e
             if poisoned:
-                log.debug("object %r program %r: CO-RE relocation #%d (%s): %s: instruction %d "
+                _debug("object %r program %r: CO-RE relocation #%d (%s): %s: instruction %d "
                           "poisoned", spec.name, program, i, res.local,
                           "no match in the kernel" if res.poison else
                           f"field size changed {res.orig_sz} -> {res.new_sz} bytes", idx)

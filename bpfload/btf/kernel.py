@@ -25,28 +25,24 @@ from ..constants import AttachType, ProgType
 from ..errors import BtfError
 from .format import Btf, FuncLinkage, Kind, _cbtf
 
-TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: loading an object never imports typing for this module
     from typing import FrozenSet, Iterable, List, Optional, Tuple
 
     from .targets import VMLINUX_PATH, vmlinux
+    from .targets import find_kernel_type as find_kernel_type
 
 __all__ = ["load_object_btf", "vmlinux", "resolve_attach_btf_id", "ext_records",
            "VMLINUX_PATH"]
 
-# bpfload.btf.targets (the kernel's type index; it brings threading and _core.corepatch) is
-# imported on first use: loading an object's BTF needs none of it.  vmlinux and VMLINUX_PATH
-# are its own objects (module __getattr__); find_kernel_type, called here, forwards to it.
+# bpfload.btf.targets (the kernel's type index; it brings _core.corepatch) is imported on
+# first use: loading an object's BTF needs none of it.  vmlinux, VMLINUX_PATH and
+# find_kernel_type are its own objects, handed out by the module __getattr__.
+_FROM_TARGETS = ("VMLINUX_PATH", "find_kernel_type", "vmlinux")
 
 
-def find_kernel_type(name: str, kind: Kind):
-    """The vmlinux type named *name* of *kind*, or None (:func:`bpfload.btf.targets.find_kernel_type`)."""
-    from .targets import find_kernel_type as find
-    return find(name, kind)
-
-
-def __getattr__(name: str):
-    if name in ("vmlinux", "VMLINUX_PATH"):
+def __getattr__(name: str) -> object:
+    if name in _FROM_TARGETS:
         from . import targets
         return getattr(targets, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -157,7 +153,11 @@ def resolve_attach_btf_id(prog_type: int, attach_type: Optional[int], target: Op
                               object=obj_name)
     # module-qualified targets ("module:func") are looked up by the bare name
     name, kind = _attach_lookup(prog_type, attach_type, target.split(":")[-1])
-    t = btf.find(name, kind) if btf is not None else find_kernel_type(name, kind)
+    if btf is not None:
+        t = btf.find(name, kind)
+    else:
+        from .targets import find_kernel_type
+        t = find_kernel_type(name, kind)
     if t is None:
         raise errors.BtfError(f"program {program!r}: attach target {target!r} not found in "
                               f"kernel BTF (looked for {kind.name} {name!r})", object=obj_name)
