@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import copy
 import errno as _errno
 import dataclasses
 import os
@@ -93,16 +94,50 @@ def normalize_maps(spec: ObjectSpec) -> None:
     key/value sizes left 0 become 4 (cilium/ebpf's fix-up); a ring buffer's
     size is rounded up to a power-of-two number of pages.  Done
     before reuse checks, so a pinned map created by libbpf compares equal.
+
+    The loader's copy shares the caller's :class:`MapSpec` objects: a map
+    whose definition changes is replaced in ``spec.maps`` by an edited copy
+    (and an outer map whose template it is, by a copy pointing at it), so
+    the caller's specs are never written.
     """
-    for ms in spec.maps.values():
+    replaced: Dict[int, MapSpec] = {}
+    for name, ms in spec.maps.items():
         if ms.type == MapType.PERF_EVENT_ARRAY:
-            if ms.max_entries == 0:
-                ms.max_entries = len(possible_cpus())
             # cilium/ebpf's fix-up: the kernel takes only 4-byte keys and values (fds)
-            ms.key_size = ms.key_size or 4
-            ms.value_size = ms.value_size or 4
+            want = (ms.max_entries or len(possible_cpus()), ms.key_size or 4, ms.value_size or 4)
+            if want != (ms.max_entries, ms.key_size, ms.value_size):
+                new = copy.copy(ms)
+                new.max_entries, new.key_size, new.value_size = want
+                replaced[id(ms)] = spec.maps[name] = new
         elif ms.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
-            ms.max_entries = _ringbuf_size(ms.max_entries)
+            size = _ringbuf_size(ms.max_entries)
+            if size != ms.max_entries:
+                new = copy.copy(ms)
+                new.max_entries = size
+                replaced[id(ms)] = spec.maps[name] = new
+    if replaced:
+        # a named template edited above is the same object as its outer maps' .inner
+        for name, ms in spec.maps.items():
+            if ms.inner is not None and id(ms.inner) in replaced:
+                new = copy.copy(ms)
+                new.inner = replaced[id(ms.inner)]
+                spec.maps[name] = new
+
+
+def working_copy(spec: ObjectSpec) -> ObjectSpec:
+    """The copy of *spec* a load works on, made cheaply.
+
+    Its ``maps`` and ``programs`` dicts are its own; the specs in them, the
+    functions, variables and BTF are the caller's, shared: the loader
+    replaces a map or program spec by a copy before it edits one
+    (:func:`normalize_maps`, struct_ops), and the linker, the relocations
+    and the BTF load never write the specs they read.  (Copying every spec
+    cost a small object more than its map and program syscalls' share.)
+    """
+    new = copy.copy(spec)
+    new.maps = dict(spec.maps)
+    new.programs = dict(spec.programs)
+    return new
 
 
 def check_compatible(ms: MapSpec, info: MapInfo, what: str, obj: str = "") -> None:
@@ -196,16 +231,33 @@ class _Load:
         self.externs = None
         #: BPF_PROG_BIND_MAP worked (True), is missing (False), not tried yet (None)
         self.can_bind: Optional[bool] = None
+        #: (name, Map) of the .rodata maps every program is bound to, once known
+        self.rodata_maps: Optional[list] = None
         #: struct_ops map name -> the kernel's layout of its type (btf/structops.py)
         self.st_ops: Dict[str, object] = {}
         self.st_ops_values: Dict[str, bytes] = {}
         #: owned only while loading (the object's BTF fd, anonymous map-in-map
         #: templates): closed when the load succeeds, by the stack when it fails
         self.temporary: list = []
+        #: every fd owner this load made, in order: closed in reverse if the load fails
+        self.owned: list = []
 
     def own(self, thing):
-        self.stack.callback(thing.close)
+        self.owned.append(thing)   # (one list, not an ExitStack callback per fd)
         return thing
+
+    def close_owned(self) -> None:
+        """Close what :meth:`own` took, newest first (a failed load's rollback)."""
+        err = None
+        while self.owned:
+            try:
+                self.owned.pop().close()
+            except BaseException as e:   # close the rest; the last error wins, as in an ExitStack
+                if err is not None and e.__context__ is None:
+                    e.__context__ = err
+                err = e
+        if err is not None:
+            raise err
 
     # -- maps -----------------------------------------------------------------
     def pin_path(self, ms: MapSpec) -> Optional[str]:
@@ -397,18 +449,21 @@ class _Load:
             kso = kernel_struct_ops(ms.struct_ops.type_name, vmlinux(), find_kernel_type, where=where)
             indexes = member_indexes(kso, ms.struct_ops.programs, where=where)
             self.st_ops[ms.name] = kso
-            ms.value_size = kso.value_size
+            if ms.value_size != kso.value_size:
+                ms = spec.maps[ms.name] = copy.copy(ms)   # the caller's spec stays as it is
+                ms.value_size = kso.value_size
             for prog, index in indexes.items():
                 prev = used.setdefault(prog, (kso.struct_id, index, ms.name))
                 if prev[:2] != (kso.struct_id, index):
                     raise errors.ElfError(f"struct_ops program {prog!r} implements a member of "
                                           f"{prev[2]!r} and of {ms.name!r}: one program, one member",
                                           object=spec.name, section=ms.section, symbol=prog)
-                ps = spec.programs[prog]
+                ps = spec.programs[prog] = copy.copy(spec.programs[prog])
                 ps.attach_btf_id = kso.struct_id
                 ps.expected_attach_type = index   # for struct_ops: the member index
         for name, ps in spec.programs.items():
             if ps.type == ProgType.STRUCT_OPS and name not in used:
+                ps = spec.programs[name] = copy.copy(ps)
                 ps.autoload = False
 
     def build_struct_ops(self) -> None:
@@ -503,10 +558,15 @@ class _Load:
         if self.can_bind is False:
             return
         from ._core.syscall import prog_bind_map
-        for name, m in self.maps.items():
-            ms = self.spec.maps.get(name)
-            if ms is None or ms.form != "data" or not (name == ".rodata" or name.startswith(".rodata.")):
-                continue
+        rodata = self.rodata_maps
+        if rodata is None:   # the same for every program of this load: found once
+            rodata = self.rodata_maps = []
+            for name, m in self.maps.items():
+                ms = self.spec.maps.get(name)
+                if ms is not None and ms.form == "data" and (name == ".rodata"
+                                                             or name.startswith(".rodata.")):
+                    rodata.append((name, m))
+        for name, m in rodata:
             try:
                 prog_bind_map(prog.fd, m.fd, prog.name, f"binding map {name!r}")
             except errors.SyscallError as e:
@@ -586,7 +646,7 @@ def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: in
     """
     if kernel_map_name is None:
         from .elf import kernel_map_name
-    spec = spec.copy()
+    spec = working_copy(spec)
     normalize_maps(spec)
     validate_map_in_map(spec)
     with contextlib.ExitStack() as stack:
@@ -600,6 +660,7 @@ def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: in
                 with contextlib.suppress(OSError):
                     os.rmdir(path)   # only if empty: another loader may have pinned there
         stack.callback(_unpin)
+        stack.callback(job.close_owned)   # runs before _unpin, as the per-fd callbacks did
         for ms in spec.maps.values():
             job.pin_path(ms)   # every pin name checked before anything is created
         job.plan_externs()

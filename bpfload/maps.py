@@ -32,6 +32,10 @@ assert _MAP_INFO.size == 88
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
 
 MMAPABLE, RDONLY = 1 << 10, 1 << 3     # BPF_F_MMAPABLE, BPF_F_RDONLY
+#: flags that belong to the fd, not the map: the kernel leaves them out of bpf_map_info (5.9+)
+_FD_FLAGS = RDONLY | 1 << 4             # BPF_F_RDONLY | BPF_F_WRONLY
+_MAP_IN_MAP = frozenset(int(t) for t in MAP_IN_MAP_TYPES)
+_MAP_TYPES = MapType._value2member_map_
 
 
 def kernel_name(name: Optional[str]) -> str:
@@ -137,10 +141,7 @@ class Map(MapCore):
               flags: int, name: Optional[str], map_id: int = 0) -> "Map":
         self = cls.__new__(cls)
         self._init_core(fdobj, int(map_type), key_size, value_size, max_entries, flags, name)
-        try:
-            self._type = MapType(map_type)
-        except ValueError:
-            self._type = map_type
+        self._type = _MAP_TYPES.get(map_type, map_type)   # MapType(map_type), or the int
         self._id = map_id
         self._pin_path = None
         self.inner_map_id = None
@@ -176,7 +177,7 @@ class Map(MapCore):
         """
         map_type = int(map_type)
         inner_fd = 0
-        if map_type in (int(t) for t in MAP_IN_MAP_TYPES):
+        if map_type in _MAP_IN_MAP:
             if inner_map is None:
                 raise ValueError(f"map {name!r}: {MapType(map_type).name} needs inner_map "
                                  "(the template the kernel checks inner maps against)")
@@ -188,13 +189,10 @@ class Map(MapCore):
                                 btf_value_type_id, btf_vmlinux_value_type_id, map_extra)
         if name:
             fdobj.what = f"map {name!r}"
-        try:
-            info = MapInfo.from_fd(fdobj.fileno(), name)
-        except BaseException:
-            fdobj.close()
-            raise
-        m = cls._wrap(fdobj, map_type, key_size, value_size, max_entries, info.flags, name,
-                      info.id)
+        # The flags bpf_map_info would report, without asking (libbpf does not ask either):
+        # the kernel keeps what it was given but the fd's access flags.  The id is asked
+        # for when first read (see :attr:`id`).
+        m = cls._wrap(fdobj, map_type, key_size, value_size, max_entries, flags & ~_FD_FLAGS, name)
         if inner_fd:
             try:
                 m.inner_map_id = MapInfo.from_fd(inner_fd).id
@@ -245,7 +243,15 @@ class Map(MapCore):
 
     @property
     def id(self) -> int:
-        """The kernel's id for this map (stable while the map exists)."""
+        """The kernel's id for this map (stable while the map exists).
+
+        Known from the start for maps opened by id, pin or fd; a map made by
+        :meth:`create` asks the kernel (BPF_OBJ_GET_INFO_BY_FD) the first time
+        and keeps the answer.  Raises :class:`bpfload.MapClosedError` when
+        that first time comes after :meth:`close`.
+        """
+        if not self._id:
+            self._id = MapInfo.from_fd(self._fdobj, self.name).id
         return self._id
 
     @property
