@@ -160,3 +160,35 @@ def test_ext_records_out_of_order_are_sorted():
     assert fi == array.array("I", [0, 5, 2, 7]).tobytes()
     assert li == array.array("I", [0, 9, 9, 9, 1, 4, 5, 6, 3, 1, 2, 3 << 10, 5, 1, 1, 1]).tobytes()
     assert (fi, li) == _reference(ext, functions, layout)
+
+
+@pytest.fixture(params=["cython", "python"])
+def insnmod(request):
+    from bpfload import _pyinsn
+    from bpfload._core import insn as cinsn
+    return cinsn if request.param == "cython" else _pyinsn
+
+
+def test_pack_ext_records_rebases_and_reports_order(insnmod):
+    out = array.array("I", [7, 7])
+    recs = [LineInfo(64, 1, 2, 3), LineInfo(72, 4, 5, 6)]
+    assert insnmod.pack_ext_records(recs, 64, 10, 4, out, 3) == (11, True)
+    assert list(out) == [7, 7, 10, 1, 2, 3, 11, 4, 5, 6]
+    assert insnmod.pack_ext_records([FuncInfo(0, 9)], 0, 11, 2, out, 11) == (11, False)
+    assert list(out)[-2:] == [11, 9]
+    assert insnmod.pack_ext_records([], 0, 0, 2, out, 5) == (5, True)
+
+
+def test_pack_ext_records_refuses_without_writing(insnmod):
+    out = array.array("I", [1])
+    with pytest.raises(OverflowError):
+        insnmod.pack_ext_records([FuncInfo(0, 1), FuncInfo(8, -1)], 0, 0, 2, out)
+    with pytest.raises(OverflowError):
+        insnmod.pack_ext_records([FuncInfo(0, 1)], 8, 0, 2, out)      # before the function
+    with pytest.raises(OverflowError):
+        insnmod.pack_ext_records([LineInfo(0, 1, 1, 1 << 32)], 0, 0, 4, out)
+    assert list(out) == [1]
+    with pytest.raises(ValueError, match="width"):
+        insnmod.pack_ext_records([], 0, 0, 3, out)
+    with pytest.raises(TypeError, match="array"):
+        insnmod.pack_ext_records([], 0, 0, 2, array.array("i"))

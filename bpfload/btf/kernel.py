@@ -22,6 +22,7 @@ from typing import FrozenSet, Iterable, List, Optional, Tuple
 
 from .. import errors
 from .._core import syscall as _sys
+from .._core.insn import pack_ext_records as _pack
 from .._core.syscall import FD
 from ..constants import AttachType, ProgType
 from ..errors import BtfError
@@ -154,10 +155,11 @@ def ext_records(btf_ext, functions, layout) -> Tuple[bytes, bytes]:
     bytes) arrays, sorted by instruction as the kernel requires.
     """
     # The records are packed straight from the parsed ones (no rebased copies), one
-    # array per kind.  Each function's window is in instruction order and the linker
-    # lays functions out one after another, so the result is sorted as it stands
-    # whenever the instructions strictly increase (the kernel refuses anything else);
-    # otherwise the records are sorted as tuples, as they always were.
+    # array per kind, in compiled code.  Each function's window is in instruction
+    # order and the linker lays functions out one after another, so the result is
+    # sorted as it stands whenever the instructions strictly increase (the kernel
+    # refuses anything else); otherwise the records are sorted as tuples, as they
+    # always were.
     window = btf_ext._window
     fi = array.array("I")
     li = array.array("I")
@@ -169,21 +171,12 @@ def ext_records(btf_ext, functions, layout) -> Tuple[bytes, bytes]:
         hi = lo + len(f.insns)
         recs = window("func_info", btf_ext.func_info, f.section, lo, hi)
         if recs:
-            vals = [v for r in recs for v in ((r.insn_off - lo) // 8 + start, r.type_id)]
-            insns = vals[0::2]
-            if fi_sorted and (insns[0] <= fi_last or any(a >= b for a, b in zip(insns, insns[1:]))):
-                fi_sorted = False
-            fi_last = insns[-1]
-            fi.extend(vals)
+            fi_last, ok = _pack(recs, lo, start, 2, fi, fi_last)
+            fi_sorted = fi_sorted and ok
         recs = window("line_info", btf_ext.line_info, f.section, lo, hi)
         if recs:
-            vals = [v for r in recs for v in ((r.insn_off - lo) // 8 + start, r.file_name_off,
-                                             r.line_off, r.line_col)]
-            insns = vals[0::4]
-            if li_sorted and (insns[0] <= li_last or any(a >= b for a, b in zip(insns, insns[1:]))):
-                li_sorted = False
-            li_last = insns[-1]
-            li.extend(vals)
+            li_last, ok = _pack(recs, lo, start, 4, li, li_last)
+            li_sorted = li_sorted and ok
     return (fi.tobytes() if fi_sorted else _sorted_records(fi, 2),
             li.tobytes() if li_sorted else _sorted_records(li, 4))
 
