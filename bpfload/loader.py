@@ -53,6 +53,9 @@ _NO_BTF_TYPES = {MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.STACK_T
 #: Program types whose section names a kernel BTF entity to attach to.
 _ATTACH_BTF_TYPES = {ProgType.TRACING, ProgType.LSM}
 
+#: BPF_F_MMAPABLE as a plain int (an IntFlag ``&`` makes a new flag object each time)
+_MMAPABLE = int(MapFlags.MMAPABLE)
+
 _ARRAY_LIKE = {MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY,
                MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.ARRAY_OF_MAPS}
 
@@ -311,7 +314,7 @@ class _Load:
                      else bytes(ms.data).ljust(ms.value_size, b"\0"))
         if ms.freeze:
             m.freeze()
-        if ms.form == "data" and ms.flags & MapFlags.MMAPABLE:
+        if ms.form == "data" and ms.flags & _MMAPABLE:
             m.mmap(writable=not ms.freeze)   # after the freeze: .rodata/.kconfig read-only (libbpf)
         elif ms.type == MapType.ARENA:
             m.mmap()   # before any program load: the verifier needs the arena's user address
@@ -483,6 +486,9 @@ class _Load:
 
     def load_programs(self) -> None:
         fds = self.fd_of()
+        ext_records = None
+        if self.btf_fd and self.spec.btf_ext is not None:
+            from .btf.kernel import ext_records   # once per load, not per program
         for ps in self.spec.programs.values():
             if not getattr(ps, "autoload", True):
                 continue
@@ -508,8 +514,7 @@ class _Load:
                                       "program type; set obj.programs[name].type before load",
                                       object=self.spec.name, section=ps.section)
             extra = {}
-            if self.btf_fd and self.spec.btf_ext is not None:
-                from .btf.kernel import ext_records
+            if ext_records is not None:
                 fi, li = ext_records(self.spec.btf_ext, self.spec.functions, linked.layout)
                 extra = dict(btf_fd=self.btf_fd)
                 if fi:
@@ -557,7 +562,6 @@ class _Load:
         would differ from what libbpf leaves."""
         if self.can_bind is False:
             return
-        from ._core.syscall import prog_bind_map
         rodata = self.rodata_maps
         if rodata is None:   # the same for every program of this load: found once
             rodata = self.rodata_maps = []
@@ -566,6 +570,9 @@ class _Load:
                 if ms is not None and ms.form == "data" and (name == ".rodata"
                                                              or name.startswith(".rodata.")):
                     rodata.append((name, m))
+        if not rodata:
+            return
+        from ._core.syscall import prog_bind_map
         for name, m in rodata:
             try:
                 prog_bind_map(prog.fd, m.fd, prog.name, f"binding map {name!r}")

@@ -35,7 +35,6 @@ MMAPABLE, RDONLY = 1 << 10, 1 << 3     # BPF_F_MMAPABLE, BPF_F_RDONLY
 #: flags that belong to the fd, not the map: the kernel leaves them out of bpf_map_info (5.9+)
 _FD_FLAGS = RDONLY | 1 << 4             # BPF_F_RDONLY | BPF_F_WRONLY
 _MAP_IN_MAP = frozenset(int(t) for t in MAP_IN_MAP_TYPES)
-_MAP_TYPES = MapType._value2member_map_
 
 
 def kernel_name(name: Optional[str]) -> str:
@@ -74,6 +73,18 @@ class MapInfo:
             pass
         f[6] = f[6].split(b"\0", 1)[0].decode(errors="replace")
         return cls(*f)
+
+
+_MAPPING_MODULE = None
+
+
+def _mapping_module():
+    """bpfload._core.mapping, imported on first use (an import statement per call costs ~1 us)."""
+    global _MAPPING_MODULE
+    if _MAPPING_MODULE is None:
+        from ._core import mapping
+        _MAPPING_MODULE = mapping
+    return _MAPPING_MODULE
 
 
 def _as_fd(obj) -> int:
@@ -141,7 +152,10 @@ class Map(MapCore):
               flags: int, name: Optional[str], map_id: int = 0) -> "Map":
         self = cls.__new__(cls)
         self._init_core(fdobj, int(map_type), key_size, value_size, max_entries, flags, name)
-        self._type = _MAP_TYPES.get(map_type, map_type)   # MapType(map_type), or the int
+        try:
+            self._type = MapType(map_type)
+        except ValueError:
+            self._type = map_type
         self._id = map_id
         self._pin_path = None
         self.inner_map_id = None
@@ -316,7 +330,7 @@ class Map(MapCore):
         fails (EPERM for writable mappings of frozen maps).  Needs Linux 5.5
         (mmapable arrays), 6.9 (arenas).
         """
-        from ._core import mapping as _mapping
+        _mapping = _mapping_module()
         m = self._mapping
         if m is not None and not m.closed:
             if writable and not m.writable:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import errno as _errno
 import os
+import re
 import struct
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -182,9 +183,12 @@ def load_program(prog_type: int, insns, *, name: str, license: str = "GPL",
         raise errors.LoadError(name, err, text, detail=detail)
 
 
+#: a character the kernel refuses in an object name (each becomes ``_``)
+_BAD_NAME_CHAR = re.compile(r"[^A-Za-z0-9_.]")
+
+
 def _kernel_prog_name(name: str) -> str:
-    out = "".join(c if (c.isalnum() or c in "_.") and c.isascii() else "_" for c in name)
-    return out[:15]
+    return _BAD_NAME_CHAR.sub("_", name)[:15]
 
 
 class Program:
