@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import copy
 import errno as _errno
 import dataclasses
 import os
@@ -109,22 +108,29 @@ def normalize_maps(spec: ObjectSpec) -> None:
             # cilium/ebpf's fix-up: the kernel takes only 4-byte keys and values (fds)
             want = (ms.max_entries or len(possible_cpus()), ms.key_size or 4, ms.value_size or 4)
             if want != (ms.max_entries, ms.key_size, ms.value_size):
-                new = copy.copy(ms)
+                new = _shallow(ms)
                 new.max_entries, new.key_size, new.value_size = want
                 replaced[id(ms)] = spec.maps[name] = new
         elif ms.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
             size = _ringbuf_size(ms.max_entries)
             if size != ms.max_entries:
-                new = copy.copy(ms)
+                new = _shallow(ms)
                 new.max_entries = size
                 replaced[id(ms)] = spec.maps[name] = new
     if replaced:
         # a named template edited above is the same object as its outer maps' .inner
         for name, ms in spec.maps.items():
             if ms.inner is not None and id(ms.inner) in replaced:
-                new = copy.copy(ms)
+                new = _shallow(ms)
                 new.inner = replaced[id(ms.inner)]
                 spec.maps[name] = new
+
+
+def _shallow(spec):
+    """A shallow copy of a spec object (``copy.copy`` without importing copy: start-up cost)."""
+    new = object.__new__(type(spec))
+    new.__dict__.update(spec.__dict__)
+    return new
 
 
 def working_copy(spec: ObjectSpec) -> ObjectSpec:
@@ -137,7 +143,7 @@ def working_copy(spec: ObjectSpec) -> ObjectSpec:
     and the BTF load never write the specs they read.  (Copying every spec
     cost a small object more than its map and program syscalls' share.)
     """
-    new = copy.copy(spec)
+    new = _shallow(spec)
     new.maps = dict(spec.maps)
     new.programs = dict(spec.programs)
     return new
@@ -453,7 +459,7 @@ class _Load:
             indexes = member_indexes(kso, ms.struct_ops.programs, where=where)
             self.st_ops[ms.name] = kso
             if ms.value_size != kso.value_size:
-                ms = spec.maps[ms.name] = copy.copy(ms)   # the caller's spec stays as it is
+                ms = spec.maps[ms.name] = _shallow(ms)   # the caller's spec stays as it is
                 ms.value_size = kso.value_size
             for prog, index in indexes.items():
                 prev = used.setdefault(prog, (kso.struct_id, index, ms.name))
@@ -461,12 +467,12 @@ class _Load:
                     raise errors.ElfError(f"struct_ops program {prog!r} implements a member of "
                                           f"{prev[2]!r} and of {ms.name!r}: one program, one member",
                                           object=spec.name, section=ms.section, symbol=prog)
-                ps = spec.programs[prog] = copy.copy(spec.programs[prog])
+                ps = spec.programs[prog] = _shallow(spec.programs[prog])
                 ps.attach_btf_id = kso.struct_id
                 ps.expected_attach_type = index   # for struct_ops: the member index
         for name, ps in spec.programs.items():
             if ps.type == ProgType.STRUCT_OPS and name not in used:
-                ps = spec.programs[name] = copy.copy(ps)
+                ps = spec.programs[name] = _shallow(ps)
                 ps.autoload = False
 
     def build_struct_ops(self) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import errno as _errno
 import os
-import re
 import struct
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -183,12 +182,11 @@ def load_program(prog_type: int, insns, *, name: str, license: str = "GPL",
         raise errors.LoadError(name, err, text, detail=detail)
 
 
-#: a character the kernel refuses in an object name (each becomes ``_``)
-_BAD_NAME_CHAR = re.compile(r"[^A-Za-z0-9_.]")
-
-
 def _kernel_prog_name(name: str) -> str:
-    return _BAD_NAME_CHAR.sub("_", name)[:15]
+    if name.isascii() and name.replace("_", "").replace(".", "").isalnum():
+        return name[:15]    # nothing to replace (the common case): no generator per character
+    out = "".join(c if (c.isalnum() or c in "_.") and c.isascii() else "_" for c in name)
+    return out[:15]
 
 
 class Program:
