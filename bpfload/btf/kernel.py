@@ -161,6 +161,9 @@ def ext_records(btf_ext, functions, layout) -> Tuple[bytes, bytes]:
     # refuses anything else); otherwise the records are sorted as tuples, as they
     # always were.
     window = btf_ext._window
+    # a BtfExt that keeps its records raw packs them without making record objects
+    # (None: they were made into objects, which may have been edited: pack those)
+    pack_raw = getattr(btf_ext, "_pack_raw", None)
     fi = array.array("I")
     li = array.array("I")
     fi_sorted = li_sorted = True
@@ -169,14 +172,18 @@ def ext_records(btf_ext, functions, layout) -> Tuple[bytes, bytes]:
         f = functions[name]
         lo = f.offset
         hi = lo + len(f.insns)
-        recs = window("func_info", btf_ext.func_info, f.section, lo, hi)
-        if recs:
-            fi_last, ok = _pack(recs, lo, start, 2, fi, fi_last)
-            fi_sorted = fi_sorted and ok
-        recs = window("line_info", btf_ext.line_info, f.section, lo, hi)
-        if recs:
-            li_last, ok = _pack(recs, lo, start, 4, li, li_last)
-            li_sorted = li_sorted and ok
+        got = pack_raw("func_info", f.section, lo, hi, start, 2, fi, fi_last) if pack_raw else None
+        if got is None:
+            recs = window("func_info", btf_ext.func_info, f.section, lo, hi)
+            got = _pack(recs, lo, start, 2, fi, fi_last) if recs else (fi_last, True)
+        fi_last, ok = got
+        fi_sorted = fi_sorted and ok
+        got = pack_raw("line_info", f.section, lo, hi, start, 4, li, li_last) if pack_raw else None
+        if got is None:
+            recs = window("line_info", btf_ext.line_info, f.section, lo, hi)
+            got = _pack(recs, lo, start, 4, li, li_last) if recs else (li_last, True)
+        li_last, ok = got
+        li_sorted = li_sorted and ok
     return (fi.tobytes() if fi_sorted else _sorted_records(fi, 2),
             li.tobytes() if li_sorted else _sorted_records(li, 4))
 
