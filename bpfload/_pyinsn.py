@@ -33,7 +33,7 @@ __all__ = [
     "KIND_MAP", "KIND_DATA", "KIND_CALL", "KIND_FUNC_ADDR", "KIND_EXTERN",
     "RECORD_INTS",
     "decode", "find_ld_imm64", "LinkedProgram", "link",
-    "build_relocs", "patch_maps", "apply",
+    "build_relocs", "patch_maps", "apply", "pack_ext_records",
 ]
 
 INSN_SIZE = 8
@@ -334,6 +334,42 @@ def build_relocs(relocs, fd_of):
             raise BpfError(f"instruction {r.insn}: map {r.target!r} has no fd")
         out.extend((r.insn, kind, fd_of[r.target], addend))
     return out
+
+
+def pack_ext_records(records, offset, start, width, out, last=-1):
+    """Append BTF.ext *records* to *out* (``array('I')``) in the kernel's layout, rebased.
+
+    *records* lie in one function that starts at byte *offset* of its section
+    and at instruction *start* of the linked program.  *width* 2: ``FuncInfo``
+    records become ``bpf_func_info`` (insn, type_id); *width* 4: ``LineInfo``
+    records become ``bpf_line_info`` (insn, file_name_off, line_off, line_col);
+    insn is ``(insn_off - offset) // 8 + start``.  *last* is the instruction
+    of the record written before these (-1: none).  Returns ``(last
+    instruction written, True if the instructions strictly increased)``
+    (the kernel takes nothing else: the caller sorts otherwise).  Raises
+    ``OverflowError`` for a value that does not fit a u32 (*out* is left as
+    it was), ``ValueError`` for another *width*, ``TypeError`` for an *out*
+    that is not an ``array('I')``.
+    """
+    if width != 2 and width != 4:
+        raise ValueError(f"width must be 2 (func_info) or 4 (line_info), not {width}")
+    if type(out) is not array or out.typecode != "I":
+        raise TypeError("out must be an array('I')")
+    ok = True
+    vals = []
+    for r in records:
+        insn_idx = (r.insn_off - offset) // 8 + start
+        if insn_idx < 0 or insn_idx > 0xFFFFFFFF:
+            raise OverflowError(f"instruction {insn_idx} does not fit a u32")
+        if insn_idx <= last:
+            ok = False
+        last = insn_idx
+        if width == 2:
+            vals += (insn_idx, r.type_id)
+        else:
+            vals += (insn_idx, r.file_name_off, r.line_off, r.line_col)
+    out.extend(array("I", vals))   # all or nothing: a value over u32 raises OverflowError first
+    return last, ok
 
 
 def _record_error(k, err, idx, kind, fd, addend, n, code):

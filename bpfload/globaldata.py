@@ -210,6 +210,8 @@ class GlobalData:
 
     def _release(self) -> None:
         """Drop every view made here (called by the object's close before its maps close)."""
+        if not self._made and not self._handed:
+            return          # never bound (every view is in _made): nothing to drop
         for mv in reversed(self._made + list(self._handed.values())):
             try:
                 mv.release()

@@ -12,9 +12,9 @@ The order follows the kernel's dependencies (and the seed's createAllMaps):
 5. programs linked (subprograms appended), relocated and loaded;
 6. program arrays filled from their static initializers.
 
-Everything created goes on one :class:`contextlib.ExitStack`; only a load
-that got to the end releases it to the caller.  A failure at any step
-closes every fd this load created and removes the pins it created (never a
+Everything created goes on one list of owned fds; only a load that got to
+the end releases them to the caller.  A failure at any step closes every fd
+this load created (newest first) and removes the pins it created (never a
 pin that existed before), then re-raises.
 """
 from __future__ import annotations
@@ -54,6 +54,9 @@ _NO_BTF_TYPES = {MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.STACK_T
 
 #: Program types whose section names a kernel BTF entity to attach to.
 _ATTACH_BTF_TYPES = {ProgType.TRACING, ProgType.LSM}
+
+#: BPF_F_MMAPABLE as a plain int (an IntFlag ``&`` makes a new flag object each time)
+_MMAPABLE = int(MapFlags.MMAPABLE)
 
 _ARRAY_LIKE = {MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY,
                MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.ARRAY_OF_MAPS}
@@ -107,16 +110,57 @@ def normalize_maps(spec: ObjectSpec) -> None:
     key/value sizes left 0 become 4 (cilium/ebpf's fix-up); a ring buffer's
     size is rounded up to a power-of-two number of pages.  Done
     before reuse checks, so a pinned map created by libbpf compares equal.
+
+    The loader's copy shares the caller's :class:`MapSpec` objects: a map
+    whose definition changes is replaced in ``spec.maps`` by an edited copy
+    (and an outer map whose template it is, by a copy pointing at it), so
+    the caller's specs are never written.
     """
-    for ms in spec.maps.values():
+    replaced: Dict[int, MapSpec] = {}
+    for name, ms in spec.maps.items():
         if ms.type == MapType.PERF_EVENT_ARRAY:
-            if ms.max_entries == 0:
-                ms.max_entries = len(possible_cpus())
             # cilium/ebpf's fix-up: the kernel takes only 4-byte keys and values (fds)
-            ms.key_size = ms.key_size or 4
-            ms.value_size = ms.value_size or 4
+            want = (ms.max_entries or len(possible_cpus()), ms.key_size or 4, ms.value_size or 4)
+            if want != (ms.max_entries, ms.key_size, ms.value_size):
+                new = _shallow(ms)
+                new.max_entries, new.key_size, new.value_size = want
+                replaced[id(ms)] = spec.maps[name] = new
         elif ms.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
-            ms.max_entries = _ringbuf_size(ms.max_entries)
+            size = _ringbuf_size(ms.max_entries)
+            if size != ms.max_entries:
+                new = _shallow(ms)
+                new.max_entries = size
+                replaced[id(ms)] = spec.maps[name] = new
+    if replaced:
+        # a named template edited above is the same object as its outer maps' .inner
+        for name, ms in spec.maps.items():
+            if ms.inner is not None and id(ms.inner) in replaced:
+                new = _shallow(ms)
+                new.inner = replaced[id(ms.inner)]
+                spec.maps[name] = new
+
+
+def _shallow(spec):
+    """A shallow copy of a spec object (``copy.copy`` without importing copy: start-up cost)."""
+    new = object.__new__(type(spec))
+    new.__dict__.update(spec.__dict__)
+    return new
+
+
+def working_copy(spec: ObjectSpec) -> ObjectSpec:
+    """The copy of *spec* a load works on, made cheaply.
+
+    Its ``maps`` and ``programs`` dicts are its own; the specs in them, the
+    functions, variables and BTF are the caller's, shared: the loader
+    replaces a map or program spec by a copy before it edits one
+    (:func:`normalize_maps`, struct_ops), and the linker, the relocations
+    and the BTF load never write the specs they read.  (Copying every spec
+    cost a small object more than its map and program syscalls' share.)
+    """
+    new = _shallow(spec)
+    new.maps = dict(spec.maps)
+    new.programs = dict(spec.programs)
+    return new
 
 
 def check_compatible(ms: MapSpec, info: MapInfo, what: str, obj: str = "") -> None:
@@ -192,10 +236,8 @@ def validate_map_in_map(spec: ObjectSpec) -> None:
 
 
 class _Load:
-    def __init__(self, spec: ObjectSpec, stack: contextlib.ExitStack, pin_root: Optional[str],
-                 log_level: int, kernel_map_name):
+    def __init__(self, spec: ObjectSpec, pin_root: Optional[str], log_level: int, kernel_map_name):
         self.spec = spec
-        self.stack = stack
         self.pin_root = pin_root
         self.log_level = log_level
         self.kernel_map_name = kernel_map_name
@@ -210,16 +252,45 @@ class _Load:
         self.externs = None
         #: BPF_PROG_BIND_MAP worked (True), is missing (False), not tried yet (None)
         self.can_bind: Optional[bool] = None
+        #: (name, Map) of the .rodata maps every program is bound to, once known
+        self.rodata_maps: Optional[list] = None
         #: struct_ops map name -> the kernel's layout of its type (btf/structops.py)
         self.st_ops: Dict[str, object] = {}
         self.st_ops_values: Dict[str, bytes] = {}
         #: owned only while loading (the object's BTF fd, anonymous map-in-map
-        #: templates): closed when the load succeeds, by the stack when it fails
+        #: templates): closed when the load succeeds, by rollback() when it fails
         self.temporary: list = []
+        #: every fd owner this load made, in order: closed in reverse if the load fails
+        self.owned: list = []
 
     def own(self, thing):
-        self.stack.callback(thing.close)
+        self.owned.append(thing)   # (one list, not an ExitStack callback per fd)
         return thing
+
+    def rollback(self) -> None:
+        """Undo a failed load: close what it made (newest first), then remove the pins it made."""
+        try:
+            self.close_owned()
+        finally:
+            for path in reversed(self.pins):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            for path in reversed(self.pin_dirs):
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)   # only if empty: another loader may have pinned there
+
+    def close_owned(self) -> None:
+        """Close what :meth:`own` took, newest first (a failed load's rollback)."""
+        err = None
+        while self.owned:
+            try:
+                self.owned.pop().close()
+            except BaseException as e:   # close the rest; the last error wins, as in an ExitStack
+                if err is not None and e.__context__ is None:
+                    e.__context__ = err
+                err = e
+        if err is not None:
+            raise err
 
     # -- maps -----------------------------------------------------------------
     def pin_path(self, ms: MapSpec) -> Optional[str]:
@@ -273,7 +344,7 @@ class _Load:
                      else bytes(ms.data).ljust(ms.value_size, b"\0"))
         if ms.freeze:
             m.freeze()
-        if ms.form == "data" and ms.flags & MapFlags.MMAPABLE:
+        if ms.form == "data" and ms.flags & _MMAPABLE:
             m.mmap(writable=not ms.freeze)   # after the freeze: .rodata/.kconfig read-only (libbpf)
         elif ms.type == MapType.ARENA:
             m.mmap()   # before any program load: the verifier needs the arena's user address
@@ -411,18 +482,21 @@ class _Load:
             kso = kernel_struct_ops(ms.struct_ops.type_name, vmlinux(), find_kernel_type, where=where)
             indexes = member_indexes(kso, ms.struct_ops.programs, where=where)
             self.st_ops[ms.name] = kso
-            ms.value_size = kso.value_size
+            if ms.value_size != kso.value_size:
+                ms = spec.maps[ms.name] = _shallow(ms)   # the caller's spec stays as it is
+                ms.value_size = kso.value_size
             for prog, index in indexes.items():
                 prev = used.setdefault(prog, (kso.struct_id, index, ms.name))
                 if prev[:2] != (kso.struct_id, index):
                     raise errors.ElfError(f"struct_ops program {prog!r} implements a member of "
                                           f"{prev[2]!r} and of {ms.name!r}: one program, one member",
                                           object=spec.name, section=ms.section, symbol=prog)
-                ps = spec.programs[prog]
+                ps = spec.programs[prog] = _shallow(spec.programs[prog])
                 ps.attach_btf_id = kso.struct_id
                 ps.expected_attach_type = index   # for struct_ops: the member index
         for name, ps in spec.programs.items():
             if ps.type == ProgType.STRUCT_OPS and name not in used:
+                ps = spec.programs[name] = _shallow(ps)
                 ps.autoload = False
 
     def build_struct_ops(self) -> None:
@@ -442,6 +516,9 @@ class _Load:
 
     def load_programs(self) -> None:
         fds = self.fd_of()
+        ext_records = None
+        if self.btf_fd and self.spec.btf_ext is not None:
+            from .btf.kernel import ext_records   # once per load, not per program
         for ps in self.spec.programs.values():
             if not getattr(ps, "autoload", True):
                 continue
@@ -467,8 +544,7 @@ class _Load:
                                       "program type; set obj.programs[name].type before load",
                                       object=self.spec.name, section=ps.section)
             extra = {}
-            if self.btf_fd and self.spec.btf_ext is not None:
-                from .btf.kernel import ext_records
+            if ext_records is not None:
                 fi, li = ext_records(self.spec.btf_ext, self.spec.functions, linked.layout)
                 extra = dict(btf_fd=self.btf_fd)
                 if fi:
@@ -516,11 +592,18 @@ class _Load:
         would differ from what libbpf leaves."""
         if self.can_bind is False:
             return
+        rodata = self.rodata_maps
+        if rodata is None:   # the same for every program of this load: found once
+            rodata = self.rodata_maps = []
+            for name, m in self.maps.items():
+                ms = self.spec.maps.get(name)
+                if ms is not None and ms.form == "data" and (name == ".rodata"
+                                                             or name.startswith(".rodata.")):
+                    rodata.append((name, m))
+        if not rodata:
+            return
         from ._core.syscall import prog_bind_map
-        for name, m in self.maps.items():
-            ms = self.spec.maps.get(name)
-            if ms is None or ms.form != "data" or not (name == ".rodata" or name.startswith(".rodata.")):
-                continue
+        for name, m in rodata:
             try:
                 prog_bind_map(prog.fd, m.fd, prog.name, f"binding map {name!r}")
             except errors.SyscallError as e:
@@ -600,20 +683,11 @@ def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: in
     """
     if kernel_map_name is None:
         from .elf import kernel_map_name
-    spec = spec.copy()
+    spec = working_copy(spec)
     normalize_maps(spec)
     validate_map_in_map(spec)
-    with contextlib.ExitStack() as stack:
-        job = _Load(spec, stack, pin_root, log_level, kernel_map_name)
-
-        def _unpin():
-            for path in reversed(job.pins):
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
-            for path in reversed(job.pin_dirs):
-                with contextlib.suppress(OSError):
-                    os.rmdir(path)   # only if empty: another loader may have pinned there
-        stack.callback(_unpin)
+    job = _Load(spec, pin_root, log_level, kernel_map_name)
+    try:
         for ms in spec.maps.values():
             job.pin_path(ms)   # every pin name checked before anything is created
         job.plan_externs()
@@ -626,7 +700,9 @@ def load_spec(spec: ObjectSpec, *, pin_root: Optional[str] = None, log_level: in
         job.build_struct_ops()
         for t in job.temporary:
             t.close()   # nothing after the load needs them: close now, not in the collector
-        stack.pop_all()
+    except BaseException:
+        job.rollback()   # (a try, not an ExitStack: the same order, a few us less a load)
+        raise
     return LoadResult(job.maps, job.programs, job.pins, job.reused, job.order, job.st_ops_values)
 
 

@@ -34,6 +34,9 @@ assert _MAP_INFO.size == 88
 _NAME_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.")
 
 MMAPABLE, RDONLY = 1 << 10, 1 << 3     # BPF_F_MMAPABLE, BPF_F_RDONLY
+#: flags that belong to the fd, not the map: the kernel leaves them out of bpf_map_info (5.9+)
+_FD_FLAGS = RDONLY | 1 << 4             # BPF_F_RDONLY | BPF_F_WRONLY
+_MAP_IN_MAP = frozenset(int(t) for t in MAP_IN_MAP_TYPES)
 
 
 def kernel_name(name: Optional[str]) -> str:
@@ -96,6 +99,18 @@ class MapInfo(FrozenRecord):
             pass
         f[6] = f[6].split(b"\0", 1)[0].decode(errors="replace")
         return cls(*f)
+
+
+_MAPPING_MODULE = None
+
+
+def _mapping_module():
+    """bpfload._core.mapping, imported on first use (an import statement per call costs ~1 us)."""
+    global _MAPPING_MODULE
+    if _MAPPING_MODULE is None:
+        from ._core import mapping
+        _MAPPING_MODULE = mapping
+    return _MAPPING_MODULE
 
 
 def _as_fd(obj) -> int:
@@ -202,7 +217,7 @@ class Map(MapCore):
         """
         map_type = int(map_type)
         inner_fd = 0
-        if map_type in (int(t) for t in MAP_IN_MAP_TYPES):
+        if map_type in _MAP_IN_MAP:
             if inner_map is None:
                 raise ValueError(f"map {name!r}: {MapType(map_type).name} needs inner_map "
                                  "(the template the kernel checks inner maps against)")
@@ -214,13 +229,10 @@ class Map(MapCore):
                                 btf_value_type_id, btf_vmlinux_value_type_id, map_extra)
         if name:
             fdobj.what = f"map {name!r}"
-        try:
-            info = MapInfo.from_fd(fdobj.fileno(), name)
-        except BaseException:
-            fdobj.close()
-            raise
-        m = cls._wrap(fdobj, map_type, key_size, value_size, max_entries, info.flags, name,
-                      info.id)
+        # The flags bpf_map_info would report, without asking (libbpf does not ask either):
+        # the kernel keeps what it was given but the fd's access flags.  The id is asked
+        # for when first read (see :attr:`id`).
+        m = cls._wrap(fdobj, map_type, key_size, value_size, max_entries, flags & ~_FD_FLAGS, name)
         if inner_fd:
             try:
                 m.inner_map_id = MapInfo.from_fd(inner_fd).id
@@ -271,7 +283,15 @@ class Map(MapCore):
 
     @property
     def id(self) -> int:
-        """The kernel's id for this map (stable while the map exists)."""
+        """The kernel's id for this map (stable while the map exists).
+
+        Known from the start for maps opened by id, pin or fd; a map made by
+        :meth:`create` asks the kernel (BPF_OBJ_GET_INFO_BY_FD) the first time
+        and keeps the answer.  Raises :class:`bpfload.MapClosedError` when
+        that first time comes after :meth:`close`.
+        """
+        if not self._id:
+            self._id = MapInfo.from_fd(self._fdobj, self.name).id
         return self._id
 
     @property
@@ -336,7 +356,7 @@ class Map(MapCore):
         fails (EPERM for writable mappings of frozen maps).  Needs Linux 5.5
         (mmapable arrays), 6.9 (arenas).
         """
-        from ._core import mapping as _mapping
+        _mapping = _mapping_module()
         m = self._mapping
         if m is not None and not m.closed:
             if writable and not m.writable:

@@ -217,6 +217,8 @@ def load_program(prog_type: int, insns, *, name: str, license: str = "GPL",
 
 
 def _kernel_prog_name(name: str) -> str:
+    if name.isascii() and name.replace("_", "").replace(".", "").isalnum():
+        return name[:15]    # nothing to replace (the common case): no generator per character
     out = "".join(c if (c.isalnum() or c in "_.") and c.isascii() else "_" for c in name)
     return out[:15]
 

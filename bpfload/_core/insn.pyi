@@ -1,6 +1,6 @@
 """Type stub for the compiled ``bpfload._core.insn`` (twin: ``bpfload._pyinsn``)."""
 from array import array
-from typing import Iterable, List, Mapping, Tuple
+from typing import Any, Iterable, List, Mapping, Sequence, Tuple
 
 from typing_extensions import Buffer
 
@@ -9,7 +9,7 @@ from bpfload.spec import FunctionSpec, Reloc
 __all__ = ["INSN_SIZE", "LD_IMM64", "CALL", "PSEUDO_MAP_FD", "PSEUDO_MAP_VALUE", "PSEUDO_CALL",
            "PSEUDO_FUNC", "KIND_MAP", "KIND_DATA", "KIND_CALL", "KIND_FUNC_ADDR", "KIND_EXTERN",
            "RECORD_INTS", "decode", "find_ld_imm64", "LinkedProgram", "link", "build_relocs",
-           "patch_maps", "apply"]
+           "patch_maps", "apply", "pack_ext_records"]
 
 INSN_SIZE: int
 LD_IMM64: int
@@ -45,3 +45,5 @@ def link(entry_name: str, functions: Mapping[str, FunctionSpec]) -> LinkedProgra
 def build_relocs(relocs: Iterable[Reloc], fd_of: Mapping[str, int]) -> "array[int]": ...
 def patch_maps(insns: Buffer, relocs: Buffer) -> int: ...
 def apply(linked: LinkedProgram, fd_of: Mapping[str, int]) -> int: ...
+def pack_ext_records(records: Sequence[Any], offset: int, start: int, width: int, out: "array[int]",
+                     last: int = ...) -> Tuple[int, bool]: ...

@@ -23,6 +23,7 @@ from array import array
 
 from bpfload.errors import BpfError, ElfError
 
+from cpython cimport array as carray
 from libc.stdint cimport int32_t
 
 
@@ -62,7 +63,7 @@ __all__ = [
     "KIND_MAP", "KIND_DATA", "KIND_CALL", "KIND_FUNC_ADDR", "KIND_EXTERN",
     "RECORD_INTS",
     "decode", "find_ld_imm64", "LinkedProgram", "link",
-    "build_relocs", "patch_maps", "apply",
+    "build_relocs", "patch_maps", "apply", "pack_ext_records",
 ]
 
 INSN_SIZE = 8
@@ -355,7 +356,10 @@ def link(entry_name, functions):
             else:
                 if kind != KIND_EXTERN:
                     _check_ld_imm64(name, fn, ob, cbase, idx, cn_, kind)
-                out_relocs.append(type(r)(cbase + idx, r.kind, r.target, r.addend))  # replace(): 5x slower
+                if cbase == 0:
+                    out_relocs.append(r)   # already absolute: relocations are immutable, share it
+                else:
+                    out_relocs.append(type(r)(cbase + idx, r.kind, r.target, r.addend))  # replace(): 5x slower
         for i in range(cn_):
             p = &ob[(cbase + i) * 8]
             if bpfl_code(p) == C_CALL and bpfl_src(p) == C_PSEUDO_CALL and i not in claimed:
@@ -373,19 +377,88 @@ def build_relocs(relocs, fd_of):
     no fd") for a target missing from *fd_of*; ``OverflowError`` for a value
     that does not fit in int32.
     """
-    out = array("i")
+    cdef carray.array out = array("i")
+    cdef Py_ssize_t n = 0
+    cdef int kind, insn_idx, fd, addend
+    cdef int *d
     for r in relocs:
-        kind = int(r.kind)
-        if kind == KIND_MAP:
+        kobj = int(r.kind)
+        if kobj == KIND_MAP:
+            kind = C_KIND_MAP
             addend = 0
-        elif kind == KIND_DATA:
+        elif kobj == KIND_DATA:
+            kind = C_KIND_DATA
             addend = r.addend
         else:
             continue
-        if r.target not in fd_of:
-            raise BpfError(f"instruction {r.insn}: map {r.target!r} has no fd")
-        out.extend((r.insn, kind, fd_of[r.target], addend))
+        target = r.target
+        if target not in fd_of:
+            raise BpfError(f"instruction {r.insn}: map {target!r} has no fd")
+        insn_idx = r.insn
+        fd = fd_of[target]
+        carray.resize_smart(out, n + C_RECORD_INTS)
+        d = out.data.as_ints + n
+        d[0] = insn_idx
+        d[1] = kind
+        d[2] = fd
+        d[3] = addend
+        n += C_RECORD_INTS
     return out
+
+
+def pack_ext_records(records, Py_ssize_t offset, Py_ssize_t start, Py_ssize_t width, out,
+                     Py_ssize_t last=-1):
+    """Append BTF.ext *records* to *out* (``array('I')``) in the kernel's layout, rebased.
+
+    *records* lie in one function that starts at byte *offset* of its section
+    and at instruction *start* of the linked program.  *width* 2: ``FuncInfo``
+    records become ``bpf_func_info`` (insn, type_id); *width* 4: ``LineInfo``
+    records become ``bpf_line_info`` (insn, file_name_off, line_off, line_col);
+    insn is ``(insn_off - offset) // 8 + start``.  *last* is the instruction
+    of the record written before these (-1: none).  Returns ``(last
+    instruction written, True if the instructions strictly increased)``
+    (the kernel takes nothing else: the caller sorts otherwise).  Raises
+    ``OverflowError`` for a value that does not fit a u32 (*out* is left as
+    it was), ``ValueError`` for another *width*, ``TypeError`` for an *out*
+    that is not an ``array('I')``.
+    """
+    if width != 2 and width != 4:
+        raise ValueError(f"width must be 2 (func_info) or 4 (line_info), not {width}")
+    if type(out) is not array or out.typecode != "I":
+        raise TypeError("out must be an array('I')")
+    cdef carray.array arr = out
+    cdef Py_ssize_t base = len(arr)
+    cdef Py_ssize_t n = len(records)
+    cdef Py_ssize_t insn_idx
+    cdef bint ok = True
+    cdef unsigned int *d
+    cdef Py_ssize_t k = 0
+    carray.resize_smart(arr, base + n * width)
+    try:
+        for r in records:
+            if k >= n:
+                raise ValueError("records changed size while packing")
+            insn_idx = (<Py_ssize_t>r.insn_off - offset) // 8 + start
+            if insn_idx < 0 or insn_idx > 0xFFFFFFFF:
+                raise OverflowError(f"instruction {insn_idx} does not fit a u32")
+            if insn_idx <= last:
+                ok = False
+            last = insn_idx
+            d = arr.data.as_uints + base + k * width
+            d[0] = insn_idx
+            if width == 2:
+                d[1] = r.type_id
+            else:
+                d[1] = r.file_name_off
+                d[2] = r.line_off
+                d[3] = r.line_col
+            k += 1
+        if k != n:
+            raise ValueError("records changed size while packing")
+    except BaseException:
+        carray.resize(arr, base)
+        raise
+    return last, ok
 
 
 def _record_error(k, err, idx, kind, fd, addend, n, code):

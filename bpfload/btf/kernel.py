@@ -15,11 +15,13 @@ kernel:
 """
 from __future__ import annotations
 
+import array
 import errno as _errno
 import struct
 
 from .. import errors
 from .._core import syscall as _sys
+from .._core.insn import pack_ext_records as _pack
 from .._core.syscall import FD
 from ..constants import AttachType, ProgType
 from ..errors import BtfError
@@ -164,8 +166,7 @@ def resolve_attach_btf_id(prog_type: int, attach_type: Optional[int], target: Op
     return t.id
 
 
-_FUNC_INFO = struct.Struct("=II")
-_LINE_INFO = struct.Struct("=IIII")
+assert array.array("I").itemsize == 4   # bpf_func_info / bpf_line_info fields are u32
 
 
 def ext_records(btf_ext, functions, layout) -> Tuple[bytes, bytes]:
@@ -175,15 +176,41 @@ def ext_records(btf_ext, functions, layout) -> Tuple[bytes, bytes]:
     Returns packed ``bpf_func_info`` (8 bytes) and ``bpf_line_info`` (16
     bytes) arrays, sorted by instruction as the kernel requires.
     """
-    fi: List[Tuple[int, int]] = []
-    li: List[Tuple[int, int, int, int]] = []
+    # The records are packed straight from the parsed ones (no rebased copies), one
+    # array per kind, in compiled code.  Each function's window is in instruction
+    # order and the linker lays functions out one after another, so the result is
+    # sorted as it stands whenever the instructions strictly increase (the kernel
+    # refuses anything else); otherwise the records are sorted as tuples, as they
+    # always were.
+    window = btf_ext._window
+    # a BtfExt that keeps its records raw packs them without making record objects
+    # (None: they were made into objects, which may have been edited: pack those)
+    pack_raw = getattr(btf_ext, "_pack_raw", None)
+    fi = array.array("I")
+    li = array.array("I")
+    fi_sorted = li_sorted = True
+    fi_last = li_last = -1
     for name, start in layout:
         f = functions[name]
-        ext = btf_ext.for_function(f.section, f.offset, len(f.insns))
-        fi.extend((r.insn_off + start, r.type_id) for r in ext.func_info)
-        li.extend((r.insn_off + start, r.file_name_off, r.line_off, r.line_col)
-                  for r in ext.line_info)
-    fi.sort()
-    li.sort()
-    return (b"".join(_FUNC_INFO.pack(*r) for r in fi),
-            b"".join(_LINE_INFO.pack(*r) for r in li))
+        lo = f.offset
+        hi = lo + len(f.insns)
+        got = pack_raw("func_info", f.section, lo, hi, start, 2, fi, fi_last) if pack_raw else None
+        if got is None:
+            recs = window("func_info", btf_ext.func_info, f.section, lo, hi)
+            got = _pack(recs, lo, start, 2, fi, fi_last) if recs else (fi_last, True)
+        fi_last, ok = got
+        fi_sorted = fi_sorted and ok
+        got = pack_raw("line_info", f.section, lo, hi, start, 4, li, li_last) if pack_raw else None
+        if got is None:
+            recs = window("line_info", btf_ext.line_info, f.section, lo, hi)
+            got = _pack(recs, lo, start, 4, li, li_last) if recs else (li_last, True)
+        li_last, ok = got
+        li_sorted = li_sorted and ok
+    return (fi.tobytes() if fi_sorted else _sorted_records(fi, 2),
+            li.tobytes() if li_sorted else _sorted_records(li, 4))
+
+
+def _sorted_records(vals: "array.array[int]", width: int) -> bytes:
+    """Records of *width* u32s sorted as tuples (what the kernel needs: by instruction)."""
+    recs = sorted(zip(*(vals[i::width] for i in range(width))))
+    return array.array("I", [v for r in recs for v in r]).tobytes()
