@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import operator
 import os
 import struct
 from typing import Dict, List, Optional, Tuple, Union
@@ -47,6 +48,11 @@ from ..constants import MapFlags, MapType, PinType, ProgType
 from ..errors import BtfError, ElfError
 from ..spec import (FunctionSpec, GlobalVar, MapSpec, ObjectSpec, ProgramSpec, Reloc, RelocKind,
                     StructOpsSpec, pin_name_problem)
+
+try:    # the per-record loops in compiled code; the Python twins below are the reference
+    from .._core import elf as _celf
+except ImportError:  # pragma: no cover - a build without the extension
+    _celf = None  # type: ignore[assignment]
 
 __all__ = ["parse_object", "kernel_map_name", "BPF_OBJ_NAME_LEN"]
 
@@ -82,6 +88,7 @@ _MAX_DATA_SECTION = 64 << 20
 
 _MAPS_SEC = "maps"
 _BTF_MAPS_SEC = ".maps"
+_BY_INSN = operator.attrgetter("insn")
 
 
 def kernel_map_name(obj_name: str, section: str) -> str:
@@ -174,6 +181,29 @@ class _BtfMap:
         self.values_is_prog = values_is_prog
 
 
+def _call_sites(insns: bytes) -> List[Tuple[int, int]]:
+    """``[(insn index, imm), ...]``: the bpf-to-bpf calls of a function's instructions.
+
+    The Python twin of :func:`bpfload._core.elf.call_sites`.  Candidates are found with
+    ``bytes.find`` for the call opcode at instruction boundaries; one is the second half
+    of an ld_imm64 when an odd run of ld_imm64 opcodes precedes it (what a walk from the
+    function start would have skipped).  Never raises.
+    """
+    out = []
+    n = len(insns) // _INSN_SIZE * _INSN_SIZE
+    p = insns.find(_CALL_BYTE, 0, n)
+    while p >= 0:
+        if p % _INSN_SIZE == 0 and insns[p + 1] >> 4 == _PSEUDO_CALL:
+            i = p // _INSN_SIZE
+            run = 0
+            while run < i and insns[(i - run - 1) * _INSN_SIZE] == _LD_IMM64:
+                run += 1
+            if run % 2 == 0:
+                out.append((i, _I32.unpack_from(insns, p + 4)[0]))
+        p = insns.find(_CALL_BYTE, (p // _INSN_SIZE + 1) * _INSN_SIZE, n)
+    return out
+
+
 def _with_object(e: ElfError, obj: str) -> ElfError:
     """The same error (same class) with the object name filled in."""
     return annotate_error(e, object=obj)
@@ -197,6 +227,8 @@ class _Parser:
         # executable section index -> sorted function starts and the functions
         self.func_starts: Dict[int, List[int]] = {}
         self.func_list: Dict[int, List[Tuple[_Symbol, FunctionSpec]]] = {}
+        # the same as compiled lookup tables (with the extension only)
+        self.func_tables: Dict[int, "_celf.FuncTable"] = {}
         # (section index, offset) -> map name, for MAP relocations
         self.map_at: Dict[Tuple[int, int], str] = {}
         self.btf_maps: List[_BtfMap] = []
@@ -269,6 +301,16 @@ class _Parser:
             raise self.err(f"symbol table links to section #{st.link}, not a string table",
                            section=st.name)
         strings = strtab.data
+        if _celf is not None:
+            syms, bad = _celf.read_symbols(st.data, strings, [s.name for s in self.sections])
+            self.symbols = syms
+            if bad is not None:
+                i, what, name_off = bad
+                if what == "outside":
+                    raise self.err(f"symbol #{i}: name offset {name_off} outside the string table",
+                                   section=st.name)
+                raise self.err(f"symbol #{i}: name is not NUL-terminated", section=st.name)
+            return
         for i in range(st.size // _SYM.size):
             name_off, info, other, shndx, value, size = _SYM.unpack_from(st.data, i * _SYM.size)
             if name_off:
@@ -384,9 +426,14 @@ class _Parser:
                 funcs.append((sym, fn))
             self.func_starts[sec.index] = starts
             self.func_list[sec.index] = funcs
+            if _celf is not None:
+                self.func_tables[sec.index] = _celf.FuncTable([f[0] for f in funcs], [f[1] for f in funcs])
 
     def function_at(self, shndx: int, byte_off: int) -> Optional[Tuple[_Symbol, FunctionSpec]]:
         """The function of section *shndx* whose bytes contain *byte_off*."""
+        if _celf is not None:
+            table = self.func_tables.get(shndx)
+            return table.at(byte_off) if table is not None else None
         starts = self.func_starts.get(shndx)
         if not starts:
             return None
@@ -681,7 +728,8 @@ class _Parser:
                 else:
                     self._maps_reloc(target, r_offset, sym)
         for fn in self.spec.functions.values():
-            fn.relocs.sort(key=lambda r: r.insn)
+            if len(fn.relocs) > 1:
+                fn.relocs.sort(key=_BY_INSN)
 
     def _reloc_symbol(self, target: ElfSection, i: int, r_offset: int, r_info: int) -> _Symbol:
         """The symbol of relocation entry #*i* against *target*, its offset checked."""
@@ -699,72 +747,89 @@ class _Parser:
     def _code_relocs(self, rs: ElfSection, sec: ElfSection) -> None:
         """The REL entries *rs* holds for executable section *sec*.
 
-        One loop with the section's lookups in locals (the entries of a large object
-        number in the thousands); map and global-data ``ld_imm64`` entries, nearly all of
-        them, are finished here, the rest in :meth:`_code_reloc_other`.
+        Map ``ld_imm64`` entries and calls into other sections -- nearly all the
+        entries of an object, thousands in a large one -- are done by the compiled
+        :func:`bpfload._core.elf.code_relocs`, which hands every other entry (and every
+        entry that is wrong) to :meth:`_code_reloc`, in file order; without the
+        extension :meth:`_code_reloc` does them all.
         """
-        symbols = self.symbols
-        nsym, size, data = len(symbols), sec.size, sec.data
         starts = self.func_starts.get(sec.index) or []
         funcs = self.func_list.get(sec.index) or []
         seen = self.reloc_offsets.get(sec.index)
         if seen is None:
             seen = self.reloc_offsets[sec.index] = set()
-        map_at = self.map_at
-        unpack_i32 = _I32.unpack_from
-        kind_map, kind_call = RelocKind.MAP, RelocKind.CALL
-        sections = self.sections
-        nsec = min(len(sections), _SHN_LORESERVE)
+
+        def slow(i: int, r_offset: int, r_info: int) -> None:
+            self._code_reloc(sec, i, r_offset, r_info, starts, funcs, seen)
+
+        table = self.func_tables.get(sec.index)
+        if _celf is not None and table is not None:
+            _celf.code_relocs(rs.data, sec.data, self.symbols, table, self.func_tables, seen,
+                              self.map_at, Reloc, RelocKind.MAP, RelocKind.CALL, slow)
+            return
         for i, (r_offset, r_info) in enumerate(_REL.iter_unpack(rs.data)):
-            sym_idx = r_info >> 32
-            if sym_idx == 0 or sym_idx >= nsym or r_offset % _INSN_SIZE or r_offset >= size:
-                self._reloc_symbol(sec, i, r_offset, r_info)   # raises, saying which
-            sym = symbols[sym_idx]
-            j = bisect.bisect_right(starts, r_offset) - 1
-            if j < 0 or r_offset >= funcs[j][0].value + funcs[j][0].size:
-                # Code no function symbol owns: the linker left an overridden __weak body
-                # behind without its symbol.  It is never loaded (functions are cut out by
-                # their symbols), so its relocations are dropped, as libbpf and cilium do.
-                if starts:
-                    continue
-                raise self.err("relocation outside any function", section=sec.name, symbol=sym.name,
-                               offset=r_offset)
-            fsym, fn = funcs[j]
-            if r_offset in seen:
-                raise self.err("two relocations for one instruction", section=sec.name,
-                               symbol=sym.name, offset=r_offset)
-            seen.add(r_offset)
-            insn_idx = (r_offset - fsym.value) // _INSN_SIZE
-            code = data[r_offset]
-            if code == _LD_IMM64:
-                if r_offset + 2 * _INSN_SIZE > fsym.value + fsym.size:
-                    raise self._reloc_err(sec, sym, r_offset, f"ld_imm64 at the end of {fn.name!r} is "
-                                          "missing its second half")
-                shndx = sym.shndx
-                if 0 < shndx < _SHN_LORESERVE:
-                    off = sym.value
-                    if sym.type == _STT_SECTION:
-                        off += unpack_i32(data, r_offset + 4)[0]
-                    mname = map_at.get((shndx, off))
-                    if mname is not None:
-                        fn.relocs.append(Reloc(insn_idx, kind_map, mname))
-                        continue
-            elif code != _CALL:
-                raise self._reloc_err(sec, sym, r_offset, f"relocation against instruction {insn_idx} "
-                                      f"of {fn.name!r} (opcode {code:#04x}), which is neither ld_imm64 "
-                                      "nor call")
-            elif data[r_offset + 1] >> 4 == _PSEUDO_CALL and 0 < sym.shndx < nsec \
-                    and not sym.value % _INSN_SIZE and sections[sym.shndx].executable:
-                # a bpf-to-bpf call into another section: the callee by its start
-                cidx = sym.shndx
-                target_byte = (sym.value // _INSN_SIZE + unpack_i32(data, r_offset + 4)[0] + 1) * _INSN_SIZE
-                callee = self.function_at(cidx, target_byte)
-                if callee is not None:
-                    csym, cfn = callee
-                    fn.relocs.append(Reloc(insn_idx, kind_call, cfn.name,
-                                           (target_byte - csym.value) // _INSN_SIZE))
-                    continue
-            self._code_reloc_other(sec, r_offset, sym, fsym, fn, insn_idx, code == _CALL)
+            slow(i, r_offset, r_info)
+
+    def _code_reloc(self, sec: ElfSection, i: int, r_offset: int, r_info: int, starts: List[int],
+                    funcs: List[Tuple[_Symbol, FunctionSpec]], seen: set) -> None:
+        """REL entry #*i* of executable section *sec*: checked, then a relocation of its function.
+
+        The reference :func:`bpfload._core.elf.code_relocs` is checked against (the
+        compiled code does the common entries the same way and passes the rest here).
+        """
+        symbols = self.symbols
+        sym_idx = r_info >> 32
+        if sym_idx == 0 or sym_idx >= len(symbols) or r_offset % _INSN_SIZE or r_offset >= sec.size:
+            self._reloc_symbol(sec, i, r_offset, r_info)   # raises, saying which
+        sym = symbols[sym_idx]
+        j = bisect.bisect_right(starts, r_offset) - 1
+        if j < 0 or r_offset >= funcs[j][0].value + funcs[j][0].size:
+            # Code no function symbol owns: the linker left an overridden __weak body
+            # behind without its symbol.  It is never loaded (functions are cut out by
+            # their symbols), so its relocations are dropped, as libbpf and cilium do.
+            if starts:
+                return
+            raise self.err("relocation outside any function", section=sec.name, symbol=sym.name,
+                           offset=r_offset)
+        fsym, fn = funcs[j]
+        if r_offset in seen:
+            raise self.err("two relocations for one instruction", section=sec.name,
+                           symbol=sym.name, offset=r_offset)
+        seen.add(r_offset)
+        insn_idx = (r_offset - fsym.value) // _INSN_SIZE
+        data = sec.data
+        code = data[r_offset]
+        if code == _LD_IMM64:
+            if r_offset + 2 * _INSN_SIZE > fsym.value + fsym.size:
+                raise self._reloc_err(sec, sym, r_offset, f"ld_imm64 at the end of {fn.name!r} is "
+                                      "missing its second half")
+            shndx = sym.shndx
+            if 0 < shndx < _SHN_LORESERVE:
+                off = sym.value
+                if sym.type == _STT_SECTION:
+                    off += _I32.unpack_from(data, r_offset + 4)[0]
+                mname = self.map_at.get((shndx, off))
+                if mname is not None:
+                    fn.relocs.append(Reloc(insn_idx, RelocKind.MAP, mname))
+                    return
+        elif code != _CALL:
+            raise self._reloc_err(sec, sym, r_offset, f"relocation against instruction {insn_idx} "
+                                  f"of {fn.name!r} (opcode {code:#04x}), which is neither ld_imm64 "
+                                  "nor call")
+        elif data[r_offset + 1] >> 4 == _PSEUDO_CALL and 0 < sym.shndx < min(len(self.sections),
+                                                                             _SHN_LORESERVE) \
+                and not sym.value % _INSN_SIZE and self.sections[sym.shndx].executable:
+            # a bpf-to-bpf call into another section: the callee by its start
+            cidx = sym.shndx
+            target_byte = (sym.value // _INSN_SIZE + _I32.unpack_from(data, r_offset + 4)[0] + 1) \
+                * _INSN_SIZE
+            callee = self.function_at(cidx, target_byte)
+            if callee is not None:
+                csym, cfn = callee
+                fn.relocs.append(Reloc(insn_idx, RelocKind.CALL, cfn.name,
+                                       (target_byte - csym.value) // _INSN_SIZE))
+                return
+        self._code_reloc_other(sec, r_offset, sym, fsym, fn, insn_idx, code == _CALL)
 
     def _reloc_err(self, sec: ElfSection, sym: _Symbol, r_offset: int, msg: str) -> ElfError:
         return self.err(msg, section=sec.name, symbol=sym.name, offset=r_offset)
@@ -876,41 +941,33 @@ class _Parser:
     def _synthesize_calls(self) -> None:
         """CALL relocations for calls clang resolved itself (callee in the same section).
 
-        Candidates are found with ``bytes.find`` for the call opcode at instruction
-        boundaries, not by decoding every instruction; a candidate is the second half of
-        an ld_imm64 when an odd run of ld_imm64 opcodes precedes it (what a walk from the
-        function start would have skipped).
+        The call sites of each function come from :func:`_call_sites` (compiled, or its
+        Python twin); a call that already has a relocation is left alone.
         """
+        call_sites = _celf.call_sites if _celf is not None else _call_sites
         for shndx, funcs in self.func_list.items():
             for fsym, fn in funcs:
-                insns = fn.insns
-                have = None
+                sites = call_sites(fn.insns)
+                if not sites:
+                    continue
+                have = {r.insn for r in fn.relocs}
                 added = False
-                p = insns.find(_CALL_BYTE)
-                while p >= 0:
-                    if p % _INSN_SIZE == 0 and insns[p + 1] >> 4 == _PSEUDO_CALL:
-                        i = p // _INSN_SIZE
-                        run = 0
-                        while run < i and insns[(i - run - 1) * _INSN_SIZE] == _LD_IMM64:
-                            run += 1
-                        if have is None:
-                            have = {r.insn for r in fn.relocs}
-                        if run % 2 == 0 and i not in have:
-                            (imm,) = _I32.unpack_from(insns, p + 4)
-                            target_byte = fsym.value + (i + imm + 1) * _INSN_SIZE
-                            callee = self.function_at(shndx, target_byte)
-                            if callee is None:
-                                raise self.err(f"call at instruction {i} of {fn.name!r} jumps to "
-                                               f"{target_byte:#x}, which is in no function",
-                                               section=fn.section, symbol=fn.name,
-                                               offset=fsym.value + p)
-                            csym, cfn = callee
-                            fn.relocs.append(Reloc(i, RelocKind.CALL, cfn.name,
-                                                   (target_byte - csym.value) // _INSN_SIZE))
-                            added = True
-                    p = insns.find(_CALL_BYTE, (p // _INSN_SIZE + 1) * _INSN_SIZE)
+                for i, imm in sites:
+                    if i in have:
+                        continue
+                    target_byte = fsym.value + (i + imm + 1) * _INSN_SIZE
+                    callee = self.function_at(shndx, target_byte)
+                    if callee is None:
+                        raise self.err(f"call at instruction {i} of {fn.name!r} jumps to "
+                                       f"{target_byte:#x}, which is in no function",
+                                       section=fn.section, symbol=fn.name,
+                                       offset=fsym.value + i * _INSN_SIZE)
+                    csym, cfn = callee
+                    fn.relocs.append(Reloc(i, RelocKind.CALL, cfn.name,
+                                           (target_byte - csym.value) // _INSN_SIZE))
+                    added = True
                 if added:
-                    fn.relocs.sort(key=lambda r: r.insn)
+                    fn.relocs.sort(key=_BY_INSN)
 
     def _resolve_custom_relations(self) -> None:
         """bpfm_map_custom: outer -> inner template, inner -> slot of its outer (see bpfm.h)."""

@@ -1,0 +1,144 @@
+"""The compiled ELF record walkers (bpfload._core.elf) against the reader's pure-Python twins,
+on every committed object and on seeded mutations of their symbols, relocations and
+BTF.ext records.  No kernel needed.
+
+* the ObjectSpec (functions, their instructions and relocations, programs, maps,
+  variables, externs, BTF, BTF.ext records) is the same with and without the extension;
+* a mutated object gives the same outcome both ways: the same spec, or the same error
+  class and message (the compiled code hands every bad entry to the Python code that
+  names it);
+* call_sites and FuncTable.at agree with their references on real code, random bytes
+  and offsets past any range (no crash, no OverflowError).
+"""
+from __future__ import annotations
+
+import bisect
+import random
+import struct
+
+import pytest
+
+import bpfload.btf.format as fmt
+import bpfload.elf.reader as reader
+import fuzz_driver
+from bpfload._core import btf as cbtf
+from bpfload._core import elf as celf
+from bpfload.elf import parse_object
+from bpfload.errors import BpfError
+
+from conftest import BPF_DIR
+
+OBJECTS = sorted(BPF_DIR.glob("*.bpf.o"))
+
+
+def _fmt(path) -> str | None:
+    return "iproute2" if "iproute2" in path.name else None
+
+
+def _summary(spec) -> tuple:
+    """Everything the reader decided, as comparable values."""
+    funcs = tuple((f.name, f.section, f.insns, f.offset, f.hidden, type(f).__name__,
+                   tuple((r.insn, int(r.kind), r.target, r.addend) for r in f.relocs))
+                  for f in spec.functions.values())
+    maps = tuple((n, repr(m)) for n, m in spec.maps.items())
+    ext = None
+    if spec.btf_ext is not None:
+        e = spec.btf_ext
+        ext = (e.func_info_rec_size, e.line_info_rec_size, e.core_relo_rec_size,
+               repr(e.func_info), repr(e.line_info), repr(e.core_relos))
+    return (funcs, tuple(spec.programs), maps, repr(spec.variables), repr(spec.externs),
+            spec.license, spec.kern_version, spec.btf.to_bytes() if spec.btf is not None else None,
+            ext)
+
+
+def _outcome(data: bytes, compiled: bool, monkeypatch, map_format=None):
+    monkeypatch.setattr(reader, "_celf", celf if compiled else None)
+    monkeypatch.setattr(fmt, "_cbtf", cbtf if compiled else None)
+    try:
+        return _summary(parse_object(data, name="x", map_format=map_format))
+    except BpfError as e:
+        return (type(e).__name__, str(e))
+
+
+@pytest.mark.parametrize("path", OBJECTS, ids=[p.name for p in OBJECTS])
+def test_compiled_reader_gives_the_python_spec(path, monkeypatch):
+    data = path.read_bytes()
+    compiled = _outcome(data, True, monkeypatch, _fmt(path))
+    assert compiled == _outcome(data, False, monkeypatch, _fmt(path))
+
+
+# the objects with the most relocations, calls, maps and BTF.ext records
+MUTATED = [p for p in OBJECTS if p.stem.split(".")[0] in
+           ("large", "demo", "globals", "subprog", "parse_relocs", "core_task", "maps_legacy",
+            "externs", "parity_weak", "mim_btf", "struct_ops")]
+
+
+@pytest.mark.parametrize("path", MUTATED, ids=[p.name for p in MUTATED])
+def test_mutations_give_the_same_outcome(path, monkeypatch):
+    """Edits of symbol, relocation and BTF.ext fields: same spec or same error both ways."""
+    data = path.read_bytes()
+    lay = fuzz_driver.Layout(data)
+    fields = [f for f in lay.fields if f[0].startswith(("sym[", "rel[", "btf_ext."))]
+    assert fields
+    rng = random.Random(f"elf-raw-{path.name}")
+    errors = 0
+    for _ in range(120):
+        blob = bytearray(data)
+        for _ in range(rng.randint(1, 2)):
+            label, off, size = rng.choice(fields)
+            old = int.from_bytes(blob[off:off + size], "little")
+            new = fuzz_driver._interesting(rng, old, size, len(data))
+            blob[off:off + size] = new.to_bytes(size, "little")
+        blob = bytes(blob)
+        compiled = _outcome(blob, True, monkeypatch, _fmt(path))
+        assert compiled == _outcome(blob, False, monkeypatch, _fmt(path)), label
+        errors += isinstance(compiled[0], str) and compiled[0].endswith("Error")
+    assert errors >= 10
+
+
+def test_call_sites_match_python():
+    rng = random.Random("call-sites")
+    blobs = []
+    for path in OBJECTS:
+        try:
+            spec = parse_object(str(path), map_format=_fmt(path))
+        except BpfError:
+            continue
+        blobs += [f.insns for f in spec.functions.values()]
+    # runs of ld_imm64 opcodes before a call, odd and even; random code; a partial tail
+    call = bytes([0x85, 0x10, 0, 0]) + struct.pack("<i", -3)
+    ld = bytes([0x18]) + bytes(7)
+    blobs += [ld * k + call for k in range(5)] + [call + ld * 2 + call + b"\x85\x10"]
+    blobs += [bytes(rng.choice([0x85, 0x18, 0x10, 0x00, 0xFF]) for _ in range(8 * rng.randint(0, 40)))
+              for _ in range(300)]
+    found = 0
+    for b in blobs:
+        assert celf.call_sites(b) == reader._call_sites(b)
+        found += len(reader._call_sites(b))
+    assert found > 50
+
+
+def test_func_table_lookup():
+    syms, _ = celf.read_symbols(struct.pack("<IBBHQQ", 0, 0x12, 0, 1, 16, 16)
+                                + struct.pack("<IBBHQQ", 0, 0x12, 0, 1, 40, 8), b"\0", [])
+    table = celf.FuncTable(syms, ["a", "b"])
+    starts, ends = [16, 40], [32, 48]
+    for off in [-1, 0, 15, 16, 31, 32, 39, 40, 47, 48, 1 << 63, (1 << 64) - 1, 1 << 64, 1 << 80, -(1 << 70)]:
+        j = bisect.bisect_right(starts, off) - 1
+        want = (syms[j], "ab"[j]) if j >= 0 and off < ends[j] else None
+        assert table.at(off) == want, off
+    with pytest.raises(ValueError):
+        celf.FuncTable(syms[::-1], ["b", "a"])
+
+
+def test_read_symbols_reports_bad_names():
+    sym = struct.Struct("<IBBHQQ")
+    table = sym.pack(1, 0x11, 0, 2, 0, 4) + sym.pack(9, 0x11, 0, 2, 0, 4)
+    syms, bad = celf.read_symbols(table, b"\0ab\0", ["", "", ".data"])
+    assert [s.name for s in syms] == ["ab"] and bad == (1, "outside", 9)
+    syms, bad = celf.read_symbols(sym.pack(2, 0x11, 0, 2, 0, 4), b"\0ab", [])
+    assert syms == [] and bad == (0, "unterminated", 2)
+    # a section symbol without a name is named after its section (index checked)
+    syms, bad = celf.read_symbols(sym.pack(0, 3, 0, 2, 0, 0) + sym.pack(0, 3, 0, 7, 0, 0), b"\0",
+                                  ["", "", ".data"])
+    assert bad is None and [s.name for s in syms] == [".data", ""]
