@@ -142,3 +142,75 @@ def test_read_symbols_reports_bad_names():
     syms, bad = celf.read_symbols(sym.pack(0, 3, 0, 2, 0, 0) + sym.pack(0, 3, 0, 7, 0, 0), b"\0",
                                   ["", "", ".data"])
     assert bad is None and [s.name for s in syms] == [".data", ""]
+
+
+# -- BTF.ext: checked raw at parse, objects when asked for ---------------------------
+
+EXT_OBJECTS = [p for p in OBJECTS if p.stem.split(".")[0] in ("large", "core_task", "parse_btf", "demo")]
+
+
+def _ext_parts(path):
+    spec = parse_object(str(path))
+    from test_btf import elf_section
+    return elf_section(path, ".BTF.ext"), spec.btf
+
+
+def _ext_outcome(blob, btf, compiled, monkeypatch):
+    from bpfload.btf import BtfExt
+    monkeypatch.setattr(fmt, "_cbtf", cbtf if compiled else None)
+    try:
+        e = BtfExt.parse(blob, btf)
+    except BpfError as err:
+        return (type(err).__name__, str(err))
+    return (e.func_info_rec_size, e.line_info_rec_size, e.core_relo_rec_size,
+            e.func_info, e.line_info, e.core_relos)
+
+
+@pytest.mark.parametrize("path", EXT_OBJECTS, ids=[p.name for p in EXT_OBJECTS])
+def test_btf_ext_raw_then_objects(path, monkeypatch):
+    """No record object is made at parse; the objects made later are the Python reader's,
+    and the raw records are the bytes they came from."""
+    from bpfload.btf import BtfExt
+    blob, btf = _ext_parts(path)
+    ext = BtfExt.parse(blob, btf)
+    assert set(ext._raw) == {"func_info", "line_info", "core_relos"} - {
+        a for a, v in (("func_info", ext._func_info), ("line_info", ext._line_info),
+                       ("core_relos", ext._core_relos)) if v is not None}
+    raw = {attr: {sec: ext._raw_records(attr, sec) for sec in {n for n, _, _ in ext._raw[attr][2]}}
+           for attr in ext._raw}
+    want = _ext_outcome(blob, btf, False, monkeypatch)
+    assert _ext_outcome(blob, btf, True, monkeypatch) == want
+    assert sum(len(v) for v in want[4].values()) > 0
+    for attr, secs in raw.items():
+        for sec, (runs, size) in secs.items():
+            recs = getattr(ext, attr)[sec]
+            flat = b"".join(bytes(r) for r in runs)
+            assert len(flat) == size * len(recs)
+            firsts = [struct.unpack_from("<II", flat, i * size) for i in range(len(recs))]
+            assert firsts == [(r.insn_off, r.type_id if attr != "line_info" else r.file_name_off)
+                              for r in recs]
+        assert ext._raw_records(attr, "xdp") is None      # objects made: read the attribute
+    # an edit replaces the records, raw ones included
+    ext2 = BtfExt.parse(blob, btf)
+    ext2.line_info = {}
+    assert ext2.line_info == {} and ext2._raw_records("line_info", ".text") is None
+
+
+@pytest.mark.parametrize("path", EXT_OBJECTS, ids=[p.name for p in EXT_OBJECTS])
+def test_btf_ext_mutations_same_both_ways(path, monkeypatch):
+    """Seeded u32 edits and truncations of the blob: the same records or the same error."""
+    blob, btf = _ext_parts(path)
+    rng = random.Random(f"ext-{path.name}")
+    refused = 0
+    for _ in range(200):
+        b = bytearray(blob)
+        for _ in range(rng.randint(1, 3)):
+            pos = rng.randrange(8, len(b) - 4) & ~3 if rng.random() < 0.8 else rng.randrange(len(b))
+            val = fuzz_driver._interesting(rng, int.from_bytes(b[pos:pos + 4], "little"), 4, len(b))
+            b[pos:pos + 4] = val.to_bytes(4, "little")
+        if rng.random() < 0.2:
+            b = b[:rng.randrange(len(b))]
+        got = _ext_outcome(bytes(b), btf, True, monkeypatch)
+        assert got == _ext_outcome(bytes(b), btf, False, monkeypatch)
+        refused += got[0] == "BtfError"
+    assert refused >= 20

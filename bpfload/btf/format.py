@@ -1573,6 +1573,10 @@ class ExtInfo:
 
 
 _MIN_REC = {"func_info": 8, "line_info": 16, "core_relo": 16}
+#: subsection -> (record number for _core.btf.ext_records, which u32s of a record are string
+#: offsets, the BtfExt attribute holding its records)
+_EXT_SUBS = {"func_info": (0, 0, "func_info"), "line_info": (1, 0b110, "line_info"),
+             "core_relo": (2, 0b100, "core_relos")}
 
 
 class BtfExt:
@@ -1586,12 +1590,75 @@ class BtfExt:
     def __init__(self) -> None:
         self.version = 1
         self.flags = 0
-        self.func_info: Dict[str, List[FuncInfo]] = {}
-        self.line_info: Dict[str, List[LineInfo]] = {}
-        self.core_relos: Dict[str, List[CoreRelo]] = {}
+        # records not made into objects yet: attribute -> (subsection, record size,
+        # [(section name, start, count)], string section); see _records()
+        self._raw: Dict[str, tuple] = {}
+        self._func_info: Optional[Dict[str, List[FuncInfo]]] = {}
+        self._line_info: Optional[Dict[str, List[LineInfo]]] = {}
+        self._core_relos: Optional[Dict[str, List[CoreRelo]]] = {}
         self.func_info_rec_size = 8
         self.line_info_rec_size = 16
         self.core_relo_rec_size = 16
+
+    @property
+    def func_info(self) -> Dict[str, List[FuncInfo]]:
+        """Section name -> its ``bpf_func_info`` records, in file order."""
+        d = self._func_info
+        if d is None:
+            d = self._func_info = self._records("func_info", FuncInfo)
+        return d
+
+    @func_info.setter
+    def func_info(self, value: Dict[str, List[FuncInfo]]) -> None:
+        self._raw.pop("func_info", None)
+        self._func_info = value
+
+    @property
+    def line_info(self) -> Dict[str, List[LineInfo]]:
+        """Section name -> its ``bpf_line_info`` records, in file order (file names and
+        source lines decoded when first asked for)."""
+        d = self._line_info
+        if d is None:
+            d = self._line_info = self._records("line_info", LineInfo)
+        return d
+
+    @line_info.setter
+    def line_info(self, value: Dict[str, List[LineInfo]]) -> None:
+        self._raw.pop("line_info", None)
+        self._line_info = value
+
+    @property
+    def core_relos(self) -> Dict[str, List[CoreRelo]]:
+        """Section name -> its ``bpf_core_relo`` records, in file order."""
+        d = self._core_relos
+        if d is None:
+            d = self._core_relos = self._records("core_relos", CoreRelo)
+        return d
+
+    @core_relos.setter
+    def core_relos(self, value: Dict[str, List[CoreRelo]]) -> None:
+        self._raw.pop("core_relos", None)
+        self._core_relos = value
+
+    def _records(self, attr: str, cls: type) -> Dict[str, list]:
+        """The records of *attr* as objects, from the checked raw subsection (once)."""
+        sub, rec_size, index, strings = self._raw.pop(attr)
+        what = {"func_info": 0, "line_info": 1, "core_relos": 2}[attr]
+        return _cbtf.ext_records(sub, rec_size, index, what, cls, strings, _MAX_EXT_STRING,
+                                 CoreReloKind._value2member_map_)
+
+    def _raw_records(self, attr: str, section: str) -> Optional[Tuple[List[memoryview], int]]:
+        """*section*'s records of *attr* (``"func_info"``, ``"line_info"``, ``"core_relos"``)
+        as raw bytes, no object made: ``([records of one run, ...], record size)``, ``([], size)``
+        for a section without records; None once the records were made into objects (read
+        the attribute then: it may have been edited).  Never raises for those names.
+        """
+        raw = self._raw.get(attr)
+        if raw is None:
+            return None
+        sub, rec_size, index, _ = raw
+        view = memoryview(sub)
+        return [view[start:start + num * rec_size] for name, start, num in index if name == section], rec_size
 
     @classmethod
     def parse(cls, data: bytes | bytearray | memoryview, btf: Btf) -> "BtfExt":
@@ -1599,7 +1666,9 @@ class BtfExt:
 
         Raises :class:`BtfError` for a bad magic/version/header, a subsection
         that does not fit, a record size below the minimum or not a multiple
-        of 4, a truncated record list, or a bad string offset.
+        of 4, a truncated record list, or a bad string offset.  Every record
+        is checked here; the record objects are made when an attribute is
+        first read (the loader needs none of the text).
         """
         raw = bytes(data)
         if len(raw) < _EXT_HDR.size:
@@ -1618,16 +1687,31 @@ class BtfExt:
         if hdr_len >= _EXT_HDR.size + 8:
             core_off, core_len = _2U32.unpack_from(raw, _EXT_HDR.size)
         body = raw[hdr_len:]
-        self.func_info_rec_size = self._parse_sub(body, fi_off, fi_len, "func_info", btf, self.func_info)
-        self.line_info_rec_size = self._parse_sub(body, li_off, li_len, "line_info", btf, self.line_info)
-        self.core_relo_rec_size = self._parse_sub(body, core_off, core_len, "core_relo", btf,
-                                                  self.core_relos)
+        compiled = _cbtf is not None and btf._base is None
+        if compiled:
+            self._func_info = self._line_info = self._core_relos = None
+        self.func_info_rec_size = self._parse_sub(body, fi_off, fi_len, "func_info", btf, self,
+                                                  compiled)
+        self.line_info_rec_size = self._parse_sub(body, li_off, li_len, "line_info", btf, self,
+                                                  compiled)
+        self.core_relo_rec_size = self._parse_sub(body, core_off, core_len, "core_relo", btf, self,
+                                                  compiled)
         return self
 
     @staticmethod
-    def _parse_sub(body: bytes, off: int, length: int, what: str, btf: Btf, out: Dict[str, list]) -> int:
+    def _parse_sub(body: bytes, off: int, length: int, what: str, btf: Btf, ext: "BtfExt",
+                   compiled: bool = False) -> int:
+        """Read subsection *what* of *ext* and return its record size.
+
+        *compiled*: check every record with :func:`bpfload._core.btf.ext_index` and
+        keep it raw (``ext._raw``); else make the objects now (the pure-Python twin,
+        also the path of a BTF with a base).  Both raise the same errors.
+        """
         minimum = _MIN_REC[what]
+        attr = _EXT_SUBS[what][2]
         if length == 0:
+            if compiled:
+                setattr(ext, attr, {})
             return minimum
         if off + length > len(body) or off % 4:
             raise BtfError(f"BTF.ext {what} ({off}+{length}) does not fit the blob", section=".BTF.ext")
@@ -1637,6 +1721,15 @@ class BtfExt:
         (rec_size,) = _U32.unpack_from(sub, 0)
         if rec_size < minimum or rec_size % 4:
             raise BtfError(f"BTF.ext {what}: bad record size {rec_size}", section=".BTF.ext")
+        if compiled:
+            strings = btf._strings    # bytes (copied once per BTF): ext stays deep-copyable
+            index, bad = _cbtf.ext_index(sub, rec_size, strings, _EXT_SUBS[what][1])
+            if bad is not None:
+                BtfExt._raise_index(what, rec_size, btf, *bad)
+            ext._raw[attr] = (sub, rec_size, [(btf._str_or_none(name_off), start, num)
+                                              for name_off, start, num in index], strings)
+            return rec_size
+        out: Dict[str, list] = getattr(ext, attr)
         seen: Dict[int, str] = {}
 
         def text(off: int) -> str:
@@ -1678,6 +1771,23 @@ class BtfExt:
                     recs.append(CoreRelo(a, b, c, kind, text(c)))
             p += num * rec_size
         return rec_size
+
+    @staticmethod
+    def _raise_index(what: str, rec_size: int, btf: Btf, problem: str, value: int, num: int) -> None:
+        """Raise what the Python reader raises for an :func:`~bpfload._core.btf.ext_index` problem."""
+        if problem == "header":
+            raise BtfError(f"BTF.ext {what}: truncated section header", section=".BTF.ext",
+                           offset=value)
+        if problem == "name":
+            raise BtfError(f"BTF.ext {what}: bad section name offset {value}", section=".BTF.ext")
+        sec_name = btf._str_or_none(value)
+        if problem == "empty":
+            raise BtfError(f"BTF.ext {what}: section '{sec_name}' has no records", section=".BTF.ext")
+        if problem == "past":
+            raise BtfError(f"BTF.ext {what}: section '{sec_name}' has {num} records of "
+                           f"{rec_size} bytes, past the end", section=".BTF.ext")
+        btf.string(value)   # raises: offset outside the string section
+        raise BtfError(f"string offset {value} outside the BTF string section", section=".BTF")
 
     def for_function(self, section: str, offset: int, size: int) -> ExtInfo:
         """Records of the function at byte *offset*, *size* bytes long, in *section*.
