@@ -211,33 +211,78 @@ cdef class FuncTable:
         return self.syms[j], self.fns[j]
 
 
+cdef inline object _reloc(dict memo, object reloc, Py_ssize_t insn, object kind, object target,
+                          long long addend):
+    """``reloc(insn, kind, target, addend)``, one object per distinct value (relocations
+    are immutable; the programs of a large object repeat the same ones)."""
+    key = (insn, kind, target, addend)
+    r = memo.get(key)
+    if r is None:
+        r = memo[key] = reloc(insn, kind, target, addend)
+    return r
+
+
 def code_relocs(rel, code, list symbols, FuncTable table, dict tables, set seen, dict map_at,
-                reloc, kind_map, kind_call, slow):
+                dict data_secs, reloc, kinds, dict memo, slow):
     """The REL entries *rel* of the executable section *code* (its functions: *table*).
 
     An ``ld_imm64`` of a map named in *map_at* (``(section index, offset) ->
-    map name``) and a bpf-to-bpf call into a function of another section
-    (*tables*: section index -> :class:`FuncTable`) become
-    ``reloc(insn, kind_map | kind_call, target[, addend])`` appended to the
-    function's ``relocs``; the entry's offset is added to *seen*.  Every
-    other entry -- and any entry with a bad symbol index, offset, owner,
+    map name``), an ``ld_imm64`` of an address inside a global-data section
+    (*data_secs*: section index -> ``(name, size)``) and a bpf-to-bpf call
+    into a function of another section (*tables*: section index ->
+    :class:`FuncTable`) become ``reloc(insn, kind, target, addend)`` (*kinds*:
+    the MAP, DATA and CALL kinds; equal relocations are one object, through
+    *memo*) appended to the function's ``relocs``; the entry's offset is added
+    to *seen*.  Every other entry -- and any entry with a bad symbol index, offset, owner,
     duplicate, opcode or size -- is passed to ``slow(i, r_offset, r_info)``
     unchanged, in file order, which finishes it or raises.  Returns the
-    number of entries done here.
+    functions whose relocations this call appended out of instruction order
+    (the caller sorts those, and those of any entry it did itself).
     """
     cdef const unsigned char[::1] rv = memoryview(rel).cast("B")
     cdef const unsigned char[::1] cv = memoryview(code).cast("B")
     cdef Py_ssize_t rlen = rv.shape[0], size = cv.shape[0]
     cdef const unsigned char *rp = &rv[0] if rlen else NULL
     cdef const unsigned char *cp = &cv[0] if size else NULL
-    cdef Py_ssize_t n = rlen // REL_SIZE, i, j, k, nsym = len(symbols), done = 0
+    cdef Py_ssize_t n = rlen // REL_SIZE, j, nsym = len(symbols)
+    cdef object fn, mname, dsec
+    cdef Py_ssize_t insn
+    cdef Py_ssize_t *last
+    cdef list unsorted = []
+    kind_map, kind_data, kind_call = kinds
+    last = <Py_ssize_t *>malloc(sizeof(Py_ssize_t) * (table.n + 1))
+    if last == NULL:
+        raise MemoryError()
+    for j in range(table.n):
+        last[j] = -1
+    try:
+        _code_relocs(rp, n, cp, size, symbols, nsym, table, tables, seen, map_at, data_secs, reloc,
+                     kind_map, kind_data, kind_call, memo, slow, last)
+        for j in range(table.n):
+            if last[j] == -2:
+                unsorted.append(table.fns[j])
+    finally:
+        free(last)
+    return unsorted
+
+
+cdef inline void _append(Py_ssize_t *last, Py_ssize_t j, object fn, Py_ssize_t insn, object r) except *:
+    fn.relocs.append(r)
+    if last[j] != -2:
+        last[j] = insn if insn > last[j] else -2
+
+
+cdef int _code_relocs(const unsigned char *rp, Py_ssize_t n, const unsigned char *cp, Py_ssize_t size,
+                      list symbols, Py_ssize_t nsym, FuncTable table, dict tables, set seen,
+                      dict map_at, dict data_secs, object reloc, object kind_map, object kind_data,
+                      object kind_call, dict memo, object slow, Py_ssize_t *last) except -1:
+    cdef Py_ssize_t i, j, k, insn
     cdef uint64_t r_offset, r_info, sym_idx, target_byte
     cdef long long tb, soff
     cdef unsigned char op
     cdef Symbol sym
-    cdef Symbol csym
     cdef FuncTable ct
-    cdef object fn, mname
+    cdef object mname, dsec
     for i in range(n):
         r_offset = _u64(rp + i * REL_SIZE)
         r_info = _u64(rp + i * REL_SIZE + 8)
@@ -263,13 +308,20 @@ def code_relocs(rel, code, list symbols, FuncTable table, dict tables, set seen,
             if sym.type == STT_SECTION:
                 soff += _i32(cp + r_offset + 4)
             mname = map_at.get((sym.shndx, soff)) if soff >= 0 else None
-            if mname is None:
+            if mname is not None:
+                seen.add(r_offset)
+                insn = (r_offset - table.starts[j]) // INSN_SIZE
+                _append(last, j, table.fns[j], insn, _reloc(memo, reloc, insn, kind_map, mname, 0))
+                continue
+            dsec = data_secs.get(sym.shndx)
+            soff = <long long>sym.value + _i32(cp + r_offset + 4)
+            if dsec is None or soff < 0 or soff > <long long>(<tuple>dsec)[1]:
                 slow(i, r_offset, r_info)
                 continue
             seen.add(r_offset)
-            fn = table.fns[j]
-            fn.relocs.append(reloc((r_offset - table.starts[j]) // INSN_SIZE, kind_map, mname))
-            done += 1
+            insn = (r_offset - table.starts[j]) // INSN_SIZE
+            _append(last, j, table.fns[j], insn,
+                    _reloc(memo, reloc, insn, kind_data, (<tuple>dsec)[0], soff))
         elif op == CALL and (cp[r_offset + 1] >> 4) == PSEUDO_CALL and 0 < sym.shndx < SHN_LORESERVE \
                 and sym.value % INSN_SIZE == 0 and sym.value < VALUE_LIMIT:
             ct = tables.get(sym.shndx)
@@ -286,22 +338,24 @@ def code_relocs(rel, code, list symbols, FuncTable table, dict tables, set seen,
                 slow(i, r_offset, r_info)
                 continue
             seen.add(r_offset)
-            fn = table.fns[j]
-            fn.relocs.append(reloc((r_offset - table.starts[j]) // INSN_SIZE, kind_call,
-                                   ct.fns[k].name, (target_byte - ct.starts[k]) // INSN_SIZE))
-            done += 1
+            insn = (r_offset - table.starts[j]) // INSN_SIZE
+            _append(last, j, table.fns[j], insn,
+                    _reloc(memo, reloc, insn, kind_call, ct.fns[k].name,
+                           (target_byte - ct.starts[k]) // INSN_SIZE))
         else:
             slow(i, r_offset, r_info)
-    return done
+    return 0
 
 
-def call_sites(insns):
+def call_sites(insns, Py_ssize_t base=0, set skip=None):
     """``[(insn index, imm), ...]``: the bpf-to-bpf calls (``call`` with src_reg
     BPF_PSEUDO_CALL) of *insns*, a function's instructions.
 
     A call opcode right after an odd run of ``ld_imm64`` opcodes is the
-    second half of an ``ld_imm64``, not a call.  A trailing partial
-    instruction is ignored.  Never raises for a bytes-like argument.
+    second half of an ``ld_imm64``, not a call.  A call whose section offset
+    (*base* + 8 * index) is in *skip* (it has a relocation) is left out.  A
+    trailing partial instruction is ignored.  Never raises for a bytes-like
+    argument.
     """
     cdef const unsigned char[::1] v = memoryview(insns).cast("B")
     cdef Py_ssize_t n = v.shape[0] // INSN_SIZE, i, run = 0
@@ -309,7 +363,8 @@ def call_sites(insns):
     cdef list out = []
     for i in range(n):
         # run: the ld_imm64 opcodes right before instruction i
-        if p[i * INSN_SIZE] == CALL and (p[i * INSN_SIZE + 1] >> 4) == PSEUDO_CALL and run % 2 == 0:
+        if p[i * INSN_SIZE] == CALL and (p[i * INSN_SIZE + 1] >> 4) == PSEUDO_CALL and run % 2 == 0 \
+                and (skip is None or (base + i * INSN_SIZE) not in skip):
             out.append((i, _i32(p + i * INSN_SIZE + 4)))
         if p[i * INSN_SIZE] == LD_IMM64:
             run += 1

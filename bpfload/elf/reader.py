@@ -89,6 +89,7 @@ _MAX_DATA_SECTION = 64 << 20
 _MAPS_SEC = "maps"
 _BTF_MAPS_SEC = ".maps"
 _BY_INSN = operator.attrgetter("insn")
+_KINDS = (RelocKind.MAP, RelocKind.DATA, RelocKind.CALL)
 
 
 def kernel_map_name(obj_name: str, section: str) -> str:
@@ -229,6 +230,12 @@ class _Parser:
         self.func_list: Dict[int, List[Tuple[_Symbol, FunctionSpec]]] = {}
         # the same as compiled lookup tables (with the extension only)
         self.func_tables: Dict[int, "_celf.FuncTable"] = {}
+        # (insn, kind, target, addend) -> its Reloc: equal relocations are one (immutable) object
+        self.reloc_memo: Dict[tuple, Reloc] = {}
+        # functions whose relocations may be out of order (compiled: said by code_relocs; any
+        # entry done in Python puts all its section's functions here), sections read once
+        self.unsorted: Dict[int, FunctionSpec] = {}
+        self.reloc_done: set = set()
         # (section index, offset) -> map name, for MAP relocations
         self.map_at: Dict[Tuple[int, int], str] = {}
         self.btf_maps: List[_BtfMap] = []
@@ -727,7 +734,7 @@ class _Parser:
                     self.st_ops_relocs.append((target, r_offset, sym))
                 else:
                     self._maps_reloc(target, r_offset, sym)
-        for fn in self.spec.functions.values():
+        for fn in self.unsorted.values():
             if len(fn.relocs) > 1:
                 fn.relocs.sort(key=_BY_INSN)
 
@@ -760,12 +767,16 @@ class _Parser:
             seen = self.reloc_offsets[sec.index] = set()
 
         def slow(i: int, r_offset: int, r_info: int) -> None:
+            self.unsorted.update((id(fn), fn) for _, fn in funcs)
             self._code_reloc(sec, i, r_offset, r_info, starts, funcs, seen)
 
         table = self.func_tables.get(sec.index)
-        if _celf is not None and table is not None:
-            _celf.code_relocs(rs.data, sec.data, self.symbols, table, self.func_tables, seen,
-                              self.map_at, Reloc, RelocKind.MAP, RelocKind.CALL, slow)
+        if _celf is not None and table is not None and sec.index not in self.reloc_done:
+            data_secs = {i: (n, self.sections[i].size) for i, n in self.data_sections.items()}
+            self.unsorted.update((id(fn), fn) for fn in _celf.code_relocs(
+                rs.data, sec.data, self.symbols, table, self.func_tables, seen, self.map_at,
+                data_secs, Reloc, _KINDS, self.reloc_memo, slow))
+            self.reloc_done.add(sec.index)
             return
         for i, (r_offset, r_info) in enumerate(_REL.iter_unpack(rs.data)):
             slow(i, r_offset, r_info)
@@ -944,17 +955,17 @@ class _Parser:
         The call sites of each function come from :func:`_call_sites` (compiled, or its
         Python twin); a call that already has a relocation is left alone.
         """
-        call_sites = _celf.call_sites if _celf is not None else _call_sites
         for shndx, funcs in self.func_list.items():
+            relocated = self.reloc_offsets.get(shndx)
             for fsym, fn in funcs:
-                sites = call_sites(fn.insns)
-                if not sites:
-                    continue
-                have = {r.insn for r in fn.relocs}
+                if _celf is not None:
+                    # calls with a relocation entry are those at an offset code_relocs saw
+                    sites = _celf.call_sites(fn.insns, fsym.value, relocated)
+                else:
+                    have = {r.insn for r in fn.relocs}
+                    sites = [(i, imm) for i, imm in _call_sites(fn.insns) if i not in have]
                 added = False
                 for i, imm in sites:
-                    if i in have:
-                        continue
                     target_byte = fsym.value + (i + imm + 1) * _INSN_SIZE
                     callee = self.function_at(shndx, target_byte)
                     if callee is None:
