@@ -214,3 +214,37 @@ def test_btf_ext_mutations_same_both_ways(path, monkeypatch):
         assert got == _ext_outcome(bytes(b), btf, False, monkeypatch)
         refused += got[0] == "BtfError"
     assert refused >= 20
+
+
+# -- the section table --------------------------------------------------------------
+
+def _table(data, compiled, monkeypatch):
+    import bpfload.elf.file as elffile
+    monkeypatch.setattr(elffile, "_celf", celf if compiled else None)
+    try:
+        f = elffile.ElfFile(data)
+    except BpfError as e:
+        return (type(e).__name__, str(e), e.section)
+    return [(s.index, s.name, s.type, s.type_id, s.flags, s.offset, s.size, s.link, s.info,
+             s.entsize, s.nobits, s.executable, s.data, repr(s)) for s in f.sections]
+
+
+@pytest.mark.parametrize("path", OBJECTS[::3], ids=[p.name for p in OBJECTS[::3]])
+def test_section_table_same_both_ways(path, monkeypatch):
+    """Every committed object and seeded edits of its section headers (names, types,
+    offsets, sizes): the same sections or the same error, compiled or not."""
+    data = path.read_bytes()
+    assert _table(data, True, monkeypatch) == _table(data, False, monkeypatch)
+    lay = fuzz_driver.Layout(data)
+    fields = [f for f in lay.fields if f[0].startswith(("shdr[", "ehdr.e_sh"))]
+    rng = random.Random(f"shdr-{path.name}")
+    refused = 0
+    for _ in range(80):
+        blob = bytearray(data)
+        label, off, size = rng.choice(fields)
+        old = int.from_bytes(blob[off:off + size], "little")
+        blob[off:off + size] = fuzz_driver._interesting(rng, old, size, len(data)).to_bytes(size, "little")
+        got = _table(bytes(blob), True, monkeypatch)
+        assert got == _table(bytes(blob), False, monkeypatch), label
+        refused += isinstance(got, tuple)
+    assert refused >= 5

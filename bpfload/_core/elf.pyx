@@ -6,6 +6,8 @@ Compute only: no syscalls, and nothing imported from bpfload but
 means; what it does once per symbol, relocation or instruction is done here
 over the raw section bytes:
 
+* :func:`read_sections` -- the section header table as :class:`Section`\ s,
+  names decoded, offsets and sizes checked against the file;
 * :func:`read_symbols` -- every ``Elf64_Sym`` of a symbol table as a
   :class:`Symbol`, names decoded through the string table;
 * :class:`FuncTable` -- the functions of one executable section, sorted by
@@ -27,9 +29,15 @@ from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcpy
 
-__all__ = ["Symbol", "FuncTable", "read_symbols", "code_relocs", "call_sites"]
+__all__ = ["Section", "Symbol", "FuncTable", "read_sections", "read_symbols", "code_relocs",
+           "call_sites"]
 
 cdef enum:
+    SHDR_SIZE = 64
+    SHT_NULL = 0
+    SHT_PROGBITS = 1
+    SHT_NOBITS = 8
+    SHF_EXECINSTR = 4
     SYM_SIZE = 24
     REL_SIZE = 16
     INSN_SIZE = 8
@@ -89,6 +97,110 @@ cdef class Symbol:
     def __repr__(self):
         return (f"Symbol(#{self.index} {self.name!r} value={self.value:#x} size={self.size} "
                 f"bind={self.bind} type={self.type} shndx={self.shndx})")
+
+
+cdef class Section:
+    """One section header, decoded; :attr:`data` is the section's bytes (empty for
+    NOBITS/NULL), sliced from the file on first use.
+
+    ``type`` is the sh_type name (``"SHT_PROGBITS"``, ...), ``type_id`` its value.
+    The offset and size were checked against the file when the header was read,
+    except for NOBITS sections, which occupy no bytes of the file.  (The compiled
+    twin of :class:`bpfload.elf.file.ElfSection`, made by :func:`read_sections`.)
+    """
+
+    cdef readonly Py_ssize_t index
+    cdef readonly str name
+    cdef readonly str type
+    cdef readonly uint32_t type_id
+    cdef readonly uint64_t flags
+    cdef readonly uint64_t offset
+    cdef readonly uint64_t size
+    cdef readonly uint32_t link
+    cdef readonly uint32_t info
+    cdef readonly uint64_t entsize
+    cdef readonly bint nobits
+    cdef bytes _file
+    cdef readonly object _data   # None until sliced (the tests look)
+
+    @property
+    def data(self):
+        """The section's bytes, sliced from the file once (never past its end: checked at read)."""
+        if self._data is None:
+            self._data = self._file[self.offset:self.offset + self.size]
+        return self._data
+
+    @property
+    def executable(self):
+        """PROGBITS with SHF_EXECINSTR: BPF instructions."""
+        return self.type_id == SHT_PROGBITS and (self.flags & SHF_EXECINSTR) != 0
+
+    def __repr__(self):
+        return f"ElfSection(#{self.index} {self.name!r} {self.type} size={self.size:#x})"
+
+
+def read_sections(bytes data, uint64_t shoff, Py_ssize_t shnum, uint64_t names_off,
+                  uint64_t names_size, dict type_names):
+    """The section header table -> ``(sections, None)`` or ``(sections so far, error)``.
+
+    *shoff*/*shnum*: the table (checked by the caller to lie inside *data*);
+    *names_off*/*names_size*: the section name string table (checked too);
+    *type_names*: sh_type -> name (others are named ``SHT_<hex>``).  *error*:
+    ``("name_outside", index, sh_name, 0)``, ``("name_unterminated", index,
+    0, 0)`` or ``("extends", index, offset, size)`` with the section's name
+    in place of the last field (a section past the end of the file).  Never
+    raises for well-typed arguments.
+    """
+    cdef Py_ssize_t n = len(data), i
+    cdef const unsigned char *p = <const unsigned char *>(<char *>data)
+    cdef const unsigned char *h
+    cdef const unsigned char *nm
+    cdef const unsigned char *end
+    cdef uint32_t sh_name, sh_type
+    cdef uint64_t off, size
+    cdef list out = []
+    cdef Section sec
+    cdef str name
+    if shnum < 0 or shoff > <uint64_t>n or <uint64_t>shnum * SHDR_SIZE > <uint64_t>n - shoff \
+            or names_off > <uint64_t>n or names_size > <uint64_t>n - names_off:
+        raise ValueError("section table or name table outside the data")
+    nm = p + names_off
+    for i in range(shnum):
+        h = p + shoff + i * SHDR_SIZE
+        sh_name = _u32(h)
+        sh_type = _u32(h + 4)
+        if sh_name >= names_size:
+            if sh_name:
+                return out, ("name_outside", i, sh_name, 0)
+            name = ""
+        else:
+            end = <const unsigned char *>memchr(nm + sh_name, 0, names_size - sh_name)
+            if end == NULL:
+                return out, ("name_unterminated", i, 0, 0)
+            name = PyUnicode_DecodeUTF8(<const char *>(nm + sh_name), end - (nm + sh_name), "replace")
+        off = _u64(h + 24)
+        size = _u64(h + 32)
+        if sh_type == SHT_NULL:
+            off = size = 0
+        elif sh_type != SHT_NOBITS and (off > <uint64_t>n or size > <uint64_t>n - off):
+            return out, ("extends", i, off, size, name)
+        sec = Section.__new__(Section)
+        sec.index = i
+        sec.name = name
+        sec.type_id = sh_type
+        t = type_names.get(sh_type)
+        sec.type = t if t else f"SHT_{sh_type:#x}"
+        sec.flags = _u64(h + 8)
+        sec.offset = off
+        sec.size = size
+        sec.link = _u32(h + 40)
+        sec.info = _u32(h + 44)
+        sec.entsize = _u64(h + 56)
+        sec.nobits = sh_type == SHT_NOBITS
+        sec._file = data
+        sec._data = b"" if sec.nobits or sh_type == SHT_NULL else None
+        out.append(sec)
+    return out, None
 
 
 def read_symbols(symtab, strings, list section_names):
