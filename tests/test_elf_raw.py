@@ -248,3 +248,31 @@ def test_section_table_same_both_ways(path, monkeypatch):
         assert got == _table(bytes(blob), False, monkeypatch), label
         refused += isinstance(got, tuple)
     assert refused >= 5
+
+
+# -- Btf._datasec: find(name, DATASEC) without the name index ----------------------------
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_datasec_lookup_is_find(compiled, monkeypatch):
+    from bpfload.btf import Btf, Kind
+    from test_btf import elf_section
+    monkeypatch.setattr(fmt, "_cbtf", cbtf if compiled else None)
+    seen = 0
+    for path in OBJECTS:
+        raw = elf_section(path, ".BTF")
+        if raw is None:
+            continue
+        names = [t.name for t in Btf.parse(raw) if t.kind == Kind.DATASEC]
+        btf = Btf.parse(raw)
+        for name in names + [".nope", ""]:
+            got = btf._datasec(name)
+            assert btf._name_index is None          # no index was built
+            want = Btf.parse(raw).find(name, Kind.DATASEC)
+            assert (got.id, got.name) == (want.id, want.name) if want is not None else got is None
+            seen += want is not None
+        # a decoded, renamed DATASEC is found by its new name (as find() does)
+        if names:
+            t = btf._datasec(names[0])
+            t.name = "renamed"
+            assert btf._datasec("renamed") is t and btf.find("renamed", Kind.DATASEC) is t
+    assert seen > 20

@@ -4,7 +4,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from typing_extensions import Buffer
 
-__all__ = ["scan", "check", "of_kind", "ext_index", "ext_records"]
+__all__ = ["scan", "check", "of_kind", "ext_index", "ext_records", "cstr"]
 
 def scan(buf: Buffer) -> "array.array[int]": ...
 def check(types: Buffer, offsets: Buffer, strings: Buffer, cache: List[object], start_id: int,
@@ -15,3 +15,4 @@ def ext_index(sub: Buffer, rec_size: int, strings: Buffer, str_fields: int
 def ext_records(sub: Buffer, rec_size: int, index: List[Tuple[Any, int, int]], what: int,
                 cls: Callable[..., Any], strings: Buffer, limit: int, kinds: Dict[int, Any]
                 ) -> Dict[Any, List[Any]]: ...
+def cstr(buf: bytes, start: int, stop: int) -> Optional[str]: ...

@@ -32,7 +32,7 @@ from libc.string cimport memchr, memcpy
 
 from bpfload.errors import BtfError
 
-__all__ = ["scan", "check", "of_kind", "ext_index", "ext_records"]
+__all__ = ["scan", "check", "of_kind", "ext_index", "ext_records", "cstr"]
 
 # bytes after the 12-byte common header, per kind: fixed part and per-vlen part
 cdef int _FIXED[20]
@@ -320,3 +320,21 @@ def ext_records(sub, Py_ssize_t rec_size, list index, int what, cls, strings, Py
             else:
                 recs.append(cls(a, b, c, kinds.get(d, d), _ext_text(sp, slen, c, limit, seen)))
     return out
+
+
+def cstr(bytes buf, Py_ssize_t start, Py_ssize_t stop):
+    """The NUL-terminated string at ``buf[start:]`` whose NUL lies before *stop*, decoded
+    (UTF-8, bad bytes replaced), or None when there is no NUL in ``buf[start:stop]`` (or
+    the range is empty or outside *buf*).  Never raises for well-typed arguments.
+    """
+    cdef Py_ssize_t n = len(buf)
+    cdef const char *p = buf
+    cdef const char *end
+    if stop > n:
+        stop = n
+    if start < 0 or start >= stop:
+        return None
+    end = <const char *>memchr(p + start, 0, stop - start)
+    if end == NULL:
+        return None
+    return PyUnicode_DecodeUTF8(p + start, end - (p + start), "replace")

@@ -688,6 +688,10 @@ class Btf:
             return None
         s, base = self._sraw, self._soff
         stop = slen if limit is None else min(slen, local + limit + 1)
+        if _cbtf is not None:
+            got = _cbtf.cstr(s, base + local, base + stop)
+            if got is not None:
+                return got
         end = s.find(b"\0", base + local, base + stop)
         if end < 0:
             if stop == slen:
@@ -724,6 +728,42 @@ class Btf:
     def _strings_view(self) -> memoryview:
         """The string section without a copy."""
         return memoryview(self._sraw)[self._soff:self._soff + self._slen]
+
+    def _datasec(self, name: str) -> Optional["Datasec"]:
+        """``find(name, Kind.DATASEC)`` without building the name index.
+
+        Opening an object asks for a few DATASECs by name (``.maps``, each data
+        section); the name index would decode the name of every type for them.
+        Here only the DATASEC records' names are read (and the match decoded).
+        Raises :class:`BtfError` as :meth:`find` does.
+        """
+        nraw = len(self._offsets)
+        if self._name_index is not None or self._base is not None or len(self._cache) != nraw:
+            found = self.find(name, Kind.DATASEC)
+            return found if isinstance(found, Datasec) else None
+        idxs = self.__dict__.get("_datasec_idxs")
+        if idxs is None:
+            if _cbtf is not None:
+                idxs = _cbtf.of_kind(self._types_raw, self._offsets, int(Kind.DATASEC))
+            else:
+                idxs = [i for i in range(nraw)
+                        if (_U32.unpack_from(self._types_raw, self._offsets[i] + 4)[0] >> 24) & 0x1F
+                        == Kind.DATASEC]
+            self.__dict__["_datasec_idxs"] = idxs
+        cache, start = self._cache, self._start_id
+        for idx in idxs:
+            t = cache[idx]
+            if t is None:
+                name_off = _U32.unpack_from(self._types_raw, self._offsets[idx])[0]
+                try:
+                    if not name_off or self._str_or_none(name_off, _MAX_NAME_LEN) != name:
+                        continue
+                except _TooLong:    # (validate() refuses it; no DATASEC is called that)
+                    continue
+                t = self[idx + start]
+            if isinstance(t, Datasec) and t.name == name:
+                return t
+        return None
 
     def __deepcopy__(self, memo) -> "Btf":
         new = Btf.__new__(Btf)

@@ -536,7 +536,7 @@ class _Parser:
         btf = self.spec.btf
         if not isinstance(btf, Btf):
             raise self.err("BTF-defined maps need a .BTF section", section=sec.name)
-        ds = btf.find(_BTF_MAPS_SEC, Kind.DATASEC)
+        ds = btf._datasec(_BTF_MAPS_SEC)
         if not isinstance(ds, Datasec):
             raise self.err("no DATASEC '.maps' in .BTF", section=sec.name, cls=BtfError)
         for vsi in ds.vars:
@@ -602,7 +602,7 @@ class _Parser:
             flags = int(MapFlags.RDONLY_PROG) if rodata else 0
             value_type_id = 0
             if btf is not None:
-                ds = btf.find(n, Kind.DATASEC)
+                ds = btf._datasec(n)
                 if isinstance(ds, Datasec):
                     value_type_id = ds.id
                     # libbpf: mmapable if any variable is visible (non-static)
@@ -646,7 +646,7 @@ class _Parser:
             if sec.name not in _STRUCT_OPS_SECTIONS:
                 continue
             btf = self.spec.btf
-            ds = btf.find(sec.name, Kind.DATASEC) if btf is not None else None
+            ds = btf._datasec(sec.name) if btf is not None else None
             if ds is None:
                 raise self.err("struct_ops section without BTF (compile with -g)", section=sec.name,
                                cls=BtfError)
