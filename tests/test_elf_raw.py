@@ -276,3 +276,67 @@ def test_datasec_lookup_is_find(compiled, monkeypatch):
             t.name = "renamed"
             assert btf._datasec("renamed") is t and btf.find("renamed", Kind.DATASEC) is t
     assert seen > 20
+
+
+# -- packing the kernel's func_info / line_info straight from the raw records ---------------
+
+def _packed_raw(spec, blob, layout):
+    import array
+    from bpfload.btf import BtfExt
+    ext = BtfExt.parse(blob, spec.btf)
+    out = {}
+    for attr, width in (("func_info", 2), ("line_info", 4)):
+        arr, last, ok = array.array("I"), -1, True
+        for name, start in layout:
+            f = spec.functions[name]
+            got = ext._pack_raw(attr, f.section, f.offset, f.offset + len(f.insns), start, width, arr, last)
+            assert got is not None
+            last, ok2 = got
+            ok = ok and ok2
+        recs = [tuple(arr[i:i + width]) for i in range(0, len(arr), width)]
+        out[attr] = (recs if ok else sorted(recs), ok)
+    assert ext._func_info is None and ext._line_info is None     # no record object was made
+    return out
+
+
+@pytest.mark.parametrize("path", EXT_OBJECTS + [p for p in OBJECTS if p.stem.startswith("subprog")],
+                         ids=lambda p: p.name)
+def test_raw_packing_is_what_the_record_objects_give(path):
+    """For every program: the kernel records packed from the raw bytes are the records the
+    objects give (rebased by the linker's layout, sorted), and say sorted when they are."""
+    from bpfload import _pyinsn
+    from bpfload.btf.kernel import ext_records
+    from test_btf import elf_section
+    spec = parse_object(str(path))
+    blob = elf_section(path, ".BTF.ext")
+    checked = 0
+    for prog in spec.programs:
+        layout = _pyinsn.link(prog, spec.functions).layout
+        want_fi, want_li = ext_records(spec.btf_ext, spec.functions, layout)
+        got = _packed_raw(spec, blob, layout)
+        assert got["func_info"][0] == [struct.unpack_from("<II", want_fi, i) for i in range(0, len(want_fi), 8)]
+        assert got["line_info"][0] == [struct.unpack_from("<IIII", want_li, i)
+                                       for i in range(0, len(want_li), 16)]
+        checked += len(got["line_info"][0])
+    assert checked > 0
+
+
+def test_raw_packing_arguments():
+    import array
+    from bpfload.btf import BtfExt
+    from test_btf import elf_section
+    path = BPF_DIR / "large.bpf.o"
+    ext = BtfExt.parse(elf_section(path, ".BTF.ext"), parse_object(str(path)).btf)
+    out = array.array("I", [7])
+    assert ext._pack_raw("line_info", "nope", 0, 1 << 20, 0, 4, out) == (-1, True) and list(out) == [7]
+    with pytest.raises(ValueError):
+        ext._pack_raw("line_info", "xdp", 0, 1 << 20, 0, 3, out)
+    with pytest.raises(TypeError):
+        ext._pack_raw("line_info", "xdp", 0, 1 << 20, 0, 4, [])
+    with pytest.raises(OverflowError):
+        ext._pack_raw("line_info", "xdp", 0, 1 << 20, 0xFFFFFFFF, 4, out)
+    assert list(out) == [7]
+    last, ok = ext._pack_raw("line_info", "xdp", 0, 1 << 20, 0, 4, out, 5)
+    assert not ok and last > 5 and len(out) > 1           # the first record came before 5
+    _ = ext.line_info                                      # objects made: the raw path steps aside
+    assert ext._pack_raw("line_info", "xdp", 0, 1 << 20, 0, 4, out) is None

@@ -4,7 +4,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from typing_extensions import Buffer
 
-__all__ = ["scan", "check", "of_kind", "ext_index", "ext_records", "cstr"]
+__all__ = ["scan", "check", "of_kind", "ext_index", "ext_records", "cstr",
+           "ext_pack"]
 
 def scan(buf: Buffer) -> "array.array[int]": ...
 def check(types: Buffer, offsets: Buffer, strings: Buffer, cache: List[object], start_id: int,
@@ -16,3 +17,5 @@ def ext_records(sub: Buffer, rec_size: int, index: List[Tuple[Any, int, int]], w
                 cls: Callable[..., Any], strings: Buffer, limit: int, kinds: Dict[int, Any]
                 ) -> Dict[Any, List[Any]]: ...
 def cstr(buf: bytes, start: int, stop: int) -> Optional[str]: ...
+def ext_pack(sub: Buffer, rec_size: int, runs: List[Tuple[int, int]], lo: int, hi: int, start: int,
+             width: int, out: "array.array[int]", last: int = ...) -> Tuple[int, bool]: ...

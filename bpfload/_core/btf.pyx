@@ -26,13 +26,15 @@ tests compare the two.
 """
 import array
 
+from cpython cimport array as carray
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int32_t, uint32_t
 from libc.string cimport memchr, memcpy
 
 from bpfload.errors import BtfError
 
-__all__ = ["scan", "check", "of_kind", "ext_index", "ext_records", "cstr"]
+__all__ = ["scan", "check", "of_kind", "ext_index", "ext_records", "cstr",
+           "ext_pack"]
 
 # bytes after the 12-byte common header, per kind: fixed part and per-vlen part
 cdef int _FIXED[20]
@@ -338,3 +340,69 @@ def cstr(bytes buf, Py_ssize_t start, Py_ssize_t stop):
     if end == NULL:
         return None
     return PyUnicode_DecodeUTF8(p + start, end - (p + start), "replace")
+
+
+def ext_pack(sub, Py_ssize_t rec_size, list runs, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t start,
+             Py_ssize_t width, out, Py_ssize_t last=-1):
+    """Append the raw BTF.ext records of one function to *out* in the kernel's layout, rebased.
+
+    *runs*: ``[(byte offset in sub, count), ...]`` of one section's records
+    (from :func:`ext_index`), in file order; the records whose ``insn_off``
+    lies in ``[lo, hi)`` (the function's bytes in its section) are written,
+    in file order, as *width* u32s: 2, ``bpf_func_info`` (insn, type_id);
+    4, ``bpf_line_info`` (insn, file_name_off, line_off, line_col); insn is
+    ``(insn_off - lo) // 8 + start``.  *last*: the instruction of the record
+    written before these (-1: none).  Returns ``(last instruction written,
+    True if the instructions strictly increased)``, what
+    :func:`bpfload._core.insn.pack_ext_records` returns for the same records
+    as objects.  Raises ``ValueError`` for another *width* or runs outside
+    *sub*, ``TypeError`` for an *out* that is not an ``array('I')``,
+    ``OverflowError`` for an instruction past u32 (*out* left as it was).
+    """
+    cdef const unsigned char[::1] v = memoryview(sub).cast("B")
+    cdef Py_ssize_t n = v.shape[0], s, num, i, k = 0, count = 0, base, insn_idx
+    cdef const unsigned char *p = &v[0] if n else NULL
+    cdef const unsigned char *r
+    cdef uint32_t insn_off
+    cdef bint ok = True
+    cdef unsigned int *d
+    cdef carray.array arr
+    if width != 2 and width != 4:
+        raise ValueError(f"width must be 2 (func_info) or 4 (line_info), not {width}")
+    if type(out) is not array.array or out.typecode != "I":
+        raise TypeError("out must be an array('I')")
+    if rec_size < 4 * width:
+        raise ValueError(f"records of {rec_size} bytes are shorter than {width} u32s")
+    for s, num in runs:
+        if s < 0 or num < 0 or s > n or num > (n - s) // rec_size:
+            raise ValueError("run outside the subsection")
+        for i in range(num):
+            insn_off = _u32(p + s + i * rec_size)
+            if lo <= insn_off < hi:
+                count += 1
+    if count == 0:
+        return last, True
+    arr = out
+    base = len(arr)
+    carray.resize_smart(arr, base + count * width)
+    for s, num in runs:
+        for i in range(num):
+            r = p + s + i * rec_size
+            insn_off = _u32(r)
+            if not (lo <= insn_off < hi):
+                continue
+            insn_idx = (insn_off - lo) // 8 + start
+            if insn_idx < 0 or insn_idx > 0xFFFFFFFF:
+                carray.resize_smart(arr, base)
+                raise OverflowError(f"instruction {insn_idx} does not fit a u32")
+            if insn_idx <= last:
+                ok = False
+            last = insn_idx
+            d = arr.data.as_uints + base + k * width
+            d[0] = <unsigned int>insn_idx
+            d[1] = _u32(r + 4)
+            if width == 4:
+                d[2] = _u32(r + 8)
+                d[3] = _u32(r + 12)
+            k += 1
+    return last, ok

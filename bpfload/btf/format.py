@@ -1700,6 +1700,22 @@ class BtfExt:
         view = memoryview(sub)
         return [view[start:start + num * rec_size] for name, start, num in index if name == section], rec_size
 
+    def _pack_raw(self, attr: str, section: str, lo: int, hi: int, start: int, width: int,
+                  out: "array.array[int]", last: int = -1) -> Optional[Tuple[int, bool]]:
+        """Append *section*'s raw *attr* records (``"func_info"``: *width* 2, ``"line_info"``:
+        4) with ``lo <= insn_off < hi`` to *out* in the kernel's layout, rebased to start at
+        instruction *start*, without making record objects: ``(last, sorted)`` as
+        :func:`bpfload._core.insn.pack_ext_records` returns for the same records, or None
+        once they were made into objects (pack those: they may have been edited).  Raises
+        what :func:`bpfload._core.btf.ext_pack` raises.
+        """
+        raw = self._raw.get(attr)
+        if raw is None:
+            return None
+        sub, rec_size, index, _ = raw
+        return _cbtf.ext_pack(sub, rec_size, [(s, n) for name, s, n in index if name == section],
+                              lo, hi, start, width, out, last)
+
     @classmethod
     def parse(cls, data: bytes | bytearray | memoryview, btf: Btf) -> "BtfExt":
         """Parse a ``.BTF.ext`` blob whose names live in *btf*'s string section.
