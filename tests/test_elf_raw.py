@@ -176,7 +176,7 @@ def test_btf_ext_raw_then_objects(path, monkeypatch):
     assert set(ext._raw) == {"func_info", "line_info", "core_relos"} - {
         a for a, v in (("func_info", ext._func_info), ("line_info", ext._line_info),
                        ("core_relos", ext._core_relos)) if v is not None}
-    raw = {attr: {sec: ext._raw_records(attr, sec) for sec in {n for n, _, _ in ext._raw[attr][2]}}
+    raw = {attr: {sec: ext._raw_records(attr, sec) for sec in {r[0] for r in ext._raw[attr][2]}}
            for attr in ext._raw}
     want = _ext_outcome(blob, btf, False, monkeypatch)
     assert _ext_outcome(blob, btf, True, monkeypatch) == want
@@ -340,3 +340,30 @@ def test_raw_packing_arguments():
     assert not ok and last > 5 and len(out) > 1           # the first record came before 5
     _ = ext.line_info                                      # objects made: the raw path steps aside
     assert ext._pack_raw("line_info", "xdp", 0, 1 << 20, 0, 4, out) is None
+
+
+def test_ext_pack_runs_in_and_out_of_order():
+    import array
+    rec = struct.Struct("<IIII")
+    insns = [0, 8, 8, 24, 40, 48, 64]
+    sub = b"\0" * 4 + b"".join(rec.pack(o, 100 + k, 200 + k, 300 + k) for k, o in enumerate(insns))
+    shuffled = [24, 0, 48, 8, 64, 40, 8]
+    sub2 = b"\0" * 4 + b"".join(rec.pack(o, 100 + k, 200 + k, 300 + k) for k, o in enumerate(shuffled))
+    for lo, hi in [(0, 72), (8, 48), (9, 10), (40, 41), (64, 1 << 20), (0, 0)]:
+        # in order: bisection gives what reading the whole run gives
+        a, b = array.array("I"), array.array("I")
+        ra = cbtf.ext_pack(sub, 16, [(4, len(insns), True)], lo, hi, 3, 4, a)
+        rb = cbtf.ext_pack(sub, 16, [(4, len(insns), False)], lo, hi, 3, 4, b)
+        assert (ra, a) == (rb, b)
+        want = [((o - lo) // 8 + 3, 100 + k, 200 + k, 300 + k) for k, o in enumerate(insns) if lo <= o < hi]
+        assert [tuple(a[i:i + 4]) for i in range(0, len(a), 4)] == want
+        # out of order: file order kept, "not increasing" said
+        c = array.array("I")
+        last, ok = cbtf.ext_pack(sub2, 16, [(4, len(shuffled), False)], lo, hi, 0, 2, c)
+        want = [((o - lo) // 8, 100 + k) for k, o in enumerate(shuffled) if lo <= o < hi]
+        assert [tuple(c[i:i + 2]) for i in range(0, len(c), 2)] == want
+        insn_seq = [w[0] for w in want]
+        assert ok == all(x < y for x, y in zip(insn_seq, insn_seq[1:]))
+        assert last == (insn_seq[-1] if want else -1)
+    with pytest.raises(ValueError):
+        cbtf.ext_pack(sub, 16, [(4, len(insns) + 1, True)], 0, 8, 0, 4, array.array("I"))

@@ -209,8 +209,9 @@ def ext_index(sub, Py_ssize_t rec_size, strings, int str_fields):
     (a BTF without a base); *str_fields*: bit *k* set when the *k*-th u32 of
     a record is a string offset (line_info: file name and line; core_relo:
     access string).  Returns ``(index, None)`` -- index: ``[(name_off, start,
-    count), ...]`` in file order, *start* the byte offset of the first record
-    in *sub* -- or ``(index so far, error)``, *error* what the first problem
+    count, in_order), ...]`` in file order, *start* the byte offset of the first
+    record in *sub*, *in_order* whether the records' ``insn_off`` never
+    decrease -- or ``(index so far, error)``, *error* what the first problem
     is, in the order a record-by-record reader meets them:
     ``("header", pos, 0)`` (a truncated section header), ``("name", name_off,
     0)`` (outside the strings, or empty), ``("empty", name_off, 0)`` (no
@@ -224,6 +225,7 @@ def ext_index(sub, Py_ssize_t rec_size, strings, int str_fields):
     cdef const unsigned char *p = &v[0] if n else NULL
     cdef const unsigned char *sp = &sv[0] if slen else NULL
     cdef Py_ssize_t pos = 4, q, i, k, nfields = rec_size // 4
+    cdef bint in_order
     cdef uint32_t sec_off, num, off
     cdef list index = []
     if rec_size < 4:
@@ -250,7 +252,12 @@ def ext_index(sub, Py_ssize_t rec_size, strings, int str_fields):
                         off = _u32(p + q + 4 * k)
                         if off >= slen and not (off == 0 and slen == 0):
                             return index, ("string", off, 0)
-        index.append((sec_off, pos, num))
+        in_order = True
+        for i in range(1, num):
+            if _u32(p + pos + i * rec_size) < _u32(p + pos + (i - 1) * rec_size):
+                in_order = False
+                break
+        index.append((sec_off, pos, num, in_order))
         pos += num * rec_size
     return index, None
 
@@ -301,7 +308,7 @@ def ext_records(sub, Py_ssize_t rec_size, list index, int what, cls, strings, Py
     cdef dict out = {}
     cdef dict seen = {}
     cdef list recs
-    for name_off, start, num in index:
+    for name_off, start, num, _ in index:
         if start < 0 or num < 0 or start + num * rec_size > n or rec_size < 4 * (2 if what == 0 else 4):
             raise ValueError("index does not match the subsection")
         recs = out.get(name_off)
@@ -342,12 +349,26 @@ def cstr(bytes buf, Py_ssize_t start, Py_ssize_t stop):
     return PyUnicode_DecodeUTF8(p + start, end - (p + start), "replace")
 
 
+cdef Py_ssize_t _first_at(const unsigned char *p, Py_ssize_t rec_size, Py_ssize_t num,
+                          Py_ssize_t lo) noexcept:
+    """The first of *num* records (insn_off never decreasing) with insn_off >= *lo*."""
+    cdef Py_ssize_t a = 0, b = num, m
+    while a < b:
+        m = (a + b) >> 1
+        if <Py_ssize_t>_u32(p + m * rec_size) < lo:
+            a = m + 1
+        else:
+            b = m
+    return a
+
+
 def ext_pack(sub, Py_ssize_t rec_size, list runs, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t start,
              Py_ssize_t width, out, Py_ssize_t last=-1):
     """Append the raw BTF.ext records of one function to *out* in the kernel's layout, rebased.
 
-    *runs*: ``[(byte offset in sub, count), ...]`` of one section's records
-    (from :func:`ext_index`), in file order; the records whose ``insn_off``
+    *runs*: ``[(byte offset in sub, count, in order), ...]`` of one section's
+    records (from :func:`ext_index`), in file order (a run in order is searched
+    by bisection, another read whole); the records whose ``insn_off``
     lies in ``[lo, hi)`` (the function's bytes in its section) are written,
     in file order, as *width* u32s: 2, ``bpf_func_info`` (insn, type_id);
     4, ``bpf_line_info`` (insn, file_name_off, line_off, line_col); insn is
@@ -360,7 +381,8 @@ def ext_pack(sub, Py_ssize_t rec_size, list runs, Py_ssize_t lo, Py_ssize_t hi, 
     ``OverflowError`` for an instruction past u32 (*out* left as it was).
     """
     cdef const unsigned char[::1] v = memoryview(sub).cast("B")
-    cdef Py_ssize_t n = v.shape[0], s, num, i, k = 0, count = 0, base, insn_idx
+    cdef Py_ssize_t n = v.shape[0], s, num, i, k = 0, count = 0, base, insn_idx, first
+    cdef bint srt
     cdef const unsigned char *p = &v[0] if n else NULL
     cdef const unsigned char *r
     cdef uint32_t insn_off
@@ -373,23 +395,29 @@ def ext_pack(sub, Py_ssize_t rec_size, list runs, Py_ssize_t lo, Py_ssize_t hi, 
         raise TypeError("out must be an array('I')")
     if rec_size < 4 * width:
         raise ValueError(f"records of {rec_size} bytes are shorter than {width} u32s")
-    for s, num in runs:
+    for s, num, srt in runs:
         if s < 0 or num < 0 or s > n or num > (n - s) // rec_size:
             raise ValueError("run outside the subsection")
-        for i in range(num):
+        first = _first_at(p + s, rec_size, num, lo) if srt else 0
+        for i in range(first, num):
             insn_off = _u32(p + s + i * rec_size)
             if lo <= insn_off < hi:
                 count += 1
+            elif srt and insn_off >= hi:
+                break
     if count == 0:
         return last, True
     arr = out
     base = len(arr)
     carray.resize_smart(arr, base + count * width)
-    for s, num in runs:
-        for i in range(num):
+    for s, num, srt in runs:
+        first = _first_at(p + s, rec_size, num, lo) if srt else 0
+        for i in range(first, num):
             r = p + s + i * rec_size
             insn_off = _u32(r)
             if not (lo <= insn_off < hi):
+                if srt and insn_off >= hi:
+                    break
                 continue
             insn_idx = (insn_off - lo) // 8 + start
             if insn_idx < 0 or insn_idx > 0xFFFFFFFF:

@@ -1631,7 +1631,7 @@ class BtfExt:
         self.version = 1
         self.flags = 0
         # records not made into objects yet: attribute -> (subsection, record size,
-        # [(section name, start, count)], string section); see _records()
+        # [(section name, start, count, in order)], string section); see _records()
         self._raw: Dict[str, tuple] = {}
         self._func_info: Optional[Dict[str, List[FuncInfo]]] = {}
         self._line_info: Optional[Dict[str, List[LineInfo]]] = {}
@@ -1698,7 +1698,7 @@ class BtfExt:
             return None
         sub, rec_size, index, _ = raw
         view = memoryview(sub)
-        return [view[start:start + num * rec_size] for name, start, num in index if name == section], rec_size
+        return [view[start:start + num * rec_size] for name, start, num, _ in index if name == section], rec_size
 
     def _pack_raw(self, attr: str, section: str, lo: int, hi: int, start: int, width: int,
                   out: "array.array[int]", last: int = -1) -> Optional[Tuple[int, bool]]:
@@ -1713,7 +1713,7 @@ class BtfExt:
         if raw is None:
             return None
         sub, rec_size, index, _ = raw
-        return _cbtf.ext_pack(sub, rec_size, [(s, n) for name, s, n in index if name == section],
+        return _cbtf.ext_pack(sub, rec_size, [r[1:] for r in index if r[0] == section],
                               lo, hi, start, width, out, last)
 
     @classmethod
@@ -1782,8 +1782,8 @@ class BtfExt:
             index, bad = _cbtf.ext_index(sub, rec_size, strings, _EXT_SUBS[what][1])
             if bad is not None:
                 BtfExt._raise_index(what, rec_size, btf, *bad)
-            ext._raw[attr] = (sub, rec_size, [(btf._str_or_none(name_off), start, num)
-                                              for name_off, start, num in index], strings)
+            ext._raw[attr] = (sub, rec_size, [(btf._str_or_none(r[0]),) + r[1:] for r in index],
+                              strings)
             return rec_size
         out: Dict[str, list] = getattr(ext, attr)
         seen: Dict[int, str] = {}
