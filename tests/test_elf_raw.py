@@ -367,3 +367,15 @@ def test_ext_pack_runs_in_and_out_of_order():
         assert last == (insn_seq[-1] if want else -1)
     with pytest.raises(ValueError):
         cbtf.ext_pack(sub, 16, [(4, len(insns) + 1, True)], 0, 8, 0, 4, array.array("I"))
+
+
+def test_raw_records_made_later_without_the_module_global(monkeypatch):
+    """Records kept raw at parse are made into objects even if the format module's handle on
+    the extension is gone by then (tests switch it per test)."""
+    from bpfload.btf import BtfExt
+    from test_btf import elf_section
+    path = BPF_DIR / "core_task.bpf.o"
+    blob, btf = elf_section(path, ".BTF.ext"), parse_object(str(path)).btf
+    ext = BtfExt.parse(blob, btf)
+    monkeypatch.setattr(fmt, "_cbtf", None)
+    assert ext.core_relos == BtfExt.parse(blob, btf).core_relos and ext.core_relos

@@ -1682,10 +1682,11 @@ class BtfExt:
 
     def _records(self, attr: str, cls: type) -> Dict[str, list]:
         """The records of *attr* as objects, from the checked raw subsection (once)."""
+        from .._core import btf as cbtf    # (records are kept raw only when it exists)
         sub, rec_size, index, strings = self._raw.pop(attr)
         what = {"func_info": 0, "line_info": 1, "core_relos": 2}[attr]
-        return _cbtf.ext_records(sub, rec_size, index, what, cls, strings, _MAX_EXT_STRING,
-                                 CoreReloKind._value2member_map_)
+        return cbtf.ext_records(sub, rec_size, index, what, cls, strings, _MAX_EXT_STRING,
+                                CoreReloKind._value2member_map_)
 
     def _raw_records(self, attr: str, section: str) -> Optional[Tuple[List[memoryview], int]]:
         """*section*'s records of *attr* (``"func_info"``, ``"line_info"``, ``"core_relos"``)
@@ -1712,9 +1713,10 @@ class BtfExt:
         raw = self._raw.get(attr)
         if raw is None:
             return None
+        from .._core import btf as cbtf
         sub, rec_size, index, _ = raw
-        return _cbtf.ext_pack(sub, rec_size, [r[1:] for r in index if r[0] == section],
-                              lo, hi, start, width, out, last)
+        return cbtf.ext_pack(sub, rec_size, [r[1:] for r in index if r[0] == section],
+                             lo, hi, start, width, out, last)
 
     @classmethod
     def parse(cls, data: bytes | bytearray | memoryview, btf: Btf) -> "BtfExt":
