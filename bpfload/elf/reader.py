@@ -2,8 +2,8 @@
 
 bpfload's own ELF64 reader (:mod:`.file`) reads the ELF header, the section
 header table and section names; the fixed-size symbol and relocation records
-are read here with :mod:`struct` from section data that was bounds-checked
-against the file first.  Every offset, size and index read from the file is
+are read here (or by :mod:`bpfload._core.elf`) from section data that was
+bounds-checked against the file first.  Every offset, size and index read from the file is
 checked, so a malformed object raises :class:`~bpfload.errors.ElfError` (or
 its subclass :class:`~bpfload.errors.BtfError`) naming the object and, where
 it applies, the section, symbol and offset -- never ``IndexError``,
@@ -24,6 +24,12 @@ Decisions worth knowing:
   :mod:`bpfload.elf.sections`): the user may set the type before loading.
   ``SEC("?name")`` programs are classified as ``name`` with
   ``autoload=False``.
+* The per-record loops (section headers, symbols, code relocations, call
+  sites) run in compiled code (:mod:`bpfload._core.elf`) when it is built;
+  every entry that is not a plain map load, data address or call -- and every
+  entry that is wrong -- is handed back to the Python code here, which names
+  the problem.  The Python loops are kept as the reference the tests compare
+  the compiled ones with (tests/test_elf_raw.py).
 * ``.BTF`` DATASEC sizes and VAR offsets, which clang leaves 0, are fixed up
   from the ELF here (:meth:`bpfload.btf.Btf.fixup_datasecs`), so
   ``spec.btf`` is ready for BPF_BTF_LOAD.
@@ -232,9 +238,11 @@ class _Parser:
         self.func_tables: Dict[int, "_celf.FuncTable"] = {}
         # (insn, kind, target, addend) -> its Reloc: equal relocations are one (immutable) object
         self.reloc_memo: Dict[tuple, Reloc] = {}
-        # functions whose relocations may be out of order (compiled: said by code_relocs; any
-        # entry done in Python puts all its section's functions here), sections read once
+        # relocation lists that may be out of order: functions code_relocs says so of, and
+        # every function of a section an entry of which was done in Python
         self.unsorted: Dict[int, FunctionSpec] = {}
+        self.resort: set = set()
+        # executable sections whose REL entries went through code_relocs
         self.reloc_done: set = set()
         # (section index, offset) -> map name, for MAP relocations
         self.map_at: Dict[Tuple[int, int], str] = {}
@@ -734,6 +742,8 @@ class _Parser:
                     self.st_ops_relocs.append((target, r_offset, sym))
                 else:
                     self._maps_reloc(target, r_offset, sym)
+        for shndx in self.resort:
+            self.unsorted.update((id(fn), fn) for _, fn in self.func_list.get(shndx, ()))
         for fn in self.unsorted.values():
             if len(fn.relocs) > 1:
                 fn.relocs.sort(key=_BY_INSN)
@@ -767,7 +777,7 @@ class _Parser:
             seen = self.reloc_offsets[sec.index] = set()
 
         def slow(i: int, r_offset: int, r_info: int) -> None:
-            self.unsorted.update((id(fn), fn) for _, fn in funcs)
+            self.resort.add(sec.index)
             self._code_reloc(sec, i, r_offset, r_info, starts, funcs, seen)
 
         table = self.func_tables.get(sec.index)
