@@ -22,12 +22,12 @@ from typing import Dict, List, Optional
 
 from ..errors import ElfError
 
+__all__ = ["ElfFile", "ElfSection", "SHT_NAMES"]
+
 try:    # the section table in compiled code; ElfSection and the loop below are its twin
     from .._core import elf as _celf
 except ImportError:  # pragma: no cover - a build without the extension
     _celf = None  # type: ignore[assignment]
-
-__all__ = ["ElfFile", "ElfSection", "SHT_NAMES"]
 
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")       # Elf64_Ehdr
 _SHDR = struct.Struct("<IIQQQQIIQQ")              # Elf64_Shdr

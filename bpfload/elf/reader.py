@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import bisect
 import copy
-import operator
 import os
 import struct
 from typing import Dict, List, Optional, Tuple, Union
@@ -55,12 +54,12 @@ from ..errors import BtfError, ElfError
 from ..spec import (FunctionSpec, GlobalVar, MapSpec, ObjectSpec, ProgramSpec, Reloc, RelocKind,
                     StructOpsSpec, pin_name_problem)
 
+__all__ = ["parse_object", "kernel_map_name", "BPF_OBJ_NAME_LEN"]
+
 try:    # the per-record loops in compiled code; the Python twins below are the reference
     from .._core import elf as _celf
 except ImportError:  # pragma: no cover - a build without the extension
     _celf = None  # type: ignore[assignment]
-
-__all__ = ["parse_object", "kernel_map_name", "BPF_OBJ_NAME_LEN"]
 
 #: Kernel limit for object names, NUL included.
 BPF_OBJ_NAME_LEN = 16
@@ -94,7 +93,7 @@ _MAX_DATA_SECTION = 64 << 20
 
 _MAPS_SEC = "maps"
 _BTF_MAPS_SEC = ".maps"
-_BY_INSN = operator.attrgetter("insn")
+_BY_INSN = lambda r: r.insn    # noqa: E731 (sorts only lists out of order)
 _KINDS = (RelocKind.MAP, RelocKind.DATA, RelocKind.CALL)
 
 
