@@ -1,12 +1,21 @@
 """Type stub for the compiled ``bpfload._core.btf`` (pure-Python twins in ``bpfload.btf.format``)."""
 import array
-from typing import List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from typing_extensions import Buffer
 
-__all__ = ["scan", "check", "of_kind"]
+__all__ = ["scan", "check", "of_kind", "ext_index", "ext_records", "cstr",
+           "ext_pack"]
 
 def scan(buf: Buffer) -> "array.array[int]": ...
 def check(types: Buffer, offsets: Buffer, strings: Buffer, cache: List[object], start_id: int,
           ntypes: int, name_limit: int) -> Optional[Tuple[int, str, int, object]]: ...
 def of_kind(types: Buffer, offsets: Buffer, kind: int) -> List[int]: ...
+def ext_index(sub: Buffer, rec_size: int, strings: Buffer, str_fields: int
+              ) -> Tuple[List[Tuple[int, int, int, bool]], Optional[Tuple[str, int, int]]]: ...
+def ext_records(sub: Buffer, rec_size: int, index: List[Tuple[Any, int, int, bool]], what: int,
+                cls: Callable[..., Any], strings: Buffer, limit: int, kinds: Dict[int, Any]
+                ) -> Dict[Any, List[Any]]: ...
+def cstr(buf: bytes, start: int, stop: int) -> Optional[str]: ...
+def ext_pack(sub: Buffer, rec_size: int, runs: List[Tuple[int, int, bool]], lo: int, hi: int, start: int,
+             width: int, out: "array.array[int]", last: int = ...) -> Tuple[int, bool]: ...

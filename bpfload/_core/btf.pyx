@@ -13,7 +13,10 @@ what it needs from every record at once is done here, in one pass each:
   offset inside the string section, NUL-terminated within the name limit
   (what decoding each type would check), without decoding anything;
 * :func:`of_kind` -- the indexes of the records of one kind (DATASECs to fix
-  up, FUNCs to mark static).
+  up, FUNCs to mark static);
+* :func:`ext_index` / :func:`ext_records` -- a ``.BTF.ext`` subsection's
+  per-section index with every string offset checked, and, only when asked
+  for, its records as objects.
 
 Every read is bounds-checked against the buffer it comes from: a truncated
 record, a length past the end or a bad string offset raises
@@ -23,12 +26,15 @@ tests compare the two.
 """
 import array
 
+from cpython cimport array as carray
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport int32_t, uint32_t
 from libc.string cimport memchr, memcpy
 
 from bpfload.errors import BtfError
 
-__all__ = ["scan", "check", "of_kind"]
+__all__ = ["scan", "check", "of_kind", "ext_index", "ext_records", "cstr",
+           "ext_pack"]
 
 # bytes after the 12-byte common header, per kind: fixed part and per-vlen part
 cdef int _FIXED[20]
@@ -191,3 +197,240 @@ def of_kind(types, offsets, int kind):
         if ((_u32(tp + off + 4) >> 24) & 0x1F) == <uint32_t>kind:
             out.append(idx)
     return out
+
+
+# -- BTF.ext -------------------------------------------------------------------
+
+def ext_index(sub, Py_ssize_t rec_size, strings, int str_fields):
+    """The per-section index of one BTF.ext subsection, every string offset checked.
+
+    *sub*: the subsection (its 4-byte record size first); *rec_size*: that
+    size (checked by the caller); *strings*: the ``.BTF`` string section
+    (a BTF without a base); *str_fields*: bit *k* set when the *k*-th u32 of
+    a record is a string offset (line_info: file name and line; core_relo:
+    access string).  Returns ``(index, None)`` -- index: ``[(name_off, start,
+    count, in_order), ...]`` in file order, *start* the byte offset of the first
+    record in *sub*, *in_order* whether the records' ``insn_off`` never
+    decrease -- or ``(index so far, error)``, *error* what the first problem
+    is, in the order a record-by-record reader meets them:
+    ``("header", pos, 0)`` (a truncated section header), ``("name", name_off,
+    0)`` (outside the strings, or empty), ``("empty", name_off, 0)`` (no
+    records), ``("past", name_off, count)`` (records past the end),
+    ``("string", off, 0)`` (a record's string outside the strings).  Never
+    raises for well-typed arguments.
+    """
+    cdef const unsigned char[::1] v = memoryview(sub).cast("B")
+    cdef const unsigned char[::1] sv = memoryview(strings).cast("B")
+    cdef Py_ssize_t n = v.shape[0], slen = sv.shape[0]
+    cdef const unsigned char *p = &v[0] if n else NULL
+    cdef const unsigned char *sp = &sv[0] if slen else NULL
+    cdef Py_ssize_t pos = 4, q, i, k, nfields = rec_size // 4
+    cdef bint in_order
+    cdef uint32_t sec_off, num, off
+    cdef list index = []
+    if rec_size < 4:
+        raise ValueError("record size below 4")
+    if nfields > 32:
+        nfields = 32
+    while pos < n:
+        if pos + 8 > n:
+            return index, ("header", pos, 0)
+        sec_off = _u32(p + pos)
+        num = _u32(p + pos + 4)
+        pos += 8
+        if sec_off >= slen or sp[sec_off] == 0:
+            return index, ("name", sec_off, 0)
+        if num == 0:
+            return index, ("empty", sec_off, 0)
+        if <unsigned long long>num * <unsigned long long>rec_size > <unsigned long long>(n - pos):
+            return index, ("past", sec_off, num)
+        if str_fields:
+            for i in range(num):
+                q = pos + i * rec_size
+                for k in range(nfields):
+                    if str_fields & (1 << k):
+                        off = _u32(p + q + 4 * k)
+                        if off >= slen and not (off == 0 and slen == 0):
+                            return index, ("string", off, 0)
+        in_order = True
+        for i in range(1, num):
+            if _u32(p + pos + i * rec_size) < _u32(p + pos + (i - 1) * rec_size):
+                in_order = False
+                break
+        index.append((sec_off, pos, num, in_order))
+        pos += num * rec_size
+    return index, None
+
+
+cdef str _ext_text(const unsigned char *sp, Py_ssize_t slen, uint32_t off, Py_ssize_t limit,
+                   dict seen):
+    """The string at *off* (checked by ext_index), at most *limit* bytes ("..." after a cut)."""
+    cdef object key = off
+    cdef object got = seen.get(key)
+    cdef Py_ssize_t stop
+    cdef const unsigned char *end
+    if got is not None:
+        return <str>got
+    if off >= slen:
+        s = ""
+    else:
+        stop = slen - off
+        if stop > limit + 1:
+            stop = limit + 1
+        end = <const unsigned char *>memchr(sp + off, 0, stop)
+        if end != NULL:
+            s = PyUnicode_DecodeUTF8(<const char *>(sp + off), end - (sp + off), "replace")
+        else:
+            s = PyUnicode_DecodeUTF8(<const char *>(sp + off), limit, "replace") + "..."
+    seen[key] = s
+    return s
+
+
+def ext_records(sub, Py_ssize_t rec_size, list index, int what, cls, strings, Py_ssize_t limit,
+                dict kinds):
+    """The records of an :func:`ext_index`-ed subsection as objects: ``{section name
+    offset: [cls(...), ...]}`` (the same offset twice: one list, in file order).
+
+    *what* 0: func_info, ``cls(insn_off, type_id)``; 1: line_info,
+    ``cls(insn_off, file_name_off, line_off, line_col, file_name, line)``; 2:
+    core_relo, ``cls(insn_off, type_id, access_str_off, kinds.get(kind, kind),
+    access_str)``.  Strings are decoded once per offset, at most *limit* bytes.
+    The index must come from :func:`ext_index` over the same arguments.
+    """
+    cdef const unsigned char[::1] v = memoryview(sub).cast("B")
+    cdef const unsigned char[::1] sv = memoryview(strings).cast("B")
+    cdef Py_ssize_t n = v.shape[0], slen = sv.shape[0]
+    cdef const unsigned char *p = &v[0] if n else NULL
+    cdef const unsigned char *sp = &sv[0] if slen else NULL
+    cdef Py_ssize_t start, num, i
+    cdef const unsigned char *r
+    cdef uint32_t a, b, c, d
+    cdef dict out = {}
+    cdef dict seen = {}
+    cdef list recs
+    for name_off, start, num, _ in index:
+        if start < 0 or num < 0 or start + num * rec_size > n or rec_size < 4 * (2 if what == 0 else 4):
+            raise ValueError("index does not match the subsection")
+        recs = out.get(name_off)
+        if recs is None:
+            recs = out[name_off] = []
+        for i in range(num):
+            r = p + start + i * rec_size
+            a = _u32(r)
+            b = _u32(r + 4)
+            if what == 0:
+                recs.append(cls(a, b))
+                continue
+            c = _u32(r + 8)
+            d = _u32(r + 12)
+            if what == 1:
+                recs.append(cls(a, b, c, d, _ext_text(sp, slen, b, limit, seen),
+                                _ext_text(sp, slen, c, limit, seen)))
+            else:
+                recs.append(cls(a, b, c, kinds.get(d, d), _ext_text(sp, slen, c, limit, seen)))
+    return out
+
+
+def cstr(bytes buf, Py_ssize_t start, Py_ssize_t stop):
+    """The NUL-terminated string at ``buf[start:]`` whose NUL lies before *stop*, decoded
+    (UTF-8, bad bytes replaced), or None when there is no NUL in ``buf[start:stop]`` (or
+    the range is empty or outside *buf*).  Never raises for well-typed arguments.
+    """
+    cdef Py_ssize_t n = len(buf)
+    cdef const char *p = buf
+    cdef const char *end
+    if stop > n:
+        stop = n
+    if start < 0 or start >= stop:
+        return None
+    end = <const char *>memchr(p + start, 0, stop - start)
+    if end == NULL:
+        return None
+    return PyUnicode_DecodeUTF8(p + start, end - (p + start), "replace")
+
+
+cdef Py_ssize_t _first_at(const unsigned char *p, Py_ssize_t rec_size, Py_ssize_t num,
+                          Py_ssize_t lo) noexcept:
+    """The first of *num* records (insn_off never decreasing) with insn_off >= *lo*."""
+    cdef Py_ssize_t a = 0, b = num, m
+    while a < b:
+        m = (a + b) >> 1
+        if <Py_ssize_t>_u32(p + m * rec_size) < lo:
+            a = m + 1
+        else:
+            b = m
+    return a
+
+
+def ext_pack(sub, Py_ssize_t rec_size, list runs, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t start,
+             Py_ssize_t width, out, Py_ssize_t last=-1):
+    """Append the raw BTF.ext records of one function to *out* in the kernel's layout, rebased.
+
+    *runs*: ``[(byte offset in sub, count, in order), ...]`` of one section's
+    records (from :func:`ext_index`), in file order (a run in order is searched
+    by bisection, another read whole); the records whose ``insn_off``
+    lies in ``[lo, hi)`` (the function's bytes in its section) are written,
+    in file order, as *width* u32s: 2, ``bpf_func_info`` (insn, type_id);
+    4, ``bpf_line_info`` (insn, file_name_off, line_off, line_col); insn is
+    ``(insn_off - lo) // 8 + start``.  *last*: the instruction of the record
+    written before these (-1: none).  Returns ``(last instruction written,
+    True if the instructions strictly increased)``, what
+    :func:`bpfload._core.insn.pack_ext_records` returns for the same records
+    as objects.  Raises ``ValueError`` for another *width* or runs outside
+    *sub*, ``TypeError`` for an *out* that is not an ``array('I')``,
+    ``OverflowError`` for an instruction past u32 (*out* left as it was).
+    """
+    cdef const unsigned char[::1] v = memoryview(sub).cast("B")
+    cdef Py_ssize_t n = v.shape[0], s, num, i, k = 0, count = 0, base, insn_idx, first
+    cdef bint srt
+    cdef const unsigned char *p = &v[0] if n else NULL
+    cdef const unsigned char *r
+    cdef uint32_t insn_off
+    cdef bint ok = True
+    cdef unsigned int *d
+    cdef carray.array arr
+    if width != 2 and width != 4:
+        raise ValueError(f"width must be 2 (func_info) or 4 (line_info), not {width}")
+    if type(out) is not array.array or out.typecode != "I":
+        raise TypeError("out must be an array('I')")
+    if rec_size < 4 * width:
+        raise ValueError(f"records of {rec_size} bytes are shorter than {width} u32s")
+    for s, num, srt in runs:
+        if s < 0 or num < 0 or s > n or num > (n - s) // rec_size:
+            raise ValueError("run outside the subsection")
+        first = _first_at(p + s, rec_size, num, lo) if srt else 0
+        for i in range(first, num):
+            insn_off = _u32(p + s + i * rec_size)
+            if lo <= insn_off < hi:
+                count += 1
+            elif srt and insn_off >= hi:
+                break
+    if count == 0:
+        return last, True
+    arr = out
+    base = len(arr)
+    carray.resize_smart(arr, base + count * width)
+    for s, num, srt in runs:
+        first = _first_at(p + s, rec_size, num, lo) if srt else 0
+        for i in range(first, num):
+            r = p + s + i * rec_size
+            insn_off = _u32(r)
+            if not (lo <= insn_off < hi):
+                if srt and insn_off >= hi:
+                    break
+                continue
+            insn_idx = (insn_off - lo) // 8 + start
+            if insn_idx < 0 or insn_idx > 0xFFFFFFFF:
+                carray.resize_smart(arr, base)
+                raise OverflowError(f"instruction {insn_idx} does not fit a u32")
+            if insn_idx <= last:
+                ok = False
+            last = insn_idx
+            d = arr.data.as_uints + base + k * width
+            d[0] = <unsigned int>insn_idx
+            d[1] = _u32(r + 4)
+            if width == 4:
+                d[2] = _u32(r + 8)
+                d[3] = _u32(r + 12)
+            k += 1
+    return last, ok

@@ -865,6 +865,10 @@ class Btf:
             return None
         s, base = self._sraw, self._soff
         stop = slen if limit is None else min(slen, local + limit + 1)
+        if _cbtf is not None:
+            got = _cbtf.cstr(s, base + local, base + stop)
+            if got is not None:
+                return got
         end = s.find(b"\0", base + local, base + stop)
         if end < 0:
             if stop == slen:
@@ -901,6 +905,42 @@ class Btf:
     def _strings_view(self) -> memoryview:
         """The string section without a copy."""
         return memoryview(self._sraw)[self._soff:self._soff + self._slen]
+
+    def _datasec(self, name: str) -> Optional["Datasec"]:
+        """``find(name, Kind.DATASEC)`` without building the name index.
+
+        Opening an object asks for a few DATASECs by name (``.maps``, each data
+        section); the name index would decode the name of every type for them.
+        Here only the DATASEC records' names are read (and the match decoded).
+        Raises :class:`BtfError` as :meth:`find` does.
+        """
+        nraw = len(self._offsets)
+        if self._name_index is not None or self._base is not None or len(self._cache) != nraw:
+            found = self.find(name, Kind.DATASEC)
+            return found if isinstance(found, Datasec) else None
+        idxs = self.__dict__.get("_datasec_idxs")
+        if idxs is None:
+            if _cbtf is not None:
+                idxs = _cbtf.of_kind(self._types_raw, self._offsets, int(Kind.DATASEC))
+            else:
+                idxs = [i for i in range(nraw)
+                        if (_U32.unpack_from(self._types_raw, self._offsets[i] + 4)[0] >> 24) & 0x1F
+                        == Kind.DATASEC]
+            self.__dict__["_datasec_idxs"] = idxs
+        cache, start = self._cache, self._start_id
+        for idx in idxs:
+            t = cache[idx]
+            if t is None:
+                name_off = _U32.unpack_from(self._types_raw, self._offsets[idx])[0]
+                try:
+                    if not name_off or self._str_or_none(name_off, _MAX_NAME_LEN) != name:
+                        continue
+                except _TooLong:    # (validate() refuses it; no DATASEC is called that)
+                    continue
+                t = self[idx + start]
+            if isinstance(t, Datasec) and t.name == name:
+                return t
+        return None
 
     def __deepcopy__(self, memo) -> "Btf":
         new = Btf.__new__(Btf)
@@ -1809,6 +1849,10 @@ class ExtInfo(Record):
 
 
 _MIN_REC = {"func_info": 8, "line_info": 16, "core_relo": 16}
+#: subsection -> (record number for _core.btf.ext_records, which u32s of a record are string
+#: offsets, the BtfExt attribute holding its records)
+_EXT_SUBS = {"func_info": (0, 0, "func_info"), "line_info": (1, 0b110, "line_info"),
+             "core_relo": (2, 0b100, "core_relos")}
 
 
 class BtfExt:
@@ -1822,12 +1866,93 @@ class BtfExt:
     def __init__(self) -> None:
         self.version = 1
         self.flags = 0
-        self.func_info: Dict[str, List[FuncInfo]] = {}
-        self.line_info: Dict[str, List[LineInfo]] = {}
-        self.core_relos: Dict[str, List[CoreRelo]] = {}
+        # records not made into objects yet: attribute -> (subsection, record size,
+        # [(section name, start, count, in order)], string section); see _records()
+        self._raw: Dict[str, tuple] = {}
+        self._func_info: Optional[Dict[str, List[FuncInfo]]] = {}
+        self._line_info: Optional[Dict[str, List[LineInfo]]] = {}
+        self._core_relos: Optional[Dict[str, List[CoreRelo]]] = {}
         self.func_info_rec_size = 8
         self.line_info_rec_size = 16
         self.core_relo_rec_size = 16
+
+    @property
+    def func_info(self) -> Dict[str, List[FuncInfo]]:
+        """Section name -> its ``bpf_func_info`` records, in file order."""
+        d = self._func_info
+        if d is None:
+            d = self._func_info = self._records("func_info", FuncInfo)
+        return d
+
+    @func_info.setter
+    def func_info(self, value: Dict[str, List[FuncInfo]]) -> None:
+        self._raw.pop("func_info", None)
+        self._func_info = value
+
+    @property
+    def line_info(self) -> Dict[str, List[LineInfo]]:
+        """Section name -> its ``bpf_line_info`` records, in file order (file names and
+        source lines decoded when first asked for)."""
+        d = self._line_info
+        if d is None:
+            d = self._line_info = self._records("line_info", LineInfo)
+        return d
+
+    @line_info.setter
+    def line_info(self, value: Dict[str, List[LineInfo]]) -> None:
+        self._raw.pop("line_info", None)
+        self._line_info = value
+
+    @property
+    def core_relos(self) -> Dict[str, List[CoreRelo]]:
+        """Section name -> its ``bpf_core_relo`` records, in file order."""
+        d = self._core_relos
+        if d is None:
+            d = self._core_relos = self._records("core_relos", CoreRelo)
+        return d
+
+    @core_relos.setter
+    def core_relos(self, value: Dict[str, List[CoreRelo]]) -> None:
+        self._raw.pop("core_relos", None)
+        self._core_relos = value
+
+    def _records(self, attr: str, cls: type) -> Dict[str, list]:
+        """The records of *attr* as objects, from the checked raw subsection (once)."""
+        from .._core import btf as cbtf    # (records are kept raw only when it exists)
+        sub, rec_size, index, strings = self._raw.pop(attr)
+        what = {"func_info": 0, "line_info": 1, "core_relos": 2}[attr]
+        return cbtf.ext_records(sub, rec_size, index, what, cls, strings, _MAX_EXT_STRING,
+                                CoreReloKind._value2member_map_)
+
+    def _raw_records(self, attr: str, section: str) -> Optional[Tuple[List[memoryview], int]]:
+        """*section*'s records of *attr* (``"func_info"``, ``"line_info"``, ``"core_relos"``)
+        as raw bytes, no object made: ``([records of one run, ...], record size)``, ``([], size)``
+        for a section without records; None once the records were made into objects (read
+        the attribute then: it may have been edited).  Never raises for those names.
+        """
+        raw = self._raw.get(attr)
+        if raw is None:
+            return None
+        sub, rec_size, index, _ = raw
+        view = memoryview(sub)
+        return [view[start:start + num * rec_size] for name, start, num, _ in index if name == section], rec_size
+
+    def _pack_raw(self, attr: str, section: str, lo: int, hi: int, start: int, width: int,
+                  out: "array.array[int]", last: int = -1) -> Optional[Tuple[int, bool]]:
+        """Append *section*'s raw *attr* records (``"func_info"``: *width* 2, ``"line_info"``:
+        4) with ``lo <= insn_off < hi`` to *out* in the kernel's layout, rebased to start at
+        instruction *start*, without making record objects: ``(last, sorted)`` as
+        :func:`bpfload._core.insn.pack_ext_records` returns for the same records, or None
+        once they were made into objects (pack those: they may have been edited).  Raises
+        what :func:`bpfload._core.btf.ext_pack` raises.
+        """
+        raw = self._raw.get(attr)
+        if raw is None:
+            return None
+        from .._core import btf as cbtf
+        sub, rec_size, index, _ = raw
+        return cbtf.ext_pack(sub, rec_size, [r[1:] for r in index if r[0] == section],
+                             lo, hi, start, width, out, last)
 
     @classmethod
     def parse(cls, data: bytes | bytearray | memoryview, btf: Btf) -> "BtfExt":
@@ -1835,7 +1960,9 @@ class BtfExt:
 
         Raises :class:`BtfError` for a bad magic/version/header, a subsection
         that does not fit, a record size below the minimum or not a multiple
-        of 4, a truncated record list, or a bad string offset.
+        of 4, a truncated record list, or a bad string offset.  Every record
+        is checked here; the record objects are made when an attribute is
+        first read (the loader needs none of the text).
         """
         raw = bytes(data)
         if len(raw) < _EXT_HDR.size:
@@ -1854,16 +1981,31 @@ class BtfExt:
         if hdr_len >= _EXT_HDR.size + 8:
             core_off, core_len = _2U32.unpack_from(raw, _EXT_HDR.size)
         body = raw[hdr_len:]
-        self.func_info_rec_size = self._parse_sub(body, fi_off, fi_len, "func_info", btf, self.func_info)
-        self.line_info_rec_size = self._parse_sub(body, li_off, li_len, "line_info", btf, self.line_info)
-        self.core_relo_rec_size = self._parse_sub(body, core_off, core_len, "core_relo", btf,
-                                                  self.core_relos)
+        compiled = _cbtf is not None and btf._base is None
+        if compiled:
+            self._func_info = self._line_info = self._core_relos = None
+        self.func_info_rec_size = self._parse_sub(body, fi_off, fi_len, "func_info", btf, self,
+                                                  compiled)
+        self.line_info_rec_size = self._parse_sub(body, li_off, li_len, "line_info", btf, self,
+                                                  compiled)
+        self.core_relo_rec_size = self._parse_sub(body, core_off, core_len, "core_relo", btf, self,
+                                                  compiled)
         return self
 
     @staticmethod
-    def _parse_sub(body: bytes, off: int, length: int, what: str, btf: Btf, out: Dict[str, list]) -> int:
+    def _parse_sub(body: bytes, off: int, length: int, what: str, btf: Btf, ext: "BtfExt",
+                   compiled: bool = False) -> int:
+        """Read subsection *what* of *ext* and return its record size.
+
+        *compiled*: check every record with :func:`bpfload._core.btf.ext_index` and
+        keep it raw (``ext._raw``); else make the objects now (the pure-Python twin,
+        also the path of a BTF with a base).  Both raise the same errors.
+        """
         minimum = _MIN_REC[what]
+        attr = _EXT_SUBS[what][2]
         if length == 0:
+            if compiled:
+                setattr(ext, attr, {})
             return minimum
         if off + length > len(body) or off % 4:
             raise BtfError(f"BTF.ext {what} ({off}+{length}) does not fit the blob", section=".BTF.ext")
@@ -1873,6 +2015,15 @@ class BtfExt:
         (rec_size,) = _U32.unpack_from(sub, 0)
         if rec_size < minimum or rec_size % 4:
             raise BtfError(f"BTF.ext {what}: bad record size {rec_size}", section=".BTF.ext")
+        if compiled:
+            strings = btf._strings    # bytes (copied once per BTF): ext stays deep-copyable
+            index, bad = _cbtf.ext_index(sub, rec_size, strings, _EXT_SUBS[what][1])
+            if bad is not None:
+                BtfExt._raise_index(what, rec_size, btf, *bad)
+            ext._raw[attr] = (sub, rec_size, [(btf._str_or_none(r[0]),) + r[1:] for r in index],
+                              strings)
+            return rec_size
+        out: Dict[str, list] = getattr(ext, attr)
         seen: Dict[int, str] = {}
 
         def text(off: int) -> str:
@@ -1914,6 +2065,23 @@ class BtfExt:
                     recs.append(CoreRelo(a, b, c, kind, text(c)))
             p += num * rec_size
         return rec_size
+
+    @staticmethod
+    def _raise_index(what: str, rec_size: int, btf: Btf, problem: str, value: int, num: int) -> None:
+        """Raise what the Python reader raises for an :func:`~bpfload._core.btf.ext_index` problem."""
+        if problem == "header":
+            raise BtfError(f"BTF.ext {what}: truncated section header", section=".BTF.ext",
+                           offset=value)
+        if problem == "name":
+            raise BtfError(f"BTF.ext {what}: bad section name offset {value}", section=".BTF.ext")
+        sec_name = btf._str_or_none(value)
+        if problem == "empty":
+            raise BtfError(f"BTF.ext {what}: section '{sec_name}' has no records", section=".BTF.ext")
+        if problem == "past":
+            raise BtfError(f"BTF.ext {what}: section '{sec_name}' has {num} records of "
+                           f"{rec_size} bytes, past the end", section=".BTF.ext")
+        btf.string(value)   # raises: offset outside the string section
+        raise BtfError(f"string offset {value} outside the BTF string section", section=".BTF")
 
     def for_function(self, section: str, offset: int, size: int) -> ExtInfo:
         """Records of the function at byte *offset*, *size* bytes long, in *section*.

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 
 __all__ = ["ElfFile", "ElfSection", "SHT_NAMES"]
 
+try:    # the section table in compiled code; ElfSection and the loop below are its twin
+    from .._core import elf as _celf
+except ImportError:  # pragma: no cover - a build without the extension
+    _celf = None  # type: ignore[assignment]
+
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")       # Elf64_Ehdr
 _SHDR = struct.Struct("<IIQQQQIIQQ")              # Elf64_Shdr
 _ELFCLASS64 = 2
@@ -153,13 +158,21 @@ class ElfFile:
         if shnum * _SHDR.size > n - shoff:
             raise ElfError(f"malformed ELF: {shnum} section headers at {shoff:#x} extend past the "
                            f"end of the file ({n:#x} bytes)")
-        headers = list(_SHDR.iter_unpack(data[shoff:shoff + shnum * _SHDR.size]))
-        if not 0 < shstrndx < shnum or headers[shstrndx][1] != _SHT_STRTAB:
+        if not 0 < shstrndx < shnum or _SHDR.unpack_from(data, shoff + shstrndx * _SHDR.size)[1] \
+                != _SHT_STRTAB:
             raise ElfError(f"section name table index {shstrndx} is not a string table")
-        _, _, _, _, str_off, str_size, _, _, _, _ = headers[shstrndx]
+        _, _, _, _, str_off, str_size, _, _, _, _ = _SHDR.unpack_from(data, shoff + shstrndx * _SHDR.size)
         if str_off > n or str_size > n - str_off:
             raise ElfError(f"malformed ELF: section name table ({str_off:#x}+{str_size:#x}) extends "
                            f"past the end of the file ({n:#x} bytes)")
+        self._by_name: Optional[Dict[str, ElfSection]] = None
+        if _celf is not None and type(data) is bytes:
+            secs, bad = _celf.read_sections(data, shoff, shnum, str_off, str_size, SHT_NAMES)
+            if bad is not None:
+                self._raise(bad, str_size, n)
+            self.sections: List[ElfSection] = secs
+            return
+        headers = list(_SHDR.iter_unpack(data[shoff:shoff + shnum * _SHDR.size]))
         names = data[str_off:str_off + str_size]
         sections: List[ElfSection] = []
         for i, (sh_name, sh_type, flags, _addr, off, size, link, info, _align,
@@ -181,7 +194,18 @@ class ElfFile:
                                f"({n:#x} bytes)", section=name)
             sections.append(ElfSection(data, i, name, sh_type, flags, off, size, link, info, entsize))
         self.sections = sections
-        self._by_name: Optional[Dict[str, ElfSection]] = None
+
+    @staticmethod
+    def _raise(bad: tuple, names_size: int, n: int) -> None:
+        """Raise the error the Python loop raises for a :func:`~bpfload._core.elf.read_sections` problem."""
+        what, i = bad[0], bad[1]
+        if what == "name_outside":
+            raise ElfError(f"malformed ELF: section #{i}: name offset {bad[2]:#x} is outside "
+                           f"the section name table ({names_size} bytes)")
+        if what == "name_unterminated":
+            raise ElfError(f"malformed ELF: section #{i}: name is not NUL-terminated")
+        raise ElfError(f"section #{i} ({bad[2]:#x}+{bad[3]:#x}) extends past the end of the file "
+                       f"({n:#x} bytes)", section=bad[4])
 
     def section(self, index: int) -> Optional[ElfSection]:
         """The section at *index*, or None when there is none (never raises)."""

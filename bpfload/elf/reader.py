@@ -2,8 +2,8 @@
 
 bpfload's own ELF64 reader (:mod:`.file`) reads the ELF header, the section
 header table and section names; the fixed-size symbol and relocation records
-are read here with :mod:`struct` from section data that was bounds-checked
-against the file first.  Every offset, size and index read from the file is
+are read here (or by :mod:`bpfload._core.elf`) from section data that was
+bounds-checked against the file first.  Every offset, size and index read from the file is
 checked, so a malformed object raises :class:`~bpfload.errors.ElfError` (or
 its subclass :class:`~bpfload.errors.BtfError`) naming the object and, where
 it applies, the section, symbol and offset -- never ``IndexError``,
@@ -24,6 +24,12 @@ Decisions worth knowing:
   :mod:`bpfload.elf.sections`): the user may set the type before loading.
   ``SEC("?name")`` programs are classified as ``name`` with
   ``autoload=False``.
+* The per-record loops (section headers, symbols, code relocations, call
+  sites) run in compiled code (:mod:`bpfload._core.elf`) when it is built;
+  every entry that is not a plain map load, data address or call -- and every
+  entry that is wrong -- is handed back to the Python code here, which names
+  the problem.  The Python loops are kept as the reference the tests compare
+  the compiled ones with (tests/test_elf_raw.py).
 * ``.BTF`` DATASEC sizes and VAR offsets, which clang leaves 0, are fixed up
   from the ELF here (:meth:`bpfload.btf.Btf.fixup_datasecs`), so
   ``spec.btf`` is ready for BPF_BTF_LOAD.
@@ -52,6 +58,11 @@ if TYPE_CHECKING:
     from typing import Dict, List, Optional, Tuple, Union
 
 __all__ = ["parse_object", "kernel_map_name", "BPF_OBJ_NAME_LEN"]
+
+try:    # the per-record loops in compiled code; the Python twins below are the reference
+    from .._core import elf as _celf
+except ImportError:  # pragma: no cover - a build without the extension
+    _celf = None  # type: ignore[assignment]
 
 #: Kernel limit for object names, NUL included.
 BPF_OBJ_NAME_LEN = 16
@@ -85,6 +96,8 @@ _MAX_DATA_SECTION = 64 << 20
 
 _MAPS_SEC = "maps"
 _BTF_MAPS_SEC = ".maps"
+_BY_INSN = lambda r: r.insn    # noqa: E731 (sorts only lists out of order)
+_KINDS = (RelocKind.MAP, RelocKind.DATA, RelocKind.CALL)
 
 
 def kernel_map_name(obj_name: str, section: str) -> str:
@@ -177,6 +190,29 @@ class _BtfMap:
         self.values_is_prog = values_is_prog
 
 
+def _call_sites(insns: bytes) -> List[Tuple[int, int]]:
+    """``[(insn index, imm), ...]``: the bpf-to-bpf calls of a function's instructions.
+
+    The Python twin of :func:`bpfload._core.elf.call_sites`.  Candidates are found with
+    ``bytes.find`` for the call opcode at instruction boundaries; one is the second half
+    of an ld_imm64 when an odd run of ld_imm64 opcodes precedes it (what a walk from the
+    function start would have skipped).  Never raises.
+    """
+    out = []
+    n = len(insns) // _INSN_SIZE * _INSN_SIZE
+    p = insns.find(_CALL_BYTE, 0, n)
+    while p >= 0:
+        if p % _INSN_SIZE == 0 and insns[p + 1] >> 4 == _PSEUDO_CALL:
+            i = p // _INSN_SIZE
+            run = 0
+            while run < i and insns[(i - run - 1) * _INSN_SIZE] == _LD_IMM64:
+                run += 1
+            if run % 2 == 0:
+                out.append((i, _I32.unpack_from(insns, p + 4)[0]))
+        p = insns.find(_CALL_BYTE, (p // _INSN_SIZE + 1) * _INSN_SIZE, n)
+    return out
+
+
 def _with_object(e: ElfError, obj: str) -> ElfError:
     """The same error (same class) with the object name filled in."""
     return annotate_error(e, object=obj)
@@ -200,6 +236,16 @@ class _Parser:
         # executable section index -> sorted function starts and the functions
         self.func_starts: Dict[int, List[int]] = {}
         self.func_list: Dict[int, List[Tuple[_Symbol, FunctionSpec]]] = {}
+        # the same as compiled lookup tables (with the extension only)
+        self.func_tables: Dict[int, "_celf.FuncTable"] = {}
+        # (insn, kind, target, addend) -> its Reloc: equal relocations are one (immutable) object
+        self.reloc_memo: Dict[tuple, Reloc] = {}
+        # relocation lists that may be out of order: functions code_relocs says so of, and
+        # every function of a section an entry of which was done in Python
+        self.unsorted: Dict[int, FunctionSpec] = {}
+        self.resort: set = set()
+        # executable sections whose REL entries went through code_relocs
+        self.reloc_done: set = set()
         # (section index, offset) -> map name, for MAP relocations
         self.map_at: Dict[Tuple[int, int], str] = {}
         self.btf_maps: List[_BtfMap] = []
@@ -272,6 +318,16 @@ class _Parser:
             raise self.err(f"symbol table links to section #{st.link}, not a string table",
                            section=st.name)
         strings = strtab.data
+        if _celf is not None:
+            syms, bad = _celf.read_symbols(st.data, strings, [s.name for s in self.sections])
+            self.symbols = syms
+            if bad is not None:
+                i, what, name_off = bad
+                if what == "outside":
+                    raise self.err(f"symbol #{i}: name offset {name_off} outside the string table",
+                                   section=st.name)
+                raise self.err(f"symbol #{i}: name is not NUL-terminated", section=st.name)
+            return
         for i in range(st.size // _SYM.size):
             name_off, info, other, shndx, value, size = _SYM.unpack_from(st.data, i * _SYM.size)
             if name_off:
@@ -387,9 +443,14 @@ class _Parser:
                 funcs.append((sym, fn))
             self.func_starts[sec.index] = starts
             self.func_list[sec.index] = funcs
+            if _celf is not None:
+                self.func_tables[sec.index] = _celf.FuncTable([f[0] for f in funcs], [f[1] for f in funcs])
 
     def function_at(self, shndx: int, byte_off: int) -> Optional[Tuple[_Symbol, FunctionSpec]]:
         """The function of section *shndx* whose bytes contain *byte_off*."""
+        if _celf is not None:
+            table = self.func_tables.get(shndx)
+            return table.at(byte_off) if table is not None else None
         starts = self.func_starts.get(shndx)
         if not starts:
             return None
@@ -485,7 +546,7 @@ class _Parser:
         btf = self.spec.btf
         if not isinstance(btf, Btf):
             raise self.err("BTF-defined maps need a .BTF section", section=sec.name)
-        ds = btf.find(_BTF_MAPS_SEC, Kind.DATASEC)
+        ds = btf._datasec(_BTF_MAPS_SEC)
         if not isinstance(ds, Datasec):
             raise self.err("no DATASEC '.maps' in .BTF", section=sec.name, cls=BtfError)
         for vsi in ds.vars:
@@ -551,7 +612,7 @@ class _Parser:
             flags = int(MapFlags.RDONLY_PROG) if rodata else 0
             value_type_id = 0
             if btf is not None:
-                ds = btf.find(n, Kind.DATASEC)
+                ds = btf._datasec(n)
                 if isinstance(ds, Datasec):
                     value_type_id = ds.id
                     # libbpf: mmapable if any variable is visible (non-static)
@@ -595,7 +656,7 @@ class _Parser:
             if sec.name not in _STRUCT_OPS_SECTIONS:
                 continue
             btf = self.spec.btf
-            ds = btf.find(sec.name, Kind.DATASEC) if btf is not None else None
+            ds = btf._datasec(sec.name) if btf is not None else None
             if ds is None:
                 raise self.err("struct_ops section without BTF (compile with -g)", section=sec.name,
                                cls=BtfError)
@@ -683,8 +744,11 @@ class _Parser:
                     self.st_ops_relocs.append((target, r_offset, sym))
                 else:
                     self._maps_reloc(target, r_offset, sym)
-        for fn in self.spec.functions.values():
-            fn.relocs.sort(key=lambda r: r.insn)
+        for shndx in self.resort:
+            self.unsorted.update((id(fn), fn) for _, fn in self.func_list.get(shndx, ()))
+        for fn in self.unsorted.values():
+            if len(fn.relocs) > 1:
+                fn.relocs.sort(key=_BY_INSN)
 
     def _reloc_symbol(self, target: ElfSection, i: int, r_offset: int, r_info: int) -> _Symbol:
         """The symbol of relocation entry #*i* against *target*, its offset checked."""
@@ -702,72 +766,93 @@ class _Parser:
     def _code_relocs(self, rs: ElfSection, sec: ElfSection) -> None:
         """The REL entries *rs* holds for executable section *sec*.
 
-        One loop with the section's lookups in locals (the entries of a large object
-        number in the thousands); map and global-data ``ld_imm64`` entries, nearly all of
-        them, are finished here, the rest in :meth:`_code_reloc_other`.
+        Map ``ld_imm64`` entries and calls into other sections -- nearly all the
+        entries of an object, thousands in a large one -- are done by the compiled
+        :func:`bpfload._core.elf.code_relocs`, which hands every other entry (and every
+        entry that is wrong) to :meth:`_code_reloc`, in file order; without the
+        extension :meth:`_code_reloc` does them all.
         """
-        symbols = self.symbols
-        nsym, size, data = len(symbols), sec.size, sec.data
         starts = self.func_starts.get(sec.index) or []
         funcs = self.func_list.get(sec.index) or []
         seen = self.reloc_offsets.get(sec.index)
         if seen is None:
             seen = self.reloc_offsets[sec.index] = set()
-        map_at = self.map_at
-        unpack_i32 = _I32.unpack_from
-        kind_map, kind_call = RelocKind.MAP, RelocKind.CALL
-        sections = self.sections
-        nsec = min(len(sections), _SHN_LORESERVE)
+
+        def slow(i: int, r_offset: int, r_info: int) -> None:
+            self.resort.add(sec.index)
+            self._code_reloc(sec, i, r_offset, r_info, starts, funcs, seen)
+
+        table = self.func_tables.get(sec.index)
+        if _celf is not None and table is not None and sec.index not in self.reloc_done:
+            data_secs = {i: (n, self.sections[i].size) for i, n in self.data_sections.items()}
+            self.unsorted.update((id(fn), fn) for fn in _celf.code_relocs(
+                rs.data, sec.data, self.symbols, table, self.func_tables, seen, self.map_at,
+                data_secs, Reloc, _KINDS, self.reloc_memo, slow))
+            self.reloc_done.add(sec.index)
+            return
         for i, (r_offset, r_info) in enumerate(_REL.iter_unpack(rs.data)):
-            sym_idx = r_info >> 32
-            if sym_idx == 0 or sym_idx >= nsym or r_offset % _INSN_SIZE or r_offset >= size:
-                self._reloc_symbol(sec, i, r_offset, r_info)   # raises, saying which
-            sym = symbols[sym_idx]
-            j = bisect.bisect_right(starts, r_offset) - 1
-            if j < 0 or r_offset >= funcs[j][0].value + funcs[j][0].size:
-                # Code no function symbol owns: the linker left an overridden __weak body
-                # behind without its symbol.  It is never loaded (functions are cut out by
-                # their symbols), so its relocations are dropped, as libbpf and cilium do.
-                if starts:
-                    continue
-                raise self.err("relocation outside any function", section=sec.name, symbol=sym.name,
-                               offset=r_offset)
-            fsym, fn = funcs[j]
-            if r_offset in seen:
-                raise self.err("two relocations for one instruction", section=sec.name,
-                               symbol=sym.name, offset=r_offset)
-            seen.add(r_offset)
-            insn_idx = (r_offset - fsym.value) // _INSN_SIZE
-            code = data[r_offset]
-            if code == _LD_IMM64:
-                if r_offset + 2 * _INSN_SIZE > fsym.value + fsym.size:
-                    raise self._reloc_err(sec, sym, r_offset, f"ld_imm64 at the end of {fn.name!r} is "
-                                          "missing its second half")
-                shndx = sym.shndx
-                if 0 < shndx < _SHN_LORESERVE:
-                    off = sym.value
-                    if sym.type == _STT_SECTION:
-                        off += unpack_i32(data, r_offset + 4)[0]
-                    mname = map_at.get((shndx, off))
-                    if mname is not None:
-                        fn.relocs.append(Reloc(insn_idx, kind_map, mname))
-                        continue
-            elif code != _CALL:
-                raise self._reloc_err(sec, sym, r_offset, f"relocation against instruction {insn_idx} "
-                                      f"of {fn.name!r} (opcode {code:#04x}), which is neither ld_imm64 "
-                                      "nor call")
-            elif data[r_offset + 1] >> 4 == _PSEUDO_CALL and 0 < sym.shndx < nsec \
-                    and not sym.value % _INSN_SIZE and sections[sym.shndx].executable:
-                # a bpf-to-bpf call into another section: the callee by its start
-                cidx = sym.shndx
-                target_byte = (sym.value // _INSN_SIZE + unpack_i32(data, r_offset + 4)[0] + 1) * _INSN_SIZE
-                callee = self.function_at(cidx, target_byte)
-                if callee is not None:
-                    csym, cfn = callee
-                    fn.relocs.append(Reloc(insn_idx, kind_call, cfn.name,
-                                           (target_byte - csym.value) // _INSN_SIZE))
-                    continue
-            self._code_reloc_other(sec, r_offset, sym, fsym, fn, insn_idx, code == _CALL)
+            slow(i, r_offset, r_info)
+
+    def _code_reloc(self, sec: ElfSection, i: int, r_offset: int, r_info: int, starts: List[int],
+                    funcs: List[Tuple[_Symbol, FunctionSpec]], seen: set) -> None:
+        """REL entry #*i* of executable section *sec*: checked, then a relocation of its function.
+
+        The reference :func:`bpfload._core.elf.code_relocs` is checked against (the
+        compiled code does the common entries the same way and passes the rest here).
+        """
+        symbols = self.symbols
+        sym_idx = r_info >> 32
+        if sym_idx == 0 or sym_idx >= len(symbols) or r_offset % _INSN_SIZE or r_offset >= sec.size:
+            self._reloc_symbol(sec, i, r_offset, r_info)   # raises, saying which
+        sym = symbols[sym_idx]
+        j = bisect.bisect_right(starts, r_offset) - 1
+        if j < 0 or r_offset >= funcs[j][0].value + funcs[j][0].size:
+            # Code no function symbol owns: the linker left an overridden __weak body
+            # behind without its symbol.  It is never loaded (functions are cut out by
+            # their symbols), so its relocations are dropped, as libbpf and cilium do.
+            if starts:
+                return
+            raise self.err("relocation outside any function", section=sec.name, symbol=sym.name,
+                           offset=r_offset)
+        fsym, fn = funcs[j]
+        if r_offset in seen:
+            raise self.err("two relocations for one instruction", section=sec.name,
+                           symbol=sym.name, offset=r_offset)
+        seen.add(r_offset)
+        insn_idx = (r_offset - fsym.value) // _INSN_SIZE
+        data = sec.data
+        code = data[r_offset]
+        if code == _LD_IMM64:
+            if r_offset + 2 * _INSN_SIZE > fsym.value + fsym.size:
+                raise self._reloc_err(sec, sym, r_offset, f"ld_imm64 at the end of {fn.name!r} is "
+                                      "missing its second half")
+            shndx = sym.shndx
+            if 0 < shndx < _SHN_LORESERVE:
+                off = sym.value
+                if sym.type == _STT_SECTION:
+                    off += _I32.unpack_from(data, r_offset + 4)[0]
+                mname = self.map_at.get((shndx, off))
+                if mname is not None:
+                    fn.relocs.append(Reloc(insn_idx, RelocKind.MAP, mname))
+                    return
+        elif code != _CALL:
+            raise self._reloc_err(sec, sym, r_offset, f"relocation against instruction {insn_idx} "
+                                  f"of {fn.name!r} (opcode {code:#04x}), which is neither ld_imm64 "
+                                  "nor call")
+        elif data[r_offset + 1] >> 4 == _PSEUDO_CALL and 0 < sym.shndx < min(len(self.sections),
+                                                                             _SHN_LORESERVE) \
+                and not sym.value % _INSN_SIZE and self.sections[sym.shndx].executable:
+            # a bpf-to-bpf call into another section: the callee by its start
+            cidx = sym.shndx
+            target_byte = (sym.value // _INSN_SIZE + _I32.unpack_from(data, r_offset + 4)[0] + 1) \
+                * _INSN_SIZE
+            callee = self.function_at(cidx, target_byte)
+            if callee is not None:
+                csym, cfn = callee
+                fn.relocs.append(Reloc(insn_idx, RelocKind.CALL, cfn.name,
+                                       (target_byte - csym.value) // _INSN_SIZE))
+                return
+        self._code_reloc_other(sec, r_offset, sym, fsym, fn, insn_idx, code == _CALL)
 
     def _reloc_err(self, sec: ElfSection, sym: _Symbol, r_offset: int, msg: str) -> ElfError:
         return self.err(msg, section=sec.name, symbol=sym.name, offset=r_offset)
@@ -879,41 +964,33 @@ class _Parser:
     def _synthesize_calls(self) -> None:
         """CALL relocations for calls clang resolved itself (callee in the same section).
 
-        Candidates are found with ``bytes.find`` for the call opcode at instruction
-        boundaries, not by decoding every instruction; a candidate is the second half of
-        an ld_imm64 when an odd run of ld_imm64 opcodes precedes it (what a walk from the
-        function start would have skipped).
+        The call sites of each function come from :func:`_call_sites` (compiled, or its
+        Python twin); a call that already has a relocation is left alone.
         """
         for shndx, funcs in self.func_list.items():
+            relocated = self.reloc_offsets.get(shndx)
             for fsym, fn in funcs:
-                insns = fn.insns
-                have = None
+                if _celf is not None:
+                    # calls with a relocation entry are those at an offset code_relocs saw
+                    sites = _celf.call_sites(fn.insns, fsym.value, relocated)
+                else:
+                    have = {r.insn for r in fn.relocs}
+                    sites = [(i, imm) for i, imm in _call_sites(fn.insns) if i not in have]
                 added = False
-                p = insns.find(_CALL_BYTE)
-                while p >= 0:
-                    if p % _INSN_SIZE == 0 and insns[p + 1] >> 4 == _PSEUDO_CALL:
-                        i = p // _INSN_SIZE
-                        run = 0
-                        while run < i and insns[(i - run - 1) * _INSN_SIZE] == _LD_IMM64:
-                            run += 1
-                        if have is None:
-                            have = {r.insn for r in fn.relocs}
-                        if run % 2 == 0 and i not in have:
-                            (imm,) = _I32.unpack_from(insns, p + 4)
-                            target_byte = fsym.value + (i + imm + 1) * _INSN_SIZE
-                            callee = self.function_at(shndx, target_byte)
-                            if callee is None:
-                                raise self.err(f"call at instruction {i} of {fn.name!r} jumps to "
-                                               f"{target_byte:#x}, which is in no function",
-                                               section=fn.section, symbol=fn.name,
-                                               offset=fsym.value + p)
-                            csym, cfn = callee
-                            fn.relocs.append(Reloc(i, RelocKind.CALL, cfn.name,
-                                                   (target_byte - csym.value) // _INSN_SIZE))
-                            added = True
-                    p = insns.find(_CALL_BYTE, (p // _INSN_SIZE + 1) * _INSN_SIZE)
+                for i, imm in sites:
+                    target_byte = fsym.value + (i + imm + 1) * _INSN_SIZE
+                    callee = self.function_at(shndx, target_byte)
+                    if callee is None:
+                        raise self.err(f"call at instruction {i} of {fn.name!r} jumps to "
+                                       f"{target_byte:#x}, which is in no function",
+                                       section=fn.section, symbol=fn.name,
+                                       offset=fsym.value + i * _INSN_SIZE)
+                    csym, cfn = callee
+                    fn.relocs.append(Reloc(i, RelocKind.CALL, cfn.name,
+                                           (target_byte - csym.value) // _INSN_SIZE))
+                    added = True
                 if added:
-                    fn.relocs.sort(key=lambda r: r.insn)
+                    fn.relocs.sort(key=_BY_INSN)
 
     def _resolve_custom_relations(self) -> None:
         """bpfm_map_custom: outer -> inner template, inner -> slot of its outer (see bpfm.h)."""
