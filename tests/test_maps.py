@@ -646,7 +646,7 @@ def test_to_dict_int_keys_of_a_big_map_in_hash_order(key_size, keys):
         ints = m.to_dict(int_keys=True, int_values=True)
         assert len(ints) == len(keys) and ints == want
         assert m.to_dict(int_keys=True) == {k: v.to_bytes(8, NATIVE) for k, v in want.items()}
-        # grouped by the top 11 bits of the slot: the low bits of hash(k) (k mod 2^61 - 1)
+        # grouped by the top 8 bits of the slot: the low bits of hash(k) (k mod 2^61 - 1)
         # for a table of 2^bits slots, 2/3 of them usable
         assert _slot_buckets(ints, len(keys)) == sorted(_slot_buckets(ints, len(keys)))
         assert list(ints) != list(want)   # not the kernel's order any more
@@ -655,7 +655,7 @@ def test_to_dict_int_keys_of_a_big_map_in_hash_order(key_size, keys):
 def _slot_buckets(d: dict, n: int) -> list:
     """The bucket bl_slot_order() puts each key of *d* in, in the dict's order."""
     bits = next(b for b in range(1, 40) if 2 * 2**b >= 3 * n)
-    return [(hash(k) & (2**bits - 1)) >> (bits - 11) for k in d]
+    return [(hash(k) & (2**bits - 1)) >> (bits - 8) for k in d]
 
 
 @pytest.mark.parametrize("mtype", [MapType.HASH, MapType.LRU_HASH], ids=lambda t: t.name)
