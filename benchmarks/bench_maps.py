@@ -8,6 +8,8 @@ same machine; conftest.py prints the ratio table at the end of the run.
 Group 6 holds several bpfload variants (``dict(m.items())``, ``m.to_dict()``
 and ``m.to_dict(int_keys=True, int_values=True)``) beside one C twin: each is a
 row of the ratio table (``Case.row``) with its own interleaved C rounds.
+What CPython alone costs for those dicts (the floor of the ``to_dict()``
+rows) is timed piece by piece by ``dict_anatomy.py``.
 
 Rounds are timed with ``time.thread_time`` (CPU time of this thread, user +
 kernel): the machine is shared, and wall time would also count the time other

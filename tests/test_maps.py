@@ -636,9 +636,9 @@ def test_to_dict_of_a_hash_equals_dict_of_items():
         + [k << 40 for k in range(1, 10_001)]),                 # equal low bits
 ], ids=["u16", "u32", "u64"])
 def test_to_dict_int_keys_of_a_big_map_in_hash_order(key_size, keys):
-    # to_dict(int_keys=True) of 65,536 entries or more inserts them sorted by
-    # the low bits of the keys' hashes (bl_hash_order): every entry, once,
-    # with its own value, whatever the key's size or place around 2^61 - 1.
+    # to_dict(int_keys=True) of 65,536 entries or more inserts them in the order
+    # of the dict's slots (bl_slot_order): every entry, once, with its own
+    # value, whatever the key's size or place around 2^61 - 1.
     code = {2: "H", 4: "I", 8: "Q"}[key_size]
     with Map.create(MapType.HASH, key_size, 8, len(keys), name="td_big") as m:
         m.update_batch(array.array(code, keys), array.array("Q", (k ^ 0x5A5A for k in keys)))
@@ -646,13 +646,53 @@ def test_to_dict_int_keys_of_a_big_map_in_hash_order(key_size, keys):
         ints = m.to_dict(int_keys=True, int_values=True)
         assert len(ints) == len(keys) and ints == want
         assert m.to_dict(int_keys=True) == {k: v.to_bytes(8, NATIVE) for k, v in want.items()}
-        # in the order of the dict's slots: the low bits of hash(k) (k mod 2^61 - 1) for a
-        # table of 2^bits slots, 2/3 of them usable; keys below 2^bits: ascending
-        bits = next(b for b in range(1, 23) if 2 * 2**b >= 3 * len(keys))
-        slots = [hash(k) % 2**bits for k in ints]
-        assert slots == sorted(slots)
-        if key_size == 2:
-            assert list(ints) == sorted(keys)
+        # grouped by the top 8 bits of the slot: the low bits of hash(k) (k mod 2^61 - 1)
+        # for a table of 2^bits slots, 2/3 of them usable
+        assert _slot_buckets(ints, len(keys)) == sorted(_slot_buckets(ints, len(keys)))
+        assert list(ints) != list(want)   # not the kernel's order any more
+
+
+def _slot_buckets(d: dict, n: int) -> list:
+    """The bucket bl_slot_order() puts each key of *d* in, in the dict's order."""
+    bits = next(b for b in range(1, 40) if 2 * 2**b >= 3 * n)
+    return [(hash(k) & (2**bits - 1)) >> (bits - 8) for k in d]
+
+
+@pytest.mark.parametrize("mtype", [MapType.HASH, MapType.LRU_HASH], ids=lambda t: t.name)
+@pytest.mark.parametrize("key_size, value_size", [(4, 8), (12, 20)], ids=["k4v8", "k12v20"])
+def test_to_dict_bytes_keys_of_a_big_hash_map(mtype, key_size, value_size):
+    # bytes keys of a hash map (65,536 entries or more) go in slot order as well,
+    # by the bytes' own hash, where CPython lets the dict take a known hash
+    # (3.12 and older); the dict is dict(m.items()) either way
+    n = 70_000
+    keys = [struct.pack("=IQ", k * 2654435761 % 2**32, k)[:key_size] for k in range(n)]
+    values = [(k * 7).to_bytes(8, NATIVE) * 3 for k in range(n)]
+    with Map.create(mtype, key_size, value_size, 2 * n, name="td_bytes") as m:  # LRU: no eviction
+        m.update_batch(b"".join(keys), b"".join(v[:value_size] for v in values))
+        items = m.items()
+        want = dict(items)
+        assert len(want) == n
+        d = m.to_dict()
+        assert d == want and all(type(k) is bytes and type(v) is bytes for k, v in d.items())
+        if value_size == 8:
+            assert m.to_dict(int_values=True) == {k: _u(v) for k, v in want.items()}
+        if sys.version_info < (3, 13):
+            assert _slot_buckets(d, n) == sorted(_slot_buckets(d, n))
+            assert list(d) != [k for k, _ in items]
+        else:
+            assert list(d) == [k for k, _ in items]
+        for k in keys[:: n // 50]:
+            assert m.lookup(k) == d[k]
+
+
+def test_to_dict_of_a_big_array_keeps_the_index_order():
+    # an array dumps ascending indices: already in slot order for int keys (not
+    # permuted), and its bytes keys are never reordered
+    n = 100_000
+    with Map.create(MapType.ARRAY, 4, 8, n, name="td_bigarr") as m:
+        m.update_batch(array.array("I", range(n)), array.array("Q", (k * 3 for k in range(n))))
+        assert list(m.to_dict(int_keys=True, int_values=True).items()) == [(k, k * 3) for k in range(n)]
+        assert list(m.to_dict()) == [k.to_bytes(4, NATIVE) for k in range(n)]
 
 
 def test_to_dict_of_an_array_has_every_index():

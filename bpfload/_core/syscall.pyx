@@ -202,13 +202,15 @@ cdef enum:
     KIND_FDVALUE = 2
     KIND_KEYLESS = 3
     TMP_KEY = 256
-    HASH_ORDER_MIN = 65536   # to_dict(int_keys=True) sorts dumps this big by hash (bl_hash_order)
+    HASH_ORDER_MIN = 65536   # to_dict() inserts dumps this big in slot order (bl_slot_order)
 
 # Map types by number (mirrors bpfload.constants; _core imports nothing else).
 cdef enum:
+    T_HASH = 1
     T_PROG_ARRAY = 3
     T_PERCPU_HASH = 5
     T_PERCPU_ARRAY = 6
+    T_LRU_HASH = 9
     T_LRU_PERCPU_HASH = 10
     T_ARRAY_OF_MAPS = 12
     T_HASH_OF_MAPS = 13
@@ -1095,13 +1097,32 @@ cdef extern from *:
         return ret;
     }
 
-    /* to_dict(int_keys=True) of a big map: the dump's (key, value) records
-     * reordered by the low `bits` bits of the keys' int hashes (a stable LSD
-     * radix sort, two passes of at most 11 bits), so that the dict's index
-     * is written in slot order instead of one random cache and TLB miss per
-     * entry.  An unsigned key's hash is the key modulo 2^61 - 1 (CPython's
-     * _PyHASH_MODULUS on 64-bit builds).  -> malloc'd n records of ks + vs
-     * bytes (the caller frees it), or NULL when out of memory. */
+    /* to_dict() of a big map, in the order of the dict's own slots.
+     *
+     * A dump comes in the kernel's order, so each insertion into the new
+     * dict's index (8 MB for a million entries) is a random cache and TLB
+     * miss.  bl_slot_order() permutes the dump in place (keys, values and,
+     * for bytes keys, their hashes: an American flag sort, no second copy of
+     * the dump) into the order of the index slots the keys will take, by the
+     * top 8 bits of the slot (hash & (2^bits - 1)): the insertions of one
+     * bucket stay within 2^(bits - 8) consecutive slots (32 KB of the index
+     * for bits = 21), and the permutation writes to 256 places at a time
+     * (2,048 places, 11 bits, measured no better: 6 to 11 bits are alike
+     * within the noise, 8 lowest in user time).  The hash is CPython's: an unsigned int key is its own
+     * value modulo _PyHASH_MODULUS; a bytes key's is _Py_HashBytes (CPython
+     * < 3.13 only, BL_BYTES_HASH), computed once here into hs[] (n entries,
+     * the caller's) -- the dict gets it through _PyDict_SetItem_KnownHash and
+     * does not hash the key again.  -> 1 when permuted, 0 when the dump is
+     * in slot order already (an array dumps ascending int keys), -1 when out
+     * of memory (the dump is untouched: the caller inserts in dump order). */
+    #if PY_VERSION_HEX < 0x030D0000
+    #define BL_BYTES_HASH 1
+    #define bl_dict_set_hashed(d, k, v, h) _PyDict_SetItem_KnownHash((d), (k), (v), (Py_hash_t)(h))
+    #else
+    #define BL_BYTES_HASH 0
+    #define bl_dict_set_hashed(d, k, v, h) PyDict_SetItem((d), (k), (v))
+    #endif
+
     static inline uint64_t bl_int_hash(const char *p, Py_ssize_t ks)
     {
         uint64_t v;
@@ -1111,51 +1132,153 @@ cdef extern from *:
         case 4: { uint32_t x; memcpy(&x, p, 4); v = x; break; }
         default: memcpy(&v, p, 8); break;
         }
-        return v % 0x1FFFFFFFFFFFFFFFULL;
+        return v % (uint64_t)_PyHASH_MODULUS;
     }
 
-    static char *bl_hash_order(const char *kb, const char *vb, Py_ssize_t n, Py_ssize_t ks,
-                               Py_ssize_t vs, int bits)
+    /* memcpy with the common sizes inlined (the permutation moves each entry once) */
+    static inline void bl_copy(char *d, const char *s, Py_ssize_t size)
     {
-        Py_ssize_t rs = ks + vs, i;
-        int b0 = bits < 11 ? bits : 11, b1 = bits - b0 < 11 ? bits - b0 : 11;
-        uint64_t m0 = ((uint64_t)1 << b0) - 1, m1 = ((uint64_t)1 << b1) - 1, h;
-        char *a = malloc((size_t)(n * rs) + 1), *b = malloc((size_t)(n * rs) + 1);
-        /* the two passes' bucket positions: 32 KB, not on a thread's stack */
-        Py_ssize_t *pos0 = calloc(2 * 2048, sizeof(Py_ssize_t)), *pos1 = pos0 + 2048;
-        char *r;
+        switch (size) {
+        case 4: memcpy(d, s, 4); break;
+        case 8: memcpy(d, s, 8); break;
+        case 16: memcpy(d, s, 16); break;
+        default: memcpy(d, s, (size_t)size); break;
+        }
+    }
 
-        if (a == NULL || b == NULL || pos0 == NULL) {
-            free(a);
-            free(b);
-            free(pos0);
-            return NULL;
+    #define BL_ORDER_BITS 8
+    #define BL_NB (1 << BL_ORDER_BITS)
+    static int bl_slot_order(char *kb, char *vb, uint64_t *hs, Py_ssize_t n, Py_ssize_t ks,
+                             Py_ssize_t vs, int bits, int by_bytes)
+    {
+        Py_ssize_t i, j, b, c, t = 0, prev = 0;
+        int sh = bits > BL_ORDER_BITS ? bits - BL_ORDER_BITS : 0, ordered = 1;
+        uint64_t mask = ((uint64_t)1 << bits) - 1, th = 0, xh;
+        /* each bucket's next unplaced entry and end */
+        Py_ssize_t *next = calloc(2 * BL_NB, sizeof(Py_ssize_t)), *end = next + BL_NB;
+        char *tmp = malloc((size_t)(2 * (ks + vs)) + 1), *tk, *tv, *xk, *xv, *sw;
+
+        if (next == NULL || tmp == NULL) {
+            free(next);
+            free(tmp);
+            return -1;
         }
+        tk = tmp;
+        tv = tk + ks;
+        xk = tv + vs;
+        xv = xk + ks;
+    #if BL_BYTES_HASH
+        if (by_bytes)
+            for (i = 0; i < n; i++)
+                hs[i] = (uint64_t)_Py_HashBytes(kb + i * ks, ks);
+    #endif
+    #define BL_BUCKET(h) ((Py_ssize_t)(((h) & mask) >> sh))
+    #define BL_HASH_AT(i) (by_bytes ? hs[i] : bl_int_hash(kb + (i) * ks, ks))
         for (i = 0; i < n; i++) {
-            h = bl_int_hash(kb + i * ks, ks);
-            pos0[h & m0]++;
-            pos1[(h >> b0) & m1]++;
+            c = BL_BUCKET(BL_HASH_AT(i));
+            end[c]++;
+            ordered &= c >= prev;
+            prev = c;
         }
-        for (Py_ssize_t d = 0, t0 = 0, t1 = 0, c; d < 2048; d++) {
-            c = pos0[d]; pos0[d] = t0; t0 += c;
-            c = pos1[d]; pos1[d] = t1; t1 += c;
+        if (ordered) {
+            free(next);
+            free(tmp);
+            return 0;
         }
-        for (i = 0; i < n; i++) {
-            r = a + pos0[bl_int_hash(kb + i * ks, ks) & m0]++ * rs;
-            memcpy(r, kb + i * ks, ks);
-            memcpy(r + ks, vb + i * vs, vs);
+        for (b = 0; b < BL_NB; b++) {
+            next[b] = t;
+            t += end[b];
+            end[b] = t;
         }
-        for (i = 0; i < n; i++) {
-            r = a + i * rs;
-            memcpy(b + pos1[(bl_int_hash(r, ks) >> b0) & m1]++ * rs, r, rs);
+        for (b = 0; b < BL_NB; b++) {
+            while (next[b] < end[b]) {
+                i = next[b];
+                c = BL_BUCKET(BL_HASH_AT(i));
+                if (c == b) {
+                    next[b]++;
+                    continue;
+                }
+                /* carry entry i along its cycle (each step puts the carried entry in
+                 * its bucket and picks up the one it displaces) until an entry of
+                 * bucket b comes round: it goes back into slot i */
+                bl_copy(tk, kb + i * ks, ks);
+                bl_copy(tv, vb + i * vs, vs);
+                if (by_bytes)
+                    th = hs[i];
+                for (;;) {
+                    j = next[c]++;
+                    if (j == i)
+                        break;
+                    bl_copy(xk, kb + j * ks, ks);
+                    bl_copy(xv, vb + j * vs, vs);
+                    bl_copy(kb + j * ks, tk, ks);
+                    bl_copy(vb + j * vs, tv, vs);
+                    sw = tk; tk = xk; xk = sw;
+                    sw = tv; tv = xv; xv = sw;
+                    if (by_bytes) {
+                        xh = hs[j];
+                        hs[j] = th;
+                        th = xh;
+                    }
+                    c = BL_BUCKET(by_bytes ? th : bl_int_hash(tk, ks));
+                }
+                bl_copy(kb + i * ks, tk, ks);
+                bl_copy(vb + i * vs, tv, vs);
+                if (by_bytes)
+                    hs[i] = th;
+            }
         }
-        free(a);
-        free(pos0);
-        return b;
+    #undef BL_BUCKET
+    #undef BL_HASH_AT
+        free(next);
+        free(tmp);
+        return 1;
+    }
+
+    /* A new dict whose table holds n entries without a resize.
+     * _PyDict_NewPresized() stops at 2^17 slots, so a million entries would
+     * still go through four resizes, each a new table (fresh, page-faulted
+     * memory) and a re-insertion of every entry so far.  dict_merge() (behind
+     * PyDict_Update) sizes its target once for other->ma_used entries before
+     * copying other's live entries: a private dict with no live entry (one
+     * int key inserted and deleted, so that its table is a general one) that
+     * claims n of them gets the table built and copies nothing.  Checked on
+     * CPython 3.9-3.13; elsewhere (and on the free-threaded build) the
+     * capped presize. */
+    static PyObject *bl_dict_sized(Py_ssize_t n)
+    {
+    #if PY_VERSION_HEX >= 0x03090000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+        PyObject *d, *tmp, *zero;
+        int r;
+        if (n <= 87381)     /* the presize's own limit: 2/3 of 2^17 slots */
+            return _PyDict_NewPresized(n);
+        d = PyDict_New();
+        tmp = PyDict_New();
+        zero = PyLong_FromLong(0);
+        r = (d && tmp && zero) ? PyDict_SetItem(tmp, zero, Py_None) : -1;
+        if (r == 0)
+            r = PyDict_DelItem(tmp, zero);
+        if (r == 0) {
+            ((PyDictObject *)tmp)->ma_used = n;
+            r = PyDict_Update(d, tmp);
+            ((PyDictObject *)tmp)->ma_used = 0;
+        }
+        Py_XDECREF(tmp);
+        Py_XDECREF(zero);
+        if (r < 0)
+            Py_CLEAR(d);
+        return d;
+    #else
+        return _PyDict_NewPresized(n);
+    #endif
     }
     """
-    char *bl_hash_order(const char *kb, const char *vb, Py_ssize_t n, Py_ssize_t ks,
-                        Py_ssize_t vs, int bits) nogil
+    int BL_BYTES_HASH
+    int bl_slot_order(char *kb, char *vb, uint64_t *hs, Py_ssize_t n, Py_ssize_t ks,
+                      Py_ssize_t vs, int bits, int by_bytes) nogil
+    uint64_t bl_int_hash(const char *p, Py_ssize_t ks) nogil
+    dict bl_dict_sized(Py_ssize_t n)
+    int bl_dict_set_hashed(dict d, object k, object v, uint64_t h) except -1
     const char *bl_fast_buf(object o, Py_ssize_t size, char *tmp)
     int bl_sole_thread()
     int bl_map_elem_call(int cmd, int fd, const void *key, void *value, uint64_t flags)
@@ -2153,10 +2276,12 @@ cdef class MapCore:
         instead of bytes (cheaper to create and hash), for a ``key_size`` /
         ``value_size`` of 1, 2, 4 or 8 (else ValueError); per-CPU values
         become lists of ints.  The dict's order is the kernel's (as
-        :meth:`items`), except with *int_keys* on a dump of 65,536 entries
-        or more: there the entries are inserted in the order of the dict's
-        own slots (the low bits of the keys' hashes; ascending for keys
-        below the table size), which saves a cache miss per entry.  Raises
+        :meth:`items`), except on a dump of 65,536 entries or more with
+        *int_keys*, or with bytes keys on a HASH or LRU_HASH map (CPython
+        3.12 and older): there the entries are inserted grouped by the
+        dict slot each key takes (the low bits of its hash), which saves a
+        cache miss per entry; an array's int keys, ascending, keep the index
+        order.  Raises
         :class:`bpfload.MapClosedError` once closed,
         :class:`bpfload.NotSupportedError` for maps without keys (queue,
         stack, bloom filter).
@@ -2168,9 +2293,10 @@ cdef class MapCore:
         cdef const char *kp
         cdef const char *vp
         cdef dict d
-        cdef Py_ssize_t kstep = ks, vstep = vs
-        cdef char *rec = NULL
+        cdef uint64_t *hs = NULL
         cdef int bits = 1
+        cdef int order = -1
+        cdef bint by_bytes = not int_keys
         self._check()
         if int_keys and ks not in (1, 2, 4, 8):
             raise ValueError(f"map {self.name!r}: keys of {ks} bytes cannot be ints "
@@ -2182,31 +2308,50 @@ cdef class MapCore:
         kp = kb
         vp = vb
         try:
-            if int_keys and self._kind == KIND_PLAIN and n >= HASH_ORDER_MIN:
+            # Slot order (bl_slot_order) for a big dump of plain values: int keys on
+            # any map (an array's ascending keys are in slot order already), bytes
+            # keys on hash maps only, whose dump order means nothing (an array's
+            # bytes keys keep the index order).
+            if (self._kind == KIND_PLAIN and n >= HASH_ORDER_MIN
+                    and (int_keys or (BL_BYTES_HASH and self.type in (T_HASH, T_LRU_HASH)))):
                 while (<Py_ssize_t>1 << bits) * 2 < n * 3:   # the dict's table: 2/3 usable
                     bits += 1
-                with nogil:
-                    rec = bl_hash_order(kb, vb, n, ks, vs, min(bits, 22))
-                if rec != NULL:   # else (no memory for it): in dump order
-                    kp = rec
-                    vp = rec + ks
-                    kstep = vstep = ks + vs
-            d = _PyDict_NewPresized(n)
+                if by_bytes:
+                    hs = <uint64_t *>malloc(n * sizeof(uint64_t))
+                if not by_bytes or hs != NULL:   # else (no memory for it): in dump order
+                    with nogil:
+                        order = bl_slot_order(kb, vb, hs, n, ks, vs, bits, by_bytes)
+            d = bl_dict_sized(n)
             if self._kind == KIND_PLAIN:
                 # One loop per combination: nothing in the loop but the two new
-                # objects and the insertion (hash included).
+                # objects and the insertion.  Int keys and (once computed for the
+                # slot order) bytes keys come with their hash: the dict does not
+                # hash them again.
                 if int_keys and int_values:
                     for i in range(n):
-                        PyDict_SetItem(d, PyLong_FromUnsignedLongLong(load_uint(kp, ks)),
-                                       PyLong_FromUnsignedLongLong(load_uint(vp, vs)))
-                        kp += kstep
-                        vp += vstep
+                        bl_dict_set_hashed(d, PyLong_FromUnsignedLongLong(load_uint(kp, ks)),
+                                           PyLong_FromUnsignedLongLong(load_uint(vp, vs)),
+                                           bl_int_hash(kp, ks))
+                        kp += ks
+                        vp += vs
                 elif int_keys:
                     for i in range(n):
-                        PyDict_SetItem(d, PyLong_FromUnsignedLongLong(load_uint(kp, ks)),
-                                       PyBytes_FromStringAndSize(vp, vs))
-                        kp += kstep
-                        vp += vstep
+                        bl_dict_set_hashed(d, PyLong_FromUnsignedLongLong(load_uint(kp, ks)),
+                                           PyBytes_FromStringAndSize(vp, vs), bl_int_hash(kp, ks))
+                        kp += ks
+                        vp += vs
+                elif order == 1 and int_values:
+                    for i in range(n):
+                        bl_dict_set_hashed(d, PyBytes_FromStringAndSize(kp, ks),
+                                           PyLong_FromUnsignedLongLong(load_uint(vp, vs)), hs[i])
+                        kp += ks
+                        vp += vs
+                elif order == 1:
+                    for i in range(n):
+                        bl_dict_set_hashed(d, PyBytes_FromStringAndSize(kp, ks),
+                                           PyBytes_FromStringAndSize(vp, vs), hs[i])
+                        kp += ks
+                        vp += vs
                 elif int_values:
                     for i in range(n):
                         PyDict_SetItem(d, PyBytes_FromStringAndSize(kp, ks),
@@ -2230,7 +2375,7 @@ cdef class MapCore:
         finally:
             free(kb)
             free(vb)
-            free(rec)
+            free(hs)
 
     def keys(self):
         """Every key as bytes (batch lookup; get_next_key where batch is missing).
