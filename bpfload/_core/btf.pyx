@@ -28,6 +28,8 @@ import array
 
 from cpython cimport array as carray
 from cpython.unicode cimport PyUnicode_DecodeUTF8
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_GET_SIZE
 from libc.stdint cimport int32_t, uint32_t
 from libc.string cimport memchr, memcpy
 
@@ -331,13 +333,24 @@ def ext_records(sub, Py_ssize_t rec_size, list index, int what, cls, strings, Py
     return out
 
 
-def cstr(bytes buf, Py_ssize_t start, Py_ssize_t stop):
+def cstr(object buf, Py_ssize_t start, Py_ssize_t stop):
     """The NUL-terminated string at ``buf[start:]`` whose NUL lies before *stop*, decoded
     (UTF-8, bad bytes replaced), or None when there is no NUL in ``buf[start:stop]`` (or
-    the range is empty or outside *buf*).  Never raises for well-typed arguments.
+    the range is empty or outside *buf*).  *buf* is bytes (the fast path) or any object
+    with a read-only buffer (the kernel's BTF mapped in place).  Never raises for
+    well-typed arguments.
     """
-    cdef Py_ssize_t n = len(buf)
-    cdef const char *p = buf
+    cdef Py_buffer view
+    if PyBytes_CheckExact(buf):
+        return _cstr(PyBytes_AS_STRING(buf), PyBytes_GET_SIZE(buf), start, stop)
+    PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
+    try:
+        return _cstr(<const char *>view.buf, view.len, start, stop)
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef object _cstr(const char *p, Py_ssize_t n, Py_ssize_t start, Py_ssize_t stop):
     cdef const char *end
     if stop > n:
         stop = n
