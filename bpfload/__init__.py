@@ -103,7 +103,7 @@ def _bind(name: str):
     if qualified in _sys.modules:
         __import__(qualified)
     else:
-        # The first import of a submodule (bpfload.load: ~30 modules) creates ~5,000 objects
+        # The first import of a submodule (bpfload.load: ~30 modules) creates ~4,000 objects
         # that live until exit (classes, functions, tables); the young collections their
         # allocations trigger find no garbage and cost a fresh process ~2 ms.  Collection is
         # paused for the import only and resumed as the caller had it; before it resumes, what
