@@ -20,7 +20,6 @@ pin that existed before), then re-raises.
 from __future__ import annotations
 
 import array
-import contextlib
 import errno as _errno
 import os
 
@@ -272,12 +271,17 @@ class _Load:
         try:
             self.close_owned()
         finally:
+            # (try/except, not contextlib.suppress: contextlib is ~0.5 ms of a fresh process's start)
             for path in reversed(self.pins):
-                with contextlib.suppress(OSError):
+                try:
                     os.unlink(path)
+                except OSError:
+                    pass
             for path in reversed(self.pin_dirs):
-                with contextlib.suppress(OSError):
+                try:
                     os.rmdir(path)   # only if empty: another loader may have pinned there
+                except OSError:
+                    pass
 
     def close_owned(self) -> None:
         """Close what :meth:`own` took, newest first (a failed load's rollback)."""

@@ -15,6 +15,7 @@ import stat
 
 from . import errors
 from .constants import ProgType
+from .elf import parse_object   # (at import: bpfload.load imports it while collection is paused)
 from .globaldata import GlobalData
 from .loader import LoadResult, load_spec
 from .pins import pin_name, pin_path
@@ -74,7 +75,6 @@ class BpfObject:
         ``maps`` as iproute2's ``struct bpf_elf_map`` (tc objects: pinning ``PIN_GLOBAL_NS``
         pins under ``<pin_root>/tc/globals``) instead of bpfload's ``struct bpfm_map_custom``.
         """
-        from .elf import parse_object
         if not isinstance(path_or_bytes, (str, os.PathLike, bytes, bytearray, memoryview)):
             raise TypeError("BpfObject.open() takes a path (str or os.PathLike) or the object's "
                             f"bytes, not {type(path_or_bytes).__name__}")
