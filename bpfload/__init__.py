@@ -103,15 +103,10 @@ def _bind(name: str):
     if qualified in _sys.modules:
         __import__(qualified)
     else:
-        # The first import of a submodule (bpfload.load: ~30 modules) creates ~4,000 objects
-        # that live until exit (classes, functions, tables); the young collections their
-        # allocations trigger find no garbage and cost a fresh process ~2 ms.  Collection is
-        # paused for the import only and resumed as the caller had it; before it resumes, what
-        # the import made goes to the oldest generation, where surviving young collections
-        # would have put it, without those passes over it (gc.freeze + gc.unfreeze: two list
-        # splices).  Anything else young then moves too and is collected by the next full
-        # collection instead of a young one.  Skipped when the caller froze objects itself
-        # (unfreeze would release them).
+        # The first import of a submodule (bpfload.load: ~30 modules) creates a few thousand
+        # objects that live until exit (classes, functions, tables); the collections their
+        # allocations trigger meanwhile find no garbage and cost a fresh process ~1 ms.
+        # Collection is paused for the import only, and resumed as the caller had it.
         import gc
         paused = gc.isenabled()
         gc.disable()
@@ -119,9 +114,6 @@ def _bind(name: str):
             __import__(qualified)  # (not importlib.import_module: importlib is 0.3 ms to import)
         finally:
             if paused:
-                if not gc.get_freeze_count():
-                    gc.freeze()
-                    gc.unfreeze()
                 gc.enable()
     module = _sys.modules[qualified]
     value = getattr(module, name)
