@@ -31,6 +31,9 @@ from bpfload.errors import BtfError
 cdef extern from "<string.h>" nogil:
     void *memmem(const void *hay, size_t hlen, const void *needle, size_t nlen)
 
+cdef extern from *:
+    void _prefetch "__builtin_prefetch"(const void *addr) nogil
+
 cdef extern from "Python.h":
     void PyObject_GC_UnTrack(void *op)
     int PyObject_GC_IsTracked(object op)
@@ -159,19 +162,38 @@ cdef class EssentialIndex:
         # pass 1: the named records of the asked kinds (their type indexes, ascending)
         self.ids = <uint32_t *>PyMem_Malloc((n + 1) * sizeof(uint32_t))
         self.kind_of = <unsigned char *>PyMem_Malloc(n + 1)
-        if self.ids == NULL or self.kind_of == NULL:
+        # per entry: its name's string offset (the records are read once, in order)
+        cdef uint32_t *name_offs = <uint32_t *>PyMem_Malloc((n + 1) * sizeof(uint32_t))
+        if self.ids == NULL or self.kind_of == NULL or name_offs == NULL:
+            PyMem_Free(name_offs)
             raise MemoryError()
+        try:
+            self._fill(tp, tlen, ov, segs, nseg, kmask, name_offs)
+        finally:
+            PyMem_Free(name_offs)
+
+    cdef _fill(self, const unsigned char *tp, Py_ssize_t tlen, const unsigned int[::1] ov,
+               Segment *segs, Py_ssize_t nseg, uint32_t kmask, uint32_t *name_offs):
+        cdef Py_ssize_t n = ov.shape[0]
+        cdef Py_ssize_t start_id = self.start_id
+        cdef Py_ssize_t idx, off, local, k, slen, elen, slot, cap, count = 0, e, ahead
+        cdef uint32_t name_off, info
+        cdef uint64_t h
+        cdef const unsigned char *s
+        cdef const unsigned char *nul
+        cdef Py_ssize_t bad = -1
         with nogil:
             for idx in range(n):
                 off = ov[idx]
                 if off + 8 > tlen:
                     bad = idx
-                    bad_kind = 1
                     break
                 info = _u32le(tp + off + 4)
-                if (kmask >> ((info >> 24) & 0x1F)) & 1 and _u32le(tp + off) != 0:
+                name_off = _u32le(tp + off)
+                if (kmask >> ((info >> 24) & 0x1F)) & 1 and name_off != 0:
                     self.ids[count] = <uint32_t>idx
                     self.kind_of[count] = (info >> 24) & 0x1F
+                    name_offs[count] = name_off
                     count += 1
         if bad >= 0:
             raise BtfError(f"type [{start_id + bad}]: record offset {ov[bad]} outside the "
@@ -194,8 +216,15 @@ cdef class EssentialIndex:
         with nogil:
             e = count - 1
             while e >= 0:
+                # the names lie scattered over megabytes of strings: ask for the one
+                # a few entries on now, so the memory fetches overlap
+                ahead = e - 16
+                if ahead >= 0:
+                    local = <Py_ssize_t>name_offs[ahead] - segs[nseg - 1].base
+                    if 0 <= local < segs[nseg - 1].length:
+                        _prefetch(segs[nseg - 1].p + local)
                 idx = self.ids[e]
-                name_off = _u32le(tp + ov[idx])
+                name_off = name_offs[e]
                 s = NULL
                 slen = 0
                 for k in range(nseg):

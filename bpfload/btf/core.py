@@ -128,6 +128,33 @@ _KIND_STR = {
 
 _COMPOSITE_KINDS = (Kind.STRUCT, Kind.UNION)
 
+# enum members as module globals: in CPython 3.11 every ``Kind.X`` in a function body is a
+# descriptor call (enum.property.__get__), ~2,000 of them per CO-RE load of a tracing object
+_E_SIGNED = IntEncoding.SIGNED
+_K_ARRAY = Kind.ARRAY
+_K_ENUM = Kind.ENUM
+_K_ENUM64 = Kind.ENUM64
+_K_FLOAT = Kind.FLOAT
+_K_FUNC_PROTO = Kind.FUNC_PROTO
+_K_FWD = Kind.FWD
+_K_INT = Kind.INT
+_K_PTR = Kind.PTR
+_K_STRUCT = Kind.STRUCT
+_K_UNION = Kind.UNION
+_K_UNKN = Kind.UNKN
+_R_ENUMVAL_EXISTS = CoreReloKind.ENUMVAL_EXISTS
+_R_FIELD_BYTE_OFFSET = CoreReloKind.FIELD_BYTE_OFFSET
+_R_FIELD_BYTE_SIZE = CoreReloKind.FIELD_BYTE_SIZE
+_R_FIELD_EXISTS = CoreReloKind.FIELD_EXISTS
+_R_FIELD_LSHIFT_U64 = CoreReloKind.FIELD_LSHIFT_U64
+_R_FIELD_RSHIFT_U64 = CoreReloKind.FIELD_RSHIFT_U64
+_R_FIELD_SIGNED = CoreReloKind.FIELD_SIGNED
+_R_TYPE_EXISTS = CoreReloKind.TYPE_EXISTS
+_R_TYPE_ID_LOCAL = CoreReloKind.TYPE_ID_LOCAL
+_R_TYPE_ID_TARGET = CoreReloKind.TYPE_ID_TARGET
+_R_TYPE_MATCHES = CoreReloKind.TYPE_MATCHES
+_R_TYPE_SIZE = CoreReloKind.TYPE_SIZE
+
 # instruction encoding
 _INSN = struct.Struct("<BBhi")
 _I32 = struct.Struct("<i")
@@ -209,7 +236,37 @@ def _resolve(btf: Btf, type_id: int) -> Type:
     return btf.resolve(type_id)
 
 
+_SIZED_KINDS = frozenset({Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.FLOAT,
+                          Kind.DATASEC})
+_SIZE_THROUGH = frozenset({Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG, Kind.TYPEDEF,
+                           Kind.VAR})
+_MAX_SIZE = 0xFFFFFFFF
+
+
 def _size(btf: Btf, type_id: int) -> int:
+    """``btf.size_of(type_id)`` (the common cases without its enum attribute look-ups); any
+    case it does not settle, an error included, is left to ``size_of``.  Raises _CoreError."""
+    nelems = 1
+    tid = type_id
+    for _ in range(8):
+        t = btf[tid] if tid else None
+        k = t.KIND if t is not None else None
+        if k in _SIZED_KINDS:
+            total = nelems * t.size  # type: ignore[union-attr]
+            if total <= _MAX_SIZE:
+                return total
+            break
+        if k == _K_PTR:
+            return nelems * 8
+        if k in _SIZE_THROUGH:
+            tid = t.type  # type: ignore[union-attr]
+        elif k == _K_ARRAY:
+            nelems *= t.nelems  # type: ignore[union-attr]
+            if nelems > _MAX_SIZE:
+                break
+            tid = t.type  # type: ignore[union-attr]
+        else:
+            break
     try:
         return btf.size_of(type_id)
     except BtfError as e:
@@ -305,17 +362,17 @@ def _types_are_compat(lb: Btf, lid: int, tb: Btf, tid: int, level: int = _MAX_LE
         if not _kinds_compat(lt.kind, tt.kind):
             return False
         k = lt.kind
-        if k in (Kind.UNKN, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.FWD):
+        if k in (_K_UNKN, _K_STRUCT, _K_UNION, _K_ENUM, _K_ENUM64, _K_FWD):
             return True
-        if k == Kind.INT:
+        if k == _K_INT:
             return lt.offset == 0 and tt.offset == 0  # type: ignore[attr-defined]
-        if k == Kind.PTR:
+        if k == _K_PTR:
             lid, tid = lt.type, tt.type  # type: ignore[attr-defined]
             continue
-        if k == Kind.ARRAY:
+        if k == _K_ARRAY:
             lid, tid = lt.type, tt.type  # type: ignore[attr-defined]
             continue
-        if k == Kind.FUNC_PROTO:
+        if k == _K_FUNC_PROTO:
             lp, tp = lt.params, tt.params  # type: ignore[attr-defined]
             if len(lp) != len(tp):
                 return False
@@ -346,14 +403,14 @@ def _fields_are_compat(lb: Btf, lid: int, tb: Btf, tid: int) -> bool:
         if not _kinds_compat(lt.kind, tt.kind):
             return False
         k = lt.kind
-        if k in (Kind.PTR, Kind.FLOAT):
+        if k in (_K_PTR, _K_FLOAT):
             return True
-        if k in (Kind.FWD, Kind.ENUM, Kind.ENUM64):
+        if k in (_K_FWD, _K_ENUM, _K_ENUM64):
             ln, tn = essential_name(lt.name), essential_name(tt.name)
             return not ln or not tn or ln == tn
-        if k == Kind.INT:
+        if k == _K_INT:
             return lt.offset == 0 and tt.offset == 0  # type: ignore[attr-defined]
-        if k == Kind.ARRAY:
+        if k == _K_ARRAY:
             lid, tid = lt.type, tt.type  # type: ignore[attr-defined]
             continue
         return False
@@ -386,12 +443,12 @@ def _types_match(lb: Btf, lid: int, tb: Btf, tid: int, behind_ptr: bool = False,
         if not _names_match(lt.name, tt.name):
             return False
         lk, tk = lt.kind, tt.kind
-        if lk == Kind.UNKN:
+        if lk == _K_UNKN:
             return lk == tk
-        if lk == Kind.FWD:
+        if lk == _K_FWD:
             lf = lt.kind_flag
             if behind_ptr and lk != tk:
-                return (tk == Kind.STRUCT and not lf) or (tk == Kind.UNION and lf)
+                return (tk == _K_STRUCT and not lf) or (tk == _K_UNION and lf)
             return lk == tk and lf == tt.kind_flag
         if lk in _ENUM_KINDS:
             if tk not in _ENUM_KINDS or lt.size != tt.size:  # type: ignore[attr-defined]
@@ -404,7 +461,7 @@ def _types_match(lb: Btf, lid: int, tb: Btf, tid: int, behind_ptr: bool = False,
             if behind_ptr:
                 if lk == tk:
                     return True
-                return tk == Kind.FWD and (lk == Kind.UNION) == tt.kind_flag
+                return tk == _K_FWD and (lk == _K_UNION) == tt.kind_flag
             if lk != tk:
                 return False
             lm, tm = lt.members, tt.members  # type: ignore[attr-defined]
@@ -416,21 +473,21 @@ def _types_match(lb: Btf, lid: int, tb: Btf, tid: int, behind_ptr: bool = False,
                            for b in tm):
                     return False
             return True
-        if lk == Kind.INT:
-            return (tk == Kind.INT and lt.size == tt.size  # type: ignore[attr-defined]
+        if lk == _K_INT:
+            return (tk == _K_INT and lt.size == tt.size  # type: ignore[attr-defined]
                     and lt.signed == tt.signed)  # type: ignore[attr-defined]
-        if lk == Kind.PTR:
+        if lk == _K_PTR:
             if tk != lk:
                 return False
             behind_ptr = True
             lid, tid = lt.type, tt.type  # type: ignore[attr-defined]
             continue
-        if lk == Kind.ARRAY:
+        if lk == _K_ARRAY:
             if tk != lk or lt.nelems != tt.nelems:  # type: ignore[attr-defined]
                 return False
             lid, tid = lt.type, tt.type  # type: ignore[attr-defined]
             continue
-        if lk == Kind.FUNC_PROTO:
+        if lk == _K_FUNC_PROTO:
             if tk != lk:
                 return False
             lp, tp = lt.params, tt.params  # type: ignore[attr-defined]
@@ -522,7 +579,7 @@ def _match_spec(local: _Spec, tb: Btf, targ_id: int) -> Optional[_Spec]:
     kind = local.kind
     spec = _Spec(tb, targ_id, kind)
     if kind in _TYPE_KINDS:
-        if kind == CoreReloKind.TYPE_MATCHES:
+        if kind == _R_TYPE_MATCHES:
             ok = _types_match(local.btf, local.root_type_id, tb, targ_id)
         else:
             ok = _types_are_compat(local.btf, local.root_type_id, tb, targ_id)
@@ -622,7 +679,7 @@ class CoreResult:
 
 def _field_value(kind: int, spec: Optional[_Spec]) -> Tuple[int, int, int, bool]:
     """(value, field size, field type id, validate) of a field relocation on *spec*."""
-    if kind == CoreReloKind.FIELD_EXISTS:
+    if kind == _R_FIELD_EXISTS:
         return (1 if spec is not None else 0), 0, 0, True
     if spec is None:
         raise _Poison()
@@ -630,9 +687,9 @@ def _field_value(kind: int, spec: Optional[_Spec]) -> Tuple[int, int, int, bool]
     acc = spec.accs[-1]
     if not acc.name:  # the last step is an array index: a[n]
         sz = _size(btf, acc.type_id)
-        if kind == CoreReloKind.FIELD_BYTE_OFFSET:
+        if kind == _R_FIELD_BYTE_OFFSET:
             return spec.bit_offset // 8, sz, acc.type_id, True
-        if kind == CoreReloKind.FIELD_BYTE_SIZE:
+        if kind == _R_FIELD_BYTE_SIZE:
             return sz, 0, 0, True
         raise _CoreError(f"<{_KIND_STR[kind]}> cannot be applied to an array element access")
     t = btf[acc.type_id]
@@ -657,19 +714,19 @@ def _field_value(kind: int, spec: Optional[_Spec]) -> Tuple[int, int, int, bool]
         byte_off = bit_off // 8
         bit_sz = byte_sz * 8
     validate = not bitfield  # the compiler may lay out bitfield loads differently
-    if kind == CoreReloKind.FIELD_BYTE_OFFSET:
+    if kind == _R_FIELD_BYTE_OFFSET:
         if bitfield:
             return byte_off, 0, 0, validate
         return byte_off, byte_sz, mt.id, validate
-    if kind == CoreReloKind.FIELD_BYTE_SIZE:
+    if kind == _R_FIELD_BYTE_SIZE:
         return byte_sz, 0, 0, validate
-    if kind == CoreReloKind.FIELD_SIGNED:
+    if kind == _R_FIELD_SIGNED:
         signed = ((mt.kind in _ENUM_KINDS and mt.kind_flag)
-                  or (isinstance(mt, Int) and bool(mt.encoding & IntEncoding.SIGNED)))
+                  or (isinstance(mt, Int) and bool(mt.encoding & _E_SIGNED)))
         return int(signed), 0, 0, True
-    if kind == CoreReloKind.FIELD_LSHIFT_U64:
+    if kind == _R_FIELD_LSHIFT_U64:
         return 64 - (bit_off + bit_sz - byte_off * 8), 0, 0, validate
-    if kind == CoreReloKind.FIELD_RSHIFT_U64:
+    if kind == _R_FIELD_RSHIFT_U64:
         return 64 - bit_sz, 0, 0, True
     raise _CoreError(f"unrecognized CO-RE relocation kind {int(kind)}")
 
@@ -677,17 +734,17 @@ def _field_value(kind: int, spec: Optional[_Spec]) -> Tuple[int, int, int, bool]
 def _type_value(kind: int, spec: Optional[_Spec]) -> Tuple[int, bool]:
     if spec is None:
         return 0, True
-    if kind == CoreReloKind.TYPE_ID_TARGET:
+    if kind == _R_TYPE_ID_TARGET:
         return spec.root_type_id, False  # ids change when objects are linked: don't check
-    if kind in (CoreReloKind.TYPE_EXISTS, CoreReloKind.TYPE_MATCHES):
+    if kind in (_R_TYPE_EXISTS, _R_TYPE_MATCHES):
         return 1, True
-    if kind == CoreReloKind.TYPE_SIZE:
+    if kind == _R_TYPE_SIZE:
         return _size(spec.btf, spec.root_type_id), True
     raise _CoreError(f"unrecognized CO-RE relocation kind {int(kind)}")
 
 
 def _enum_value(kind: int, spec: Optional[_Spec]) -> int:
-    if kind == CoreReloKind.ENUMVAL_EXISTS:
+    if kind == _R_ENUMVAL_EXISTS:
         return 1 if spec is not None else 0
     if spec is None:
         raise _Poison()
@@ -712,7 +769,7 @@ def _calc(kind: int, local: _Spec, targ: Optional[_Spec]) -> CoreResult:
                 nt = targ.btf[res.new_type_id]
                 ok = (isinstance(ot, Ptr) and isinstance(nt, Ptr)) or (
                     isinstance(ot, Int) and isinstance(nt, Int)
-                    and ot.encoding != IntEncoding.SIGNED and nt.encoding != IntEncoding.SIGNED)
+                    and ot.encoding != _E_SIGNED and nt.encoding != _E_SIGNED)
                 res.fail_memsz_adjust = not ok
         elif kind in _TYPE_KINDS:
             res.orig_val, res.validate = _type_value(kind, local)
@@ -775,7 +832,7 @@ class CoreResolver:
         if lb.get(relo.type_id) is None:
             raise _CoreError(f"local type id {relo.type_id} is not in the object's BTF")
         local = _parse_spec(lb, relo, kind)
-        if kind == CoreReloKind.TYPE_ID_LOCAL:
+        if kind == _R_TYPE_ID_LOCAL:
             d = local.describe()
             return CoreResult(orig_val=relo.type_id, new_val=relo.type_id, validate=False,
                               local=d, target=d)
