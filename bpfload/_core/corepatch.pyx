@@ -6,7 +6,7 @@ Compute only: no syscalls, and nothing imported from bpfload but
 *essential* name (the name without a ``___flavor`` suffix).  For vmlinux
 (~130,000 types) building a Python dict of every name was the dominant cost
 of a process's first CO-RE load; :class:`EssentialIndex` walks the raw type
-records once in C, hashes each name's essential prefix (FNV-1a, 64 bits)
+records once in C, hashes each name's essential prefix (64 bits, eight bytes a step)
 into an open-addressing table and chains the type ids that share it.
 Lookups return candidate ids only: the caller decodes them and compares the
 real names, so a hash collision can never produce a wrong candidate.
@@ -23,7 +23,7 @@ from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport uint32_t, uint64_t
-from libc.string cimport memchr, memset
+from libc.string cimport memchr, memcpy, memset
 from posix.mman cimport MAP_FAILED, MAP_PRIVATE, PROT_READ, mmap, munmap
 
 from bpfload.errors import BtfError
@@ -53,7 +53,16 @@ cdef struct Segment:
 
 
 cdef inline Py_ssize_t _essential_len(const unsigned char *s, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i = n - 5
+    cdef Py_ssize_t i
+    # most names hold no "__" at all: one look at every other byte settles them
+    i = 1
+    while i < n - 1:
+        if s[i] == UNDERSCORE and (s[i - 1] == UNDERSCORE or s[i + 1] == UNDERSCORE):
+            break
+        i += 2
+    else:
+        return n
+    i = n - 5
     while i >= 0:
         if (s[i] != UNDERSCORE and s[i + 1] == UNDERSCORE and s[i + 2] == UNDERSCORE
                 and s[i + 3] == UNDERSCORE and s[i + 4] != UNDERSCORE):
@@ -63,15 +72,28 @@ cdef inline Py_ssize_t _essential_len(const unsigned char *s, Py_ssize_t n) noex
 
 
 cdef inline uint64_t _hash(const unsigned char *s, Py_ssize_t n) noexcept nogil:
-    cdef uint64_t h = 14695981039346656037ULL
-    cdef Py_ssize_t i
-    for i in range(n):
-        h = (h ^ s[i]) * 1099511628211ULL
+    # eight bytes a step (a byte-wise FNV-1a was a fifth of the index build); the
+    # caller compares real names, so this need only spread names well
+    cdef uint64_t h = 14695981039346656037ULL ^ (<uint64_t>n * 0x9E3779B97F4A7C15ULL)
+    cdef uint64_t w
+    while n >= 8:
+        memcpy(&w, s, 8)
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL
+        h ^= h >> 32
+        s += 8
+        n -= 8
+    if n:
+        w = 0
+        memcpy(&w, s, <size_t>n)
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL
+    h ^= h >> 29
+    h *= 0xC4CEB9FE1A85EC53ULL
+    h ^= h >> 32
     return h | 1  # 0 marks an empty slot
 
 
 cdef inline Py_ssize_t _slot(uint64_t h, Py_ssize_t mask) noexcept nogil:
-    # the high half: FNV-1a's low bits are the weakest, and bit 0 is forced to 1
+    # the high half: the low bits are the weakest, and bit 0 is forced to 1
     return <Py_ssize_t>((h >> 32) ^ (h >> 1)) & mask
 
 
