@@ -127,6 +127,7 @@ _KIND_STR = {
 }
 
 _COMPOSITE_KINDS = (Kind.STRUCT, Kind.UNION)
+_KIND_LOWER = {k: k.name.lower() for k in Kind}
 
 # enum members as module globals: in CPython 3.11 every ``Kind.X`` in a function body is a
 # descriptor call (enum.property.__get__), ~2,000 of them per CO-RE load of a tracing object
@@ -210,7 +211,7 @@ class _Spec:
         btf = self.btf
         t = btf.get(self.root_type_id)
         tname = (t.name or "<anon>") if t is not None else "?"
-        tkind = t.kind.name.lower() if t is not None else "?"
+        tkind = _KIND_LOWER[t.KIND] if t is not None else "?"
         out = f"<{_KIND_STR.get(self.kind, self.kind)}> [{self.root_type_id}] {tkind} {tname}"
         if self.kind in _TYPE_KINDS:
             return out
@@ -232,7 +233,16 @@ class _Spec:
         return out + f" ({raw} @ offset {self.bit_offset // 8})"
 
 
+_MODS_AND_TYPEDEF = frozenset({Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG,
+                               Kind.TYPEDEF})
+
+
 def _resolve(btf: Btf, type_id: int) -> Type:
+    """``btf.resolve(type_id)``; a type that is neither a modifier nor a typedef (most of what
+    matching asks about) is returned without the extra calls."""
+    t = btf[type_id]
+    if t.KIND not in _MODS_AND_TYPEDEF:
+        return t
     return btf.resolve(type_id)
 
 
@@ -420,7 +430,7 @@ def _fields_are_compat(lb: Btf, lid: int, tb: Btf, tid: int) -> bool:
 def _names_match(local: str, targ: str) -> bool:
     if not targ:
         return not local
-    return essential_name(local) == essential_name(targ)
+    return local == targ or essential_name(local) == essential_name(targ)
 
 
 def _types_match(lb: Btf, lid: int, tb: Btf, tid: int, behind_ptr: bool = False,
