@@ -55,8 +55,8 @@ from __future__ import annotations
 
 import struct
 import sys
-import weakref
 from _thread import allocate_lock
+from _weakref import ref as _weakref_ref
 from bisect import bisect_left
 
 from ..errors import BtfError
@@ -515,8 +515,21 @@ def _types_match(lb: Btf, lid: int, tb: Btf, tid: int, behind_ptr: bool = False,
 # --------------------------------------------------------------------------
 # matching a local spec against one candidate
 
-_member_maps: "weakref.WeakKeyDictionary[Btf, Dict[int, Tuple[Dict[str, int], List[int]]]]" = \
-    weakref.WeakKeyDictionary()
+# (the module weakref, with WeakKeyDictionary and finalize, costs a cold start ~0.7 ms to
+# import; weak references with a callback do the same here)
+
+def _weak_entry(table: dict, key: int, obj: object) -> "_weakref_ref":
+    """A weak reference to *obj* that removes ``table[key]`` when *obj* dies, if the entry
+    still belongs to it (an id can be reused once its object is gone)."""
+    def drop(r, table=table, key=key):
+        ent = table.get(key)
+        if ent is not None and ent[0] is r:
+            del table[key]
+    return _weakref_ref(obj, drop)
+
+
+# id(target Btf) -> (weak reference to it, {type id: member map})
+_member_maps: "Dict[int, Tuple[_weakref_ref, Dict[int, Tuple[Dict[str, int], List[int]]]]]" = {}
 _member_maps_lock = allocate_lock()
 
 
@@ -526,10 +539,14 @@ def _members_map(btf: Btf, t: Type) -> Tuple[Dict[str, int], List[int]]:
     Cached per target Btf and type: task_struct has hundreds of members and
     is matched by nearly every relocation of a tracing object.
     """
-    per = _member_maps.get(btf)
-    if per is None:
+    key = id(btf)
+    ent = _member_maps.get(key)
+    if ent is None or ent[0]() is not btf:
         with _member_maps_lock:
-            per = _member_maps.setdefault(btf, {})
+            ent = _member_maps.get(key)
+            if ent is None or ent[0]() is not btf:
+                ent = _member_maps[key] = (_weak_entry(_member_maps, key, btf), {})
+    per = ent[1]
     mm = per.get(t.id)
     if mm is None:
         names: Dict[str, int] = {}
@@ -1026,7 +1043,7 @@ class _ObjectCore:
 
 
 _states_lock = allocate_lock()
-_states: Dict[int, Tuple["weakref.ref", _ObjectCore]] = {}
+_states: Dict[int, Tuple["_weakref_ref", _ObjectCore]] = {}
 
 
 def _state_for(spec, targets: Targets) -> _ObjectCore:
@@ -1036,8 +1053,7 @@ def _state_for(spec, targets: Targets) -> _ObjectCore:
         if ent is not None and ent[0]() is spec and ent[1].targets is targets:
             return ent[1]
         st = _ObjectCore(spec, targets)
-        _states[key] = (weakref.ref(spec), st)
-        weakref.finalize(spec, _states.pop, key, None)
+        _states[key] = (_weak_entry(_states, key, spec), st)
         return st
 
 
