@@ -430,7 +430,10 @@ def _fields_are_compat(lb: Btf, lid: int, tb: Btf, tid: int) -> bool:
 def _names_match(local: str, targ: str) -> bool:
     if not targ:
         return not local
-    return local == targ or essential_name(local) == essential_name(targ)
+    if local == targ:
+        return True
+    # a name without "___" is its own essential name
+    return ("___" in local or "___" in targ) and essential_name(local) == essential_name(targ)
 
 
 def _types_match(lb: Btf, lid: int, tb: Btf, tid: int, behind_ptr: bool = False,
