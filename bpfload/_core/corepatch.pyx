@@ -19,6 +19,9 @@ The flavor rule (libbpf's ``bpf_core_essential_name_len``): the suffix
 starts at the last ``___`` preceded by a non-underscore and followed by a
 non-underscore.
 """
+import array
+
+from cpython cimport array as carray
 from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
@@ -38,7 +41,8 @@ cdef extern from "Python.h":
     void PyObject_GC_UnTrack(void *op)
     int PyObject_GC_IsTracked(object op)
 
-__all__ = ["EssentialIndex", "essential_len", "ReadOnlyFile", "map_readonly", "gc_untrack"]
+__all__ = ["EssentialIndex", "essential_len", "ReadOnlyFile", "map_readonly", "gc_untrack",
+           "scan_sized"]
 
 
 cdef enum:
@@ -413,3 +417,44 @@ def gc_untrack(list items):
     """
     if PyObject_GC_IsTracked(items):
         PyObject_GC_UnTrack(<void *>items)
+
+
+# bytes after the 12-byte common header, per BTF kind: fixed part and per-vlen part
+cdef int _FIXED[20]
+cdef int _PER_VLEN[20]
+_FIXED[:] = [0, 4, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 4, 0, 0]
+_PER_VLEN[:] = [0, 0, 0, 0, 12, 12, 8, 0, 0, 0, 0, 0, 0, 8, 0, 12, 0, 0, 0, 12]
+cdef carray.array _U32_TEMPLATE = array.array("I")
+
+
+def scan_sized(buf):
+    """:func:`bpfload._core.btf.scan` for a large type section (the kernel's): the same
+    offsets and errors, into one allocation sized for the most records *buf* can hold.
+
+    ``btf.scan`` grows its array by doubling (each step a zeroed copy); for vmlinux's
+    127,000 records that was a quarter of the scan.  The bound (a record is at least
+    12 bytes) is allocated uninitialised and the unused tail given back, never touched.
+    Raises :class:`BtfError` for a record of an unknown kind or one that does not fit.
+    """
+    cdef const unsigned char[::1] v = memoryview(buf).cast("B")
+    cdef Py_ssize_t end = v.shape[0]
+    cdef const unsigned char *p = &v[0] if end else NULL
+    cdef Py_ssize_t off = 0, n = 0, nxt
+    cdef uint32_t info, kind
+    cdef carray.array out = carray.clone(_U32_TEMPLATE, end // 12 + 1, False)
+    cdef unsigned int *o = out.data.as_uints
+    while off < end:
+        if off + 12 > end:
+            raise BtfError(f"type #{n + 1}: truncated type record", section=".BTF", offset=off)
+        info = _u32le(p + off + 4)
+        kind = (info >> 24) & 0x1F
+        if kind == 0 or kind >= 20:
+            raise BtfError(f"type #{n + 1}: unknown BTF kind {kind}", section=".BTF", offset=off)
+        nxt = off + 12 + _FIXED[kind] + <Py_ssize_t>_PER_VLEN[kind] * (info & 0xFFFF)
+        if nxt > end:
+            raise BtfError(f"type #{n + 1}: truncated type record", section=".BTF", offset=off)
+        o[n] = <unsigned int>off
+        n += 1
+        off = nxt
+    carray.resize(out, n)
+    return out

@@ -120,7 +120,9 @@ def _parse_in_place(m) -> Optional[Btf]:
     btf._hdr_extra = m[_HDR.size:hdr_len]
     btf._sraw, btf._soff, btf._slen = m, hdr_len + str_off, str_len  # type: ignore[assignment]
     btf._types_raw = memoryview(m)[hdr_len + type_off:hdr_len + type_off + type_len]
-    btf._offsets = Btf._scan(btf._types_raw)  # type: ignore[arg-type]
+    # (a mapping exists only where corepatch is built: its scan sizes the offsets once)
+    btf._offsets = (_corepatch.scan_sized(btf._types_raw) if _corepatch is not None
+                    else Btf._scan(btf._types_raw))  # type: ignore[arg-type]
     btf._cache = [None] * len(btf._offsets)
     return btf
 
