@@ -19,7 +19,7 @@ from bpfload.btf import Btf, Kind
 from bpfload.btf import targets
 from bpfload.errors import BtfError
 
-from test_btf import OBJECTS, VMLINUX, _parts, elf_section
+from test_btf import OBJECTS, VMLINUX, _assemble, _parts, elf_section
 from conftest import unavailable
 
 BTF_OBJECTS = [p for p in OBJECTS if elf_section(p, ".BTF") is not None]
@@ -97,3 +97,41 @@ def test_essential_len_rules():
                       ("x__y___z", "x__y"), ("abc____def", "abc____def"),
                       ("ab___c___d", "ab___c"), ("a_b", "a_b"), ("", "")]:
         assert name[:corepatch.essential_len(name)] == ess == targets.essential_name(name), name
+
+
+def test_compiled_decode_matches_btf_decode():
+    """Every struct, union and enum of vmlinux (a sample) and of the test objects: the
+    compiled decode of a candidate gives the object ``Btf._decode`` gives."""
+    btfs = [Btf.parse(elf_section(p, ".BTF")) for p in BTF_OBJECTS[:8]]
+    if VMLINUX.exists():
+        btfs.append(targets._parse_vmlinux(str(VMLINUX)))
+    seen = 0
+    for btf in btfs:
+        ids = [i + btf.start_id for k in (Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64)
+               for i in cbtf.of_kind(btf._types_raw, btf._offsets, int(k))]
+        for tid in ids[::max(1, len(ids) // 2000)]:
+            got = targets._decoded(btf, tid)
+            assert got is btf[tid]                       # cached as btf[tid] caches it
+            want = btf._decode(tid - btf.start_id)
+            assert got == want and type(got) is type(want), tid
+            assert [type(x) for x in getattr(got, "members", getattr(got, "values", []))] == \
+                [type(x) for x in getattr(want, "members", getattr(want, "values", []))]
+            seen += 1
+    assert seen > 100
+
+
+def test_compiled_decode_refuses_what_btf_refuses():
+    """A member name outside the strings: the compiled decode leaves the record to
+    ``btf[tid]``, which raises its own error."""
+    types, strings = _parts(elf_section(BTF_OBJECTS[0], ".BTF"))
+    btf = Btf.parse(_assemble(types, strings))
+    sid = next(i + 1 for i in cbtf.of_kind(btf._types_raw, btf._offsets, int(Kind.STRUCT))
+               if struct.unpack_from("<I", btf._types_raw, btf._offsets[i] + 4)[0] & 0xFFFF)
+    bad = bytearray(types)
+    struct.pack_into("<I", bad, btf._offsets[sid - 1] + 12, len(strings) + 5)  # first member's name
+    broken = Btf.parse(_assemble(bytes(bad), strings))
+    assert corepatch.decode_vlen(broken._types_raw, broken._offsets[sid - 1], broken._sraw,
+                                 broken._soff, broken._slen, 1024, object, object) is None
+    with pytest.raises(BtfError, match="name offset"):
+        targets._decoded(broken, sid)
+    assert targets._decoded(btf, sid) == btf._decode(sid - 1)

@@ -24,6 +24,7 @@ import array
 from cpython cimport array as carray
 from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memchr, memcpy, memset
@@ -42,7 +43,7 @@ cdef extern from "Python.h":
     int PyObject_GC_IsTracked(object op)
 
 __all__ = ["EssentialIndex", "essential_len", "ReadOnlyFile", "map_readonly", "gc_untrack",
-           "scan_sized"]
+           "scan_sized", "decode_vlen"]
 
 
 cdef enum:
@@ -457,4 +458,83 @@ def scan_sized(buf):
         n += 1
         off = nxt
     carray.resize(out, n)
+    return out
+
+
+cdef object _name_at(const unsigned char *sp, Py_ssize_t slen, uint32_t off, Py_ssize_t limit):
+    """The name at string offset *off* decoded as ``Btf._name`` does, or None where that
+    would raise (outside the strings, unterminated, longer than *limit*)."""
+    if off == 0:
+        return ""
+    if off >= <uint32_t>slen:
+        return None
+    cdef Py_ssize_t stop = off + limit + 1
+    if stop > slen:
+        stop = slen
+    cdef const unsigned char *nul = <const unsigned char *>memchr(sp + off, 0, stop - off)
+    if nul == NULL:
+        return None
+    return PyUnicode_DecodeUTF8(<const char *>sp + off, nul - (sp + off), "replace")
+
+
+def decode_vlen(types, Py_ssize_t off, strings, Py_ssize_t soff, Py_ssize_t slen,
+                Py_ssize_t limit, member_cls, value_cls):
+    """The members (STRUCT, UNION) or enumerators (ENUM, ENUM64) of the type record at byte
+    *off* of *types*, made as ``Btf._decode`` makes them: ``member_cls(name, type, offset,
+    bitfield_size, name_off)`` / ``value_cls(name, value, name_off)``.
+
+    *strings*: a buffer whose ``[soff:soff + slen]`` is the string section (names of a
+    BTF without a base).  Returns None for a record of another kind, one that does not
+    fit *types*, or a name ``Btf._decode`` would refuse (it then says why).  Never raises
+    for well-typed arguments (but what the classes raise).
+    """
+    cdef const unsigned char[::1] tv = memoryview(types).cast("B")
+    cdef const unsigned char[::1] sv = memoryview(strings).cast("B")
+    cdef Py_ssize_t tlen = tv.shape[0]
+    if soff < 0 or slen < 0 or soff + slen > sv.shape[0] or off < 0 or off + 12 > tlen:
+        return None
+    cdef const unsigned char *sp = &sv[0] + soff if sv.shape[0] else NULL
+    cdef const unsigned char *p = &tv[0] + off
+    cdef uint32_t info = _u32le(p + 4)
+    cdef uint32_t kind = (info >> 24) & 0x1F
+    cdef Py_ssize_t vlen = info & 0xFFFF, i, per
+    cdef bint kflag = (info >> 31) != 0
+    cdef uint32_t a, b, c
+    cdef long long val
+    cdef unsigned long long v64
+    if kind == 4 or kind == 5 or kind == 19:
+        per = 12
+    elif kind == 6:
+        per = 8
+    else:
+        return None
+    if off + 12 + per * vlen > tlen:
+        return None
+    if slen == 0 and vlen:
+        return None
+    cdef list out = []
+    p += 12
+    for i in range(vlen):
+        a = _u32le(p)
+        name = _name_at(sp, slen, a, limit)
+        if name is None:
+            return None
+        b = _u32le(p + 4)
+        if kind == 6:        # ENUM: a signed 32-bit value, unsigned unless kind_flag
+            val = <int>b if kflag else <long long>b
+            out.append(value_cls(name, val, a))
+        elif kind == 19:     # ENUM64: lo, hi
+            c = _u32le(p + 8)
+            v64 = (<unsigned long long>c << 32) | b
+            if kflag and (v64 >> 63):
+                out.append(value_cls(name, <long long>v64, a))
+            else:
+                out.append(value_cls(name, v64, a))
+        else:
+            c = _u32le(p + 8)
+            if kflag:
+                out.append(member_cls(name, b, c & 0xFFFFFF, c >> 24, a))
+            else:
+                out.append(member_cls(name, b, c, 0, a))
+        p += per
     return out
