@@ -61,7 +61,7 @@ from bisect import bisect_left
 
 from ..errors import BtfError
 from .format import Array, Btf, CoreRelo, CoreReloKind, Enum, Int, IntEncoding, Kind, Ptr, Type
-from .targets import (_ENUM_KINDS, TargetBtf, Targets, _kinds_compat, essential_name,
+from .targets import (_ENUM_KINDS, TargetBtf, Targets, _decoded, _kinds_compat, essential_name,
                       kernel_targets)
 
 TYPE_CHECKING = False
@@ -240,7 +240,7 @@ _MODS_AND_TYPEDEF = frozenset({Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TY
 def _resolve(btf: Btf, type_id: int) -> Type:
     """``btf.resolve(type_id)``; a type that is neither a modifier nor a typedef (most of what
     matching asks about) is returned without the extra calls."""
-    t = btf[type_id]
+    t = _decoded(btf, type_id)   # (a struct's members made in compiled code)
     if t.KIND not in _MODS_AND_TYPEDEF:
         return t
     return btf.resolve(type_id)
@@ -859,8 +859,10 @@ class CoreResolver:
         """
         kind = _kind_of(relo)
         lb = self.local_btf
-        if lb.get(relo.type_id) is None:
-            raise _CoreError(f"local type id {relo.type_id} is not in the object's BTF")
+        try:
+            _decoded(lb, relo.type_id)   # lb.get(), with a struct's members made in compiled code
+        except BtfError:
+            raise _CoreError(f"local type id {relo.type_id} is not in the object's BTF") from None
         local = _parse_spec(lb, relo, kind)
         if kind == _R_TYPE_ID_LOCAL:
             d = local.describe()

@@ -181,8 +181,11 @@ def _decoded(btf: Btf, tid: int) -> Type:
     """
     idx = tid - btf._start_id
     cache = btf._cache
-    if (_corepatch is None or btf._base is not None or not 0 <= idx < len(btf._offsets)
-            or cache[idx] is not None):
+    if 0 <= idx < len(cache):
+        t = cache[idx]
+        if t is not None:
+            return t
+    if _corepatch is None or btf._base is not None or not 0 <= idx < len(btf._offsets):
         return btf[tid]
     raw = btf._types_raw
     off = btf._offsets[idx]
