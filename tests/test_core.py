@@ -654,10 +654,26 @@ def test_apply_resolves_each_record_once_per_spec(pair, monkeypatch):
     monkeypatch.setattr(CoreResolver, "resolve", lambda self, r: calls.append(r) or orig(self, r))
     for _ in range(3):
         apply_core_relos(_insn.link("prog", spec.functions), spec, targets=targets)
-    assert len(calls) == 2
+    # the two linked records are alike (kind, type, access "0:1"): one resolution serves both
+    assert len(calls) == 1
     copy = spec.copy()   # a new load: resolved again
     apply_core_relos(_insn.link("prog", copy.functions), copy, targets=targets)
-    assert len(calls) == 4
+    assert len(calls) == 2
+
+
+def test_apply_resolves_distinct_records_apart(pair, monkeypatch):
+    """Records that differ in access string are resolved each, and patched with their own
+    values (the sharing of alike records keys on kind, type and access string)."""
+    spec, targets = _synthetic(pair, text_access="0:0")
+    calls = []
+    orig = CoreResolver.resolve
+    monkeypatch.setattr(CoreResolver, "resolve", lambda self, r: calls.append(r) or orig(self, r))
+    linked = _insn.link("prog", spec.functions)
+    # "sub" still reads offset 4 (member 1): the "0:0" record's own values (0 -> 8, not the
+    # first record's 4 -> 12) are checked against it, and refused
+    with pytest.raises(BtfError, match=r"got 4, expected 0 -> 8"):
+        apply_core_relos(linked, spec, targets=targets)
+    assert [c.access_str for c in calls] == ["0:1", "0:0"]
 
 
 def test_apply_error_names_object_program_index_and_access(pair):

@@ -1,9 +1,11 @@
 """Type stub for the compiled ``bpfload._core.corepatch`` (pure-Python twin: ``TargetBtf(compiled=False)``)."""
+import array
 from typing import Any, List, Optional, Sequence, Tuple, overload
 
 from typing_extensions import Buffer
 
-__all__ = ["EssentialIndex", "essential_len", "ReadOnlyFile", "map_readonly", "gc_untrack"]
+__all__ = ["EssentialIndex", "essential_len", "ReadOnlyFile", "map_readonly", "gc_untrack",
+           "scan_sized", "decode_vlen"]
 
 def essential_len(name: str | bytes) -> int: ...
 
@@ -27,3 +29,6 @@ class ReadOnlyFile:
 
 def map_readonly(fd: int, size: int) -> Optional[ReadOnlyFile]: ...
 def gc_untrack(items: List[Any]) -> None: ...
+def scan_sized(buf: Buffer) -> array.array[int]: ...
+def decode_vlen(types: Buffer, off: int, strings: Buffer, soff: int, slen: int, limit: int,
+                member_cls: Any, value_cls: Any) -> Optional[List[Any]]: ...

@@ -55,13 +55,13 @@ from __future__ import annotations
 
 import struct
 import sys
-import weakref
 from _thread import allocate_lock
+from _weakref import ref as _weakref_ref
 from bisect import bisect_left
 
 from ..errors import BtfError
 from .format import Array, Btf, CoreRelo, CoreReloKind, Enum, Int, IntEncoding, Kind, Ptr, Type
-from .targets import (_ENUM_KINDS, TargetBtf, Targets, _kinds_compat, essential_name,
+from .targets import (_ENUM_KINDS, TargetBtf, Targets, _decoded, _kinds_compat, essential_name,
                       kernel_targets)
 
 TYPE_CHECKING = False
@@ -127,6 +127,34 @@ _KIND_STR = {
 }
 
 _COMPOSITE_KINDS = (Kind.STRUCT, Kind.UNION)
+_KIND_LOWER = {k: k.name.lower() for k in Kind}
+
+# enum members as module globals: in CPython 3.11 every ``Kind.X`` in a function body is a
+# descriptor call (enum.property.__get__), ~2,000 of them per CO-RE load of a tracing object
+_E_SIGNED = IntEncoding.SIGNED
+_K_ARRAY = Kind.ARRAY
+_K_ENUM = Kind.ENUM
+_K_ENUM64 = Kind.ENUM64
+_K_FLOAT = Kind.FLOAT
+_K_FUNC_PROTO = Kind.FUNC_PROTO
+_K_FWD = Kind.FWD
+_K_INT = Kind.INT
+_K_PTR = Kind.PTR
+_K_STRUCT = Kind.STRUCT
+_K_UNION = Kind.UNION
+_K_UNKN = Kind.UNKN
+_R_ENUMVAL_EXISTS = CoreReloKind.ENUMVAL_EXISTS
+_R_FIELD_BYTE_OFFSET = CoreReloKind.FIELD_BYTE_OFFSET
+_R_FIELD_BYTE_SIZE = CoreReloKind.FIELD_BYTE_SIZE
+_R_FIELD_EXISTS = CoreReloKind.FIELD_EXISTS
+_R_FIELD_LSHIFT_U64 = CoreReloKind.FIELD_LSHIFT_U64
+_R_FIELD_RSHIFT_U64 = CoreReloKind.FIELD_RSHIFT_U64
+_R_FIELD_SIGNED = CoreReloKind.FIELD_SIGNED
+_R_TYPE_EXISTS = CoreReloKind.TYPE_EXISTS
+_R_TYPE_ID_LOCAL = CoreReloKind.TYPE_ID_LOCAL
+_R_TYPE_ID_TARGET = CoreReloKind.TYPE_ID_TARGET
+_R_TYPE_MATCHES = CoreReloKind.TYPE_MATCHES
+_R_TYPE_SIZE = CoreReloKind.TYPE_SIZE
 
 # instruction encoding
 _INSN = struct.Struct("<BBhi")
@@ -183,7 +211,7 @@ class _Spec:
         btf = self.btf
         t = btf.get(self.root_type_id)
         tname = (t.name or "<anon>") if t is not None else "?"
-        tkind = t.kind.name.lower() if t is not None else "?"
+        tkind = _KIND_LOWER[t.KIND] if t is not None else "?"
         out = f"<{_KIND_STR.get(self.kind, self.kind)}> [{self.root_type_id}] {tkind} {tname}"
         if self.kind in _TYPE_KINDS:
             return out
@@ -205,11 +233,50 @@ class _Spec:
         return out + f" ({raw} @ offset {self.bit_offset // 8})"
 
 
+_MODS_AND_TYPEDEF = frozenset({Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG,
+                               Kind.TYPEDEF})
+
+
 def _resolve(btf: Btf, type_id: int) -> Type:
+    """``btf.resolve(type_id)``; a type that is neither a modifier nor a typedef (most of what
+    matching asks about) is returned without the extra calls."""
+    t = _decoded(btf, type_id)   # (a struct's members made in compiled code)
+    if t.KIND not in _MODS_AND_TYPEDEF:
+        return t
     return btf.resolve(type_id)
 
 
+_SIZED_KINDS = frozenset({Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.FLOAT,
+                          Kind.DATASEC})
+_SIZE_THROUGH = frozenset({Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG, Kind.TYPEDEF,
+                           Kind.VAR})
+_MAX_SIZE = 0xFFFFFFFF
+
+
 def _size(btf: Btf, type_id: int) -> int:
+    """``btf.size_of(type_id)`` (the common cases without its enum attribute look-ups); any
+    case it does not settle, an error included, is left to ``size_of``.  Raises _CoreError."""
+    nelems = 1
+    tid = type_id
+    for _ in range(8):
+        t = btf[tid] if tid else None
+        k = t.KIND if t is not None else None
+        if k in _SIZED_KINDS:
+            total = nelems * t.size  # type: ignore[union-attr]
+            if total <= _MAX_SIZE:
+                return total
+            break
+        if k == _K_PTR:
+            return nelems * 8
+        if k in _SIZE_THROUGH:
+            tid = t.type  # type: ignore[union-attr]
+        elif k == _K_ARRAY:
+            nelems *= t.nelems  # type: ignore[union-attr]
+            if nelems > _MAX_SIZE:
+                break
+            tid = t.type  # type: ignore[union-attr]
+        else:
+            break
     try:
         return btf.size_of(type_id)
     except BtfError as e:
@@ -305,17 +372,17 @@ def _types_are_compat(lb: Btf, lid: int, tb: Btf, tid: int, level: int = _MAX_LE
         if not _kinds_compat(lt.kind, tt.kind):
             return False
         k = lt.kind
-        if k in (Kind.UNKN, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.FWD):
+        if k in (_K_UNKN, _K_STRUCT, _K_UNION, _K_ENUM, _K_ENUM64, _K_FWD):
             return True
-        if k == Kind.INT:
+        if k == _K_INT:
             return lt.offset == 0 and tt.offset == 0  # type: ignore[attr-defined]
-        if k == Kind.PTR:
+        if k == _K_PTR:
             lid, tid = lt.type, tt.type  # type: ignore[attr-defined]
             continue
-        if k == Kind.ARRAY:
+        if k == _K_ARRAY:
             lid, tid = lt.type, tt.type  # type: ignore[attr-defined]
             continue
-        if k == Kind.FUNC_PROTO:
+        if k == _K_FUNC_PROTO:
             lp, tp = lt.params, tt.params  # type: ignore[attr-defined]
             if len(lp) != len(tp):
                 return False
@@ -346,14 +413,14 @@ def _fields_are_compat(lb: Btf, lid: int, tb: Btf, tid: int) -> bool:
         if not _kinds_compat(lt.kind, tt.kind):
             return False
         k = lt.kind
-        if k in (Kind.PTR, Kind.FLOAT):
+        if k in (_K_PTR, _K_FLOAT):
             return True
-        if k in (Kind.FWD, Kind.ENUM, Kind.ENUM64):
+        if k in (_K_FWD, _K_ENUM, _K_ENUM64):
             ln, tn = essential_name(lt.name), essential_name(tt.name)
             return not ln or not tn or ln == tn
-        if k == Kind.INT:
+        if k == _K_INT:
             return lt.offset == 0 and tt.offset == 0  # type: ignore[attr-defined]
-        if k == Kind.ARRAY:
+        if k == _K_ARRAY:
             lid, tid = lt.type, tt.type  # type: ignore[attr-defined]
             continue
         return False
@@ -363,7 +430,10 @@ def _fields_are_compat(lb: Btf, lid: int, tb: Btf, tid: int) -> bool:
 def _names_match(local: str, targ: str) -> bool:
     if not targ:
         return not local
-    return essential_name(local) == essential_name(targ)
+    if local == targ:
+        return True
+    # a name without "___" is its own essential name
+    return ("___" in local or "___" in targ) and essential_name(local) == essential_name(targ)
 
 
 def _types_match(lb: Btf, lid: int, tb: Btf, tid: int, behind_ptr: bool = False,
@@ -386,12 +456,12 @@ def _types_match(lb: Btf, lid: int, tb: Btf, tid: int, behind_ptr: bool = False,
         if not _names_match(lt.name, tt.name):
             return False
         lk, tk = lt.kind, tt.kind
-        if lk == Kind.UNKN:
+        if lk == _K_UNKN:
             return lk == tk
-        if lk == Kind.FWD:
+        if lk == _K_FWD:
             lf = lt.kind_flag
             if behind_ptr and lk != tk:
-                return (tk == Kind.STRUCT and not lf) or (tk == Kind.UNION and lf)
+                return (tk == _K_STRUCT and not lf) or (tk == _K_UNION and lf)
             return lk == tk and lf == tt.kind_flag
         if lk in _ENUM_KINDS:
             if tk not in _ENUM_KINDS or lt.size != tt.size:  # type: ignore[attr-defined]
@@ -404,7 +474,7 @@ def _types_match(lb: Btf, lid: int, tb: Btf, tid: int, behind_ptr: bool = False,
             if behind_ptr:
                 if lk == tk:
                     return True
-                return tk == Kind.FWD and (lk == Kind.UNION) == tt.kind_flag
+                return tk == _K_FWD and (lk == _K_UNION) == tt.kind_flag
             if lk != tk:
                 return False
             lm, tm = lt.members, tt.members  # type: ignore[attr-defined]
@@ -416,21 +486,21 @@ def _types_match(lb: Btf, lid: int, tb: Btf, tid: int, behind_ptr: bool = False,
                            for b in tm):
                     return False
             return True
-        if lk == Kind.INT:
-            return (tk == Kind.INT and lt.size == tt.size  # type: ignore[attr-defined]
+        if lk == _K_INT:
+            return (tk == _K_INT and lt.size == tt.size  # type: ignore[attr-defined]
                     and lt.signed == tt.signed)  # type: ignore[attr-defined]
-        if lk == Kind.PTR:
+        if lk == _K_PTR:
             if tk != lk:
                 return False
             behind_ptr = True
             lid, tid = lt.type, tt.type  # type: ignore[attr-defined]
             continue
-        if lk == Kind.ARRAY:
+        if lk == _K_ARRAY:
             if tk != lk or lt.nelems != tt.nelems:  # type: ignore[attr-defined]
                 return False
             lid, tid = lt.type, tt.type  # type: ignore[attr-defined]
             continue
-        if lk == Kind.FUNC_PROTO:
+        if lk == _K_FUNC_PROTO:
             if tk != lk:
                 return False
             lp, tp = lt.params, tt.params  # type: ignore[attr-defined]
@@ -448,8 +518,21 @@ def _types_match(lb: Btf, lid: int, tb: Btf, tid: int, behind_ptr: bool = False,
 # --------------------------------------------------------------------------
 # matching a local spec against one candidate
 
-_member_maps: "weakref.WeakKeyDictionary[Btf, Dict[int, Tuple[Dict[str, int], List[int]]]]" = \
-    weakref.WeakKeyDictionary()
+# (the module weakref, with WeakKeyDictionary and finalize, costs a cold start ~0.7 ms to
+# import; weak references with a callback do the same here)
+
+def _weak_entry(table: dict, key: int, obj: object) -> "_weakref_ref":
+    """A weak reference to *obj* that removes ``table[key]`` when *obj* dies, if the entry
+    still belongs to it (an id can be reused once its object is gone)."""
+    def drop(r, table=table, key=key):
+        ent = table.get(key)
+        if ent is not None and ent[0] is r:
+            del table[key]
+    return _weakref_ref(obj, drop)
+
+
+# id(target Btf) -> (weak reference to it, {type id: member map})
+_member_maps: "Dict[int, Tuple[_weakref_ref, Dict[int, Tuple[Dict[str, int], List[int]]]]]" = {}
 _member_maps_lock = allocate_lock()
 
 
@@ -459,10 +542,14 @@ def _members_map(btf: Btf, t: Type) -> Tuple[Dict[str, int], List[int]]:
     Cached per target Btf and type: task_struct has hundreds of members and
     is matched by nearly every relocation of a tracing object.
     """
-    per = _member_maps.get(btf)
-    if per is None:
+    key = id(btf)
+    ent = _member_maps.get(key)
+    if ent is None or ent[0]() is not btf:
         with _member_maps_lock:
-            per = _member_maps.setdefault(btf, {})
+            ent = _member_maps.get(key)
+            if ent is None or ent[0]() is not btf:
+                ent = _member_maps[key] = (_weak_entry(_member_maps, key, btf), {})
+    per = ent[1]
     mm = per.get(t.id)
     if mm is None:
         names: Dict[str, int] = {}
@@ -522,7 +609,7 @@ def _match_spec(local: _Spec, tb: Btf, targ_id: int) -> Optional[_Spec]:
     kind = local.kind
     spec = _Spec(tb, targ_id, kind)
     if kind in _TYPE_KINDS:
-        if kind == CoreReloKind.TYPE_MATCHES:
+        if kind == _R_TYPE_MATCHES:
             ok = _types_match(local.btf, local.root_type_id, tb, targ_id)
         else:
             ok = _types_are_compat(local.btf, local.root_type_id, tb, targ_id)
@@ -622,7 +709,7 @@ class CoreResult:
 
 def _field_value(kind: int, spec: Optional[_Spec]) -> Tuple[int, int, int, bool]:
     """(value, field size, field type id, validate) of a field relocation on *spec*."""
-    if kind == CoreReloKind.FIELD_EXISTS:
+    if kind == _R_FIELD_EXISTS:
         return (1 if spec is not None else 0), 0, 0, True
     if spec is None:
         raise _Poison()
@@ -630,9 +717,9 @@ def _field_value(kind: int, spec: Optional[_Spec]) -> Tuple[int, int, int, bool]
     acc = spec.accs[-1]
     if not acc.name:  # the last step is an array index: a[n]
         sz = _size(btf, acc.type_id)
-        if kind == CoreReloKind.FIELD_BYTE_OFFSET:
+        if kind == _R_FIELD_BYTE_OFFSET:
             return spec.bit_offset // 8, sz, acc.type_id, True
-        if kind == CoreReloKind.FIELD_BYTE_SIZE:
+        if kind == _R_FIELD_BYTE_SIZE:
             return sz, 0, 0, True
         raise _CoreError(f"<{_KIND_STR[kind]}> cannot be applied to an array element access")
     t = btf[acc.type_id]
@@ -657,19 +744,19 @@ def _field_value(kind: int, spec: Optional[_Spec]) -> Tuple[int, int, int, bool]
         byte_off = bit_off // 8
         bit_sz = byte_sz * 8
     validate = not bitfield  # the compiler may lay out bitfield loads differently
-    if kind == CoreReloKind.FIELD_BYTE_OFFSET:
+    if kind == _R_FIELD_BYTE_OFFSET:
         if bitfield:
             return byte_off, 0, 0, validate
         return byte_off, byte_sz, mt.id, validate
-    if kind == CoreReloKind.FIELD_BYTE_SIZE:
+    if kind == _R_FIELD_BYTE_SIZE:
         return byte_sz, 0, 0, validate
-    if kind == CoreReloKind.FIELD_SIGNED:
+    if kind == _R_FIELD_SIGNED:
         signed = ((mt.kind in _ENUM_KINDS and mt.kind_flag)
-                  or (isinstance(mt, Int) and bool(mt.encoding & IntEncoding.SIGNED)))
+                  or (isinstance(mt, Int) and bool(mt.encoding & _E_SIGNED)))
         return int(signed), 0, 0, True
-    if kind == CoreReloKind.FIELD_LSHIFT_U64:
+    if kind == _R_FIELD_LSHIFT_U64:
         return 64 - (bit_off + bit_sz - byte_off * 8), 0, 0, validate
-    if kind == CoreReloKind.FIELD_RSHIFT_U64:
+    if kind == _R_FIELD_RSHIFT_U64:
         return 64 - bit_sz, 0, 0, True
     raise _CoreError(f"unrecognized CO-RE relocation kind {int(kind)}")
 
@@ -677,17 +764,17 @@ def _field_value(kind: int, spec: Optional[_Spec]) -> Tuple[int, int, int, bool]
 def _type_value(kind: int, spec: Optional[_Spec]) -> Tuple[int, bool]:
     if spec is None:
         return 0, True
-    if kind == CoreReloKind.TYPE_ID_TARGET:
+    if kind == _R_TYPE_ID_TARGET:
         return spec.root_type_id, False  # ids change when objects are linked: don't check
-    if kind in (CoreReloKind.TYPE_EXISTS, CoreReloKind.TYPE_MATCHES):
+    if kind in (_R_TYPE_EXISTS, _R_TYPE_MATCHES):
         return 1, True
-    if kind == CoreReloKind.TYPE_SIZE:
+    if kind == _R_TYPE_SIZE:
         return _size(spec.btf, spec.root_type_id), True
     raise _CoreError(f"unrecognized CO-RE relocation kind {int(kind)}")
 
 
 def _enum_value(kind: int, spec: Optional[_Spec]) -> int:
-    if kind == CoreReloKind.ENUMVAL_EXISTS:
+    if kind == _R_ENUMVAL_EXISTS:
         return 1 if spec is not None else 0
     if spec is None:
         raise _Poison()
@@ -712,7 +799,7 @@ def _calc(kind: int, local: _Spec, targ: Optional[_Spec]) -> CoreResult:
                 nt = targ.btf[res.new_type_id]
                 ok = (isinstance(ot, Ptr) and isinstance(nt, Ptr)) or (
                     isinstance(ot, Int) and isinstance(nt, Int)
-                    and ot.encoding != IntEncoding.SIGNED and nt.encoding != IntEncoding.SIGNED)
+                    and ot.encoding != _E_SIGNED and nt.encoding != _E_SIGNED)
                 res.fail_memsz_adjust = not ok
         elif kind in _TYPE_KINDS:
             res.orig_val, res.validate = _type_value(kind, local)
@@ -772,10 +859,12 @@ class CoreResolver:
         """
         kind = _kind_of(relo)
         lb = self.local_btf
-        if lb.get(relo.type_id) is None:
-            raise _CoreError(f"local type id {relo.type_id} is not in the object's BTF")
+        try:
+            _decoded(lb, relo.type_id)   # lb.get(), with a struct's members made in compiled code
+        except BtfError:
+            raise _CoreError(f"local type id {relo.type_id} is not in the object's BTF") from None
         local = _parse_spec(lb, relo, kind)
-        if kind == CoreReloKind.TYPE_ID_LOCAL:
+        if kind == _R_TYPE_ID_LOCAL:
             d = local.describe()
             return CoreResult(orig_val=relo.type_id, new_val=relo.type_id, validate=False,
                               local=d, target=d)
@@ -951,6 +1040,9 @@ class _ObjectCore:
         self.targets = targets
         self.resolver = CoreResolver(spec.btf, targets)
         self.results: Dict[Tuple[str, int], CoreResult] = {}
+        # (kind, local type id, access string) -> result: a relocation depends on nothing
+        # else, and a tracing object repeats many (core_task: 54 records, 32 distinct)
+        self.by_relo: Dict[Tuple[int, int, str], CoreResult] = {}
         # section -> sorted record offsets and their indexes
         self.by_section: Dict[str, Tuple[List[int], List[int]]] = {}
         for sec, recs in spec.btf_ext.core_relos.items():
@@ -959,7 +1051,7 @@ class _ObjectCore:
 
 
 _states_lock = allocate_lock()
-_states: Dict[int, Tuple["weakref.ref", _ObjectCore]] = {}
+_states: Dict[int, Tuple["_weakref_ref", _ObjectCore]] = {}
 
 
 def _state_for(spec, targets: Targets) -> _ObjectCore:
@@ -969,8 +1061,7 @@ def _state_for(spec, targets: Targets) -> _ObjectCore:
         if ent is not None and ent[0]() is spec and ent[1].targets is targets:
             return ent[1]
         st = _ObjectCore(spec, targets)
-        _states[key] = (weakref.ref(spec), st)
-        weakref.finalize(spec, _states.pop, key, None)
+        _states[key] = (_weak_entry(_states, key, spec), st)
         return st
 
 
@@ -1041,7 +1132,10 @@ def apply_core_relos(linked, spec, *, targets: Optional[Targets] = None) -> List
                     raise _CoreError(f"instruction offset {relo.insn_off} is not a multiple of 8")
                 res = st.results.get((fn.section, i))
                 if res is None:
-                    res = st.resolver.resolve(relo)
+                    same = (int(relo.kind), relo.type_id, relo.access_str)
+                    res = st.by_relo.get(same)
+                    if res is None:
+                        res = st.by_relo[same] = st.resolver.resolve(relo)
                     st.results[(fn.section, i)] = res
                 idx = start + (relo.insn_off - lo) // 8
                 poisoned = patch_insn(insns, idx, res)

@@ -14,7 +14,8 @@ import os
 from _thread import allocate_lock
 
 from ..errors import BtfError
-from .format import _HDR, BTF_MAGIC, BTF_VERSION, Btf, Kind, Type
+from .format import (_3U32, _HDR, _MAX_NAME_LEN, BTF_MAGIC, BTF_VERSION, Btf, Enum, Enum64, EnumValue,
+                     Kind, Member, Struct, Type, Union)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: a CO-RE load in a fresh process never imports typing
@@ -120,7 +121,9 @@ def _parse_in_place(m) -> Optional[Btf]:
     btf._hdr_extra = m[_HDR.size:hdr_len]
     btf._sraw, btf._soff, btf._slen = m, hdr_len + str_off, str_len  # type: ignore[assignment]
     btf._types_raw = memoryview(m)[hdr_len + type_off:hdr_len + type_off + type_len]
-    btf._offsets = Btf._scan(btf._types_raw)  # type: ignore[arg-type]
+    # (a mapping exists only where corepatch is built: its scan sizes the offsets once)
+    btf._offsets = (_corepatch.scan_sized(btf._types_raw) if _corepatch is not None
+                    else Btf._scan(btf._types_raw))  # type: ignore[arg-type]
     btf._cache = [None] * len(btf._offsets)
     return btf
 
@@ -160,6 +163,50 @@ def essential_name(name: str) -> str:
 def _kinds_compat(a: Kind, b: Kind) -> bool:
     """libbpf's btf_kind_core_compat: same kind, or ENUM vs ENUM64."""
     return a == b or (a in _ENUM_KINDS and b in _ENUM_KINDS)
+
+
+# --------------------------------------------------------------------------
+# candidates decoded in compiled code
+
+_VLEN_CLASSES = {int(Kind.STRUCT): Struct, int(Kind.UNION): Union, int(Kind.ENUM): Enum,
+                 int(Kind.ENUM64): Enum64}
+
+
+def _decoded(btf: Btf, tid: int) -> Type:
+    """``btf[tid]``, with the members (enumerators) of a not yet decoded struct, union or
+    enum of a BTF without a base made in compiled code (``task_struct``: 248 members, each a
+    name decoded through three Python calls in :meth:`Btf._decode`).  The same objects, cached
+    in the Btf as ``btf[tid]`` caches them; anything unusual goes to ``btf[tid]`` (and its
+    errors).  Raises :class:`BtfError` as ``btf[tid]`` does.
+    """
+    idx = tid - btf._start_id
+    cache = btf._cache
+    if 0 <= idx < len(cache):
+        t = cache[idx]
+        if t is not None:
+            return t
+    if _corepatch is None or btf._base is not None or not 0 <= idx < len(btf._offsets):
+        return btf[tid]
+    raw = btf._types_raw
+    off = btf._offsets[idx]
+    if off + 12 > len(raw):
+        return btf[tid]
+    name_off, info, size = _3U32.unpack_from(raw, off)
+    cls = _VLEN_CLASSES.get((info >> 24) & 0x1F)
+    if cls is None:
+        return btf[tid]
+    items = _corepatch.decode_vlen(raw, off, btf._sraw, btf._soff, btf._slen, _MAX_NAME_LEN,
+                                   Member, EnumValue)
+    if items is None:
+        return btf[tid]
+    name = btf._name(name_off, tid)
+    kflag = bool(info >> 31)
+    if cls is Struct or cls is Union:
+        t = cls(tid, name, kflag, name_off, size=size, members=items)
+    else:
+        t = cls(tid, name, kflag, name_off, size=size, values=items)
+    cache[idx] = t
+    return t
 
 
 # --------------------------------------------------------------------------
@@ -312,7 +359,7 @@ class TargetBtf:
                 ids = sorted(ids + more)
             out = []
             for tid in ids:
-                t = btf[tid]
+                t = _decoded(btf, tid)
                 # the index is by hash: compare the real names
                 if _kinds_compat(t.kind, kind) and t.name and essential_name(t.name) == ess:
                     out.append(t)
