@@ -30,6 +30,7 @@ import struct
 import sys
 
 from . import errors
+from ._records import Record
 from .btf import Array, Btf, Enum, Func, FuncLinkage, FuncProto, Int, IntEncoding, \
     Kind, Var, VarLinkage, Void
 from .constants import MapFlags, MapType
@@ -112,10 +113,10 @@ def _kallsyms() -> Dict[str, int]:
     return out
 
 
-class _Kcfg:
+class _Kcfg(Record):
     """One ``.kconfig`` extern: its BTF VAR type, size, alignment and offset in the map."""
 
-    __slots__ = ("name", "type_id", "size", "align", "weak", "offset")
+    __slots__ = _fields = ("name", "type_id", "size", "align", "weak", "offset")
 
     def __init__(self, name: str, type_id: int, size: int, align: int, weak: bool,
                  offset: int = 0) -> None:
@@ -125,10 +126,6 @@ class _Kcfg:
         self.align = align
         self.weak = weak
         self.offset = offset
-
-    def __repr__(self) -> str:
-        return (f"_Kcfg(name={self.name!r}, type_id={self.type_id!r}, size={self.size!r}, "
-                f"align={self.align!r}, weak={self.weak!r}, offset={self.offset!r})")
 
 
 class ExternPlan:

@@ -59,6 +59,7 @@ from _thread import allocate_lock
 from _weakref import ref as _weakref_ref
 from bisect import bisect_left
 
+from .._records import FrozenRecord, Record
 from ..errors import BtfError
 from .format import Array, Btf, CoreRelo, CoreReloKind, Enum, Int, IntEncoding, Kind, Ptr, Type
 from .targets import (_ENUM_KINDS, TargetBtf, Targets, _decoded, _kinds_compat, essential_name,
@@ -656,13 +657,7 @@ def _match_spec(local: _Spec, tb: Btf, targ_id: int) -> Optional[_Spec]:
 # --------------------------------------------------------------------------
 # values
 
-def _fields_repr(obj: object) -> str:
-    """``Name(field=value, ...)`` over ``__slots__``, as a dataclass prints itself."""
-    body = ", ".join(f"{k}={getattr(obj, k)!r}" for k in obj.__slots__)  # type: ignore[attr-defined]
-    return f"{obj.__class__.__qualname__}({body})"
-
-
-class CoreResult:
+class CoreResult(Record):
     """What one relocation does to its instruction (libbpf's bpf_core_relo_res).
 
     ``orig_val``: the value the compiler put in the instruction (computed
@@ -674,8 +669,8 @@ class CoreResult:
     ``local``/``target``: the specs, as libbpf prints them.
     """
 
-    __slots__ = ("poison", "orig_val", "new_val", "validate", "orig_sz", "new_sz", "orig_type_id",
-                 "new_type_id", "fail_memsz_adjust", "local", "target")
+    __slots__ = _fields = ("poison", "orig_val", "new_val", "validate", "orig_sz", "new_sz",
+                           "orig_type_id", "new_type_id", "fail_memsz_adjust", "local", "target")
 
     def __init__(self, poison: bool = False, orig_val: int = 0, new_val: int = 0,
                  validate: bool = True, orig_sz: int = 0, new_sz: int = 0, orig_type_id: int = 0,
@@ -692,19 +687,6 @@ class CoreResult:
         self.fail_memsz_adjust = fail_memsz_adjust
         self.local = local
         self.target = target
-
-    def _fields(self) -> tuple:
-        return tuple(getattr(self, k) for k in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._fields() == other._fields()  # type: ignore[attr-defined]
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it replaces
-
-    def __repr__(self) -> str:
-        return _fields_repr(self)
 
 
 def _field_value(kind: int, spec: Optional[_Spec]) -> Tuple[int, int, int, bool]:
@@ -979,7 +961,7 @@ def patch_insn(insns: bytearray, idx: int, res: CoreResult) -> bool:
 # --------------------------------------------------------------------------
 # the loader entry point
 
-class CoreFixup:
+class CoreFixup(FrozenRecord):
     """One applied relocation, as :func:`apply_core_relos` reports it.
 
     ``index`` is the relocation's index in its section's BTF.ext records
@@ -987,8 +969,8 @@ class CoreFixup:
     linked program; ``function`` the function it belongs to.
     """
 
-    __slots__ = ("program", "function", "section", "index", "insn", "kind", "type_id", "access_str",
-                 "orig_val", "new_val", "poison", "local", "target")
+    __slots__ = _fields = ("program", "function", "section", "index", "insn", "kind", "type_id",
+                           "access_str", "orig_val", "new_val", "poison", "local", "target")
 
     program: str
     function: str
@@ -1010,26 +992,6 @@ class CoreFixup:
         for k, v in zip(self.__slots__, (program, function, section, index, insn, kind, type_id,
                                          access_str, orig_val, new_val, poison, local, target)):
             object.__setattr__(self, k, v)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"cannot assign to field {name!r}: CoreFixup is immutable")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete field {name!r}: CoreFixup is immutable")
-
-    def _fields(self) -> tuple:
-        return tuple(getattr(self, k) for k in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._fields() == other._fields()  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        return _fields_repr(self)
 
 
 class _ObjectCore:
