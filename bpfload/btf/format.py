@@ -1455,6 +1455,27 @@ class Btf:
                 var.linkage = VarLinkage.STATIC
         t.vars.sort(key=lambda v: v.offset)
 
+    def _decode_mark(self) -> List[Optional[Type]]:
+        """The decoded-type cache as it stands, for :meth:`_forget_since`."""
+        return self._cache[:len(self._offsets)]
+
+    def _forget_since(self, mark: List[Optional[Type]]) -> None:
+        """Drop from the cache the raw records decoded since *mark* was taken.
+
+        For readers that only look at types (map definitions, data-section
+        variables at open): :meth:`to_bytes` copies records it never decoded
+        verbatim, so what was decoded only to be read is not re-encoded at
+        every load.  The caller must not have edited them (a later ``btf[id]``
+        decodes a fresh copy).  Never raises.
+        """
+        cache = self._cache
+        n = len(mark)
+        if mark.count(None) == cache[:n].count(None):
+            return      # nothing decoded since
+        for i in range(n):
+            if mark[i] is None:
+                cache[i] = None
+
     # -- serialization -----------------------------------------------------
 
     def to_bytes(self) -> bytes:
@@ -1466,12 +1487,19 @@ class Btf:
         byte for byte.  Raises :class:`BtfError` for a value that does not
         fit its field.
         """
-        strings = _StringTable(self)
-        out = bytearray()
         raw = self._types_raw
         offsets = self._offsets
         nraw = len(offsets)
         cache = self._cache
+        if cache.count(None) == len(cache):
+            # nothing decoded (and nothing added): the parsed sections, with patched records
+            types = raw[offsets[0]:] if nraw else b""
+            hdr_len = _HDR.size + len(self._hdr_extra)
+            hdr = _HDR.pack(BTF_MAGIC, self.version, self.flags, hdr_len, 0, len(types), len(types),
+                            self._slen)
+            return b"".join((hdr, self._hdr_extra, types, self._sraw[self._soff:self._soff + self._slen]))
+        strings = _StringTable(self)
+        out = bytearray()
         # runs of never-decoded records are copied in one slice each
         run = 0
         for idx in [i for i, t in enumerate(cache) if t is not None]:

@@ -117,6 +117,8 @@ def kernel_map_name(obj_name: str, section: str) -> str:
     else:
         pfx_len = min(BPF_OBJ_NAME_LEN - 1 - sfx_len, len(obj))
     name = (obj[:pfx_len] + section[:sfx_len])[:BPF_OBJ_NAME_LEN - 1]
+    if name.isascii() and name.replace("_", "").replace(".", "").isalnum():
+        return name     # nothing to clean (the usual case): no loop per character
     return "".join(c if (c.isascii() and c.isalnum()) or c in "_." else "_" for c in name)
 
 
@@ -267,8 +269,14 @@ class _Parser:
             self._read_btf()
             self._read_functions()
             self._read_legacy_maps()
+            # map definitions and data-section variables are only read: the types
+            # decoded for them are dropped again, so the load copies their raw records
+            btf = self.spec.btf
+            mark = btf._decode_mark() if isinstance(btf, Btf) else None
             self._read_btf_maps()
             self._read_data_sections()
+            if mark is not None:
+                btf._forget_since(mark)
             self._read_relocations()
             self._read_struct_ops()
             self._synthesize_calls()
