@@ -942,6 +942,62 @@ class Btf:
                 return t
         return None
 
+    def _datasec_visible(self, name: str) -> Optional[Tuple[int, bool]]:
+        """``(type id, any non-static VAR)`` of DATASEC *name*, or None when there is none.
+
+        What opening an object asks of each data section (libbpf makes its map
+        mmapable when a variable is visible), read from the raw records when
+        neither the DATASEC nor its members were decoded; otherwise through
+        :meth:`_datasec`.  Raises :class:`BtfError` as :meth:`find` does.
+        """
+        nraw = len(self._offsets)
+        if self._name_index is None and self._base is None and len(self._cache) == nraw:
+            idxs = self.__dict__.get("_datasec_idxs")
+            buf, offsets, cache, start = self._types_raw, self._offsets, self._cache, self._start_id
+            if idxs is None:
+                if _cbtf is not None:
+                    idxs = _cbtf.of_kind(buf, offsets, int(Kind.DATASEC))
+                else:
+                    idxs = [i for i in range(nraw)
+                            if (_U32.unpack_from(buf, offsets[i] + 4)[0] >> 24) & 0x1F == Kind.DATASEC]
+                self.__dict__["_datasec_idxs"] = idxs
+            kvar, static = Kind.VAR, VarLinkage.STATIC
+            for idx in idxs:
+                if cache[idx] is not None:
+                    break
+                off = offsets[idx]
+                name_off, info, _ = _3U32.unpack_from(buf, off)
+                try:
+                    if not name_off or self._str_or_none(name_off, _MAX_NAME_LEN) != name:
+                        continue
+                except _TooLong:
+                    continue
+                visible = False
+                for i in range(info & 0xFFFF):
+                    vidx = _U32.unpack_from(buf, off + 12 + 12 * i)[0] - start
+                    if not 0 <= vidx < nraw or cache[vidx] is not None:
+                        break   # a bad id, or decoded (maybe edited): the object path
+                    voff = offsets[vidx]
+                    if (_U32.unpack_from(buf, voff + 4)[0] >> 24) & 0x1F == kvar and \
+                            _U32.unpack_from(buf, voff + 12)[0] != static:
+                        visible = True
+                        break
+                else:
+                    return idx + start, visible
+                if visible:
+                    return idx + start, visible
+                break
+            else:
+                return None
+        ds = self._datasec(name)
+        if not isinstance(ds, Datasec):
+            return None
+        for vsi in ds.vars:
+            v = self[vsi.type]
+            if isinstance(v, Var) and v.linkage != VarLinkage.STATIC:
+                return ds.id, True
+        return ds.id, False
+
     def __deepcopy__(self, memo) -> "Btf":
         new = Btf.__new__(Btf)
         memo[id(self)] = new

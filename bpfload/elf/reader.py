@@ -620,15 +620,11 @@ class _Parser:
             flags = int(MapFlags.RDONLY_PROG) if rodata else 0
             value_type_id = 0
             if btf is not None:
-                ds = btf._datasec(n)
-                if isinstance(ds, Datasec):
-                    value_type_id = ds.id
-                    # libbpf: mmapable if any variable is visible (non-static)
-                    for vsi in ds.vars:
-                        v = btf[vsi.type]
-                        if isinstance(v, Var) and v.linkage != VarLinkage.STATIC:
-                            flags |= int(MapFlags.MMAPABLE)
-                            break
+                found = btf._datasec_visible(n)
+                if found is not None:
+                    value_type_id, visible = found
+                    if visible:     # libbpf: mmapable if any variable is visible (non-static)
+                        flags |= int(MapFlags.MMAPABLE)
             image = bytes(sec.size) if sec.nobits else sec.data
             m = MapSpec(name=n, type=MapType.ARRAY, key_size=4, value_size=sec.size, max_entries=1,
                         flags=flags, form="data", section=n, data=image, freeze=rodata,
