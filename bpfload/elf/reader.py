@@ -570,7 +570,8 @@ class _Parser:
                 raise self.err(f"map {vsi.offset:#x}+{vsi.size:#x} extends past the section end "
                                f"{sec.size:#x}", section=sec.name, symbol=var.name, cls=BtfError)
             d = parse_map_def(btf, var.type, var.name)
-            if btf.size_of(var.type) > vsi.size:
+            size = btf._raw_size_of(var.type)     # (no type objects for the usual definition)
+            if (btf.size_of(var.type) if size is None else size) > vsi.size:
                 raise self.err("map definition is larger than its variable", section=sec.name,
                                symbol=var.name, cls=BtfError)
             m = self._spec_from_def(d, sec.name)
