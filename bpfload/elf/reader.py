@@ -598,8 +598,8 @@ class _Parser:
         zeros = 0  # bytes of NOBITS images made here: the file does not bound them, so this does
         for sec in self.sections:
             n = sec.name
-            if sec.executable:
-                continue
+            if sec.executable or not n.startswith((".data", ".rodata", ".bss")):
+                continue    # (one test for most sections; the exact names below)
             if n == ".data" or n.startswith(".data."):
                 rodata = False
             elif n == ".rodata" or n.startswith(".rodata."):
