@@ -961,17 +961,28 @@ class Btf:
                     idxs = [i for i in range(nraw)
                             if (_U32.unpack_from(buf, offsets[i] + 4)[0] >> 24) & 0x1F == Kind.DATASEC]
                 self.__dict__["_datasec_idxs"] = idxs
+            names = self.__dict__.get("_datasec_names")
+            if names is None:   # DATASEC name -> first index, each name decoded once
+                names = {}
+                for idx in idxs:
+                    name_off = _U32.unpack_from(buf, offsets[idx])[0]
+                    try:
+                        nm = self._str_or_none(name_off, _MAX_NAME_LEN) if name_off else None
+                    except _TooLong:
+                        nm = None
+                    if nm is not None and nm not in names:
+                        names[nm] = idx
+                self.__dict__["_datasec_names"] = names
             kvar, static = Kind.VAR, VarLinkage.STATIC
             for idx in idxs:
                 if cache[idx] is not None:
-                    break
+                    break       # a DATASEC decoded (maybe edited): the object path
+            else:
+                idx = names.get(name, -1)
+                if idx < 0:
+                    return None
                 off = offsets[idx]
-                name_off, info, _ = _3U32.unpack_from(buf, off)
-                try:
-                    if not name_off or self._str_or_none(name_off, _MAX_NAME_LEN) != name:
-                        continue
-                except _TooLong:
-                    continue
+                info = _U32.unpack_from(buf, off + 4)[0]
                 visible = False
                 for i in range(info & 0xFFFF):
                     vidx = _U32.unpack_from(buf, off + 12 + 12 * i)[0] - start
@@ -986,9 +997,6 @@ class Btf:
                     return idx + start, visible
                 if visible:
                     return idx + start, visible
-                break
-            else:
-                return None
         ds = self._datasec(name)
         if not isinstance(ds, Datasec):
             return None
