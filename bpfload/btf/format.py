@@ -1460,10 +1460,18 @@ class Btf:
         name_off, info, size = _3U32.unpack_from(buf, off)
         name = self._name(name_off, tid)
         vlen = info & 0xFFFF
-        vsis = [list(_3U32.unpack_from(buf, off + 12 + 12 * i)) for i in range(vlen)]
-        members = [self._raw_var(v[0]) for v in vsis]
-        if any(m is None for m in members):
-            return False  # a member already decoded (or a bad id): the object path says why
+        read = getattr(_cbtf, "datasec_vars", None) if _cbtf is not None else None
+        if read is not None:    # the members and their VAR records read in compiled code
+            rows = read(buf, self._offsets, idx, self._start_id, self._cache)
+            if rows is None:
+                return False  # a member already decoded (or a bad id): the object path says why
+            vsis = [r[:3] for r in rows]
+            members = [(r[3], r[4], self._name(r[5], r[0]), r[6]) for r in rows]
+        else:
+            vsis = [list(_3U32.unpack_from(buf, off + 12 + 12 * i)) for i in range(vlen)]
+            members = [self._raw_var(v[0]) for v in vsis]
+            if any(m is None for m in members):
+                return False  # a member already decoded (or a bad id): the object path says why
         extern_backed = name in (".kconfig", ".ksyms")
         allowed = (Kind.VAR,) if name != ".ksyms" else (Kind.VAR, Kind.FUNC)
         for v, m in zip(vsis, members):
