@@ -54,48 +54,15 @@ else:
 
     def fast_enum(cls):
         """The IntEnum (or IntFlag) *cls* describes, built by ``enum._simple_enum``."""
-        if issubclass(cls, IntFlagBase):
-            return _simple_enum(enum.IntFlag)(cls)
-        if _MEMBERS_AS_PROPERTIES:
-            return _int_enum_members_in_dict(cls)
-        return _simple_enum(enum.IntEnum)(cls)
-
-# Python 3.11's _simple_enum (like its class statement) reaches every member through an
-# enum.property in the class: ``ProgType.XDP`` is a Python-level __get__ call (a load makes
-# ~190 of them), and the ~200 properties, each set through EnumType.__setattr__, are a third
-# of the enums' import time.  3.12 keeps members in the class dict, as the builder below does.
-_MEMBERS_AS_PROPERTIES = _sys.version_info[:2] == (3, 11)
-
-
-def _int_enum_members_in_dict(cls):
-    """``_simple_enum(IntEnum)(cls)`` with the members in the class dict (as in Python 3.12+).
-
-    The class is built by ``_simple_enum`` from *cls* without its members (same type, bases,
-    methods, docstring, lookup tables), then each member is made and recorded as _simple_enum
-    makes and records it: ``int.__new__``, ``_value_``, ``_name_``, ``__objclass__``,
-    ``_sort_order_``; an alias (a value seen before) maps to the first member of that value.
-    A template with anything but int members, methods and dunders takes _simple_enum.
-    """
-    members = [(k, v) for k, v in vars(cls).items() if not k.startswith("_") and type(v) is int]
-    rest = [k for k, v in vars(cls).items()
-            if not k.startswith("_") and type(v) is not int and not hasattr(v, "__get__")]
-    if rest or "__new__" in vars(cls) or "__init__" in vars(cls) or any(
-            hasattr(enum.IntEnum, name) for name, _ in members):   # (a member shadowing .name etc.)
-        return _simple_enum(enum.IntEnum)(cls)
-    for name, _ in members:
-        delattr(cls, name)
-    ecls = _simple_enum(enum.IntEnum)(cls)
-    new, by_name, by_value, names = int.__new__, ecls._member_map_, ecls._value2member_map_, ecls._member_names_
-    for name, value in members:
-        member = by_value.get(value)
-        if member is None:
-            member = new(ecls, value)
-            member._value_ = value
-            member._name_ = name
-            member.__objclass__ = ecls
-            member._sort_order_ = len(names)
-            by_value[value] = member
-            names.append(name)
-        by_name[name] = member
-        type.__setattr__(ecls, name, member)   # (EnumType.__setattr__ refuses to set a member)
-    return ecls
+        etype = enum.IntFlag if issubclass(cls, IntFlagBase) else enum.IntEnum
+        new = _simple_enum(etype)(cls)
+        if _sys.version_info[:2] == (3, 11):
+            # 3.11 puts every member behind an ``enum.property`` redirect, so each
+            # ``Kind.VAR`` in a hot loop is a descriptor call (~60 ns); 3.12+ stores a
+            # member whose name no base class uses directly in the class dict, as here.
+            bases = new.__mro__[1:]
+            for mname, member in new._member_map_.items():
+                if type(new.__dict__.get(mname)) is enum.property and \
+                        not any(mname in b.__dict__ for b in bases):
+                    type.__setattr__(new, mname, member)
+        return new

@@ -41,6 +41,10 @@ _MAP_IN_MAP = frozenset(int(t) for t in MAP_IN_MAP_TYPES)
 
 def kernel_name(name: Optional[str]) -> str:
     """The name the kernel accepts: [A-Za-z0-9_.], at most 15 bytes."""
+    if name and name.isascii():
+        name = name[:15]
+        if name.replace("_", "").replace(".", "").isalnum():
+            return name     # nothing to clean (the usual case): no loop per character
     return "".join([c if c in _NAME_OK else "_" for c in (name or "")[:15]])
 
 
@@ -178,10 +182,8 @@ class Map(MapCore):
               flags: int, name: Optional[str], map_id: int = 0) -> "Map":
         self = cls.__new__(cls)
         self._init_core(fdobj, int(map_type), key_size, value_size, max_entries, flags, name)
-        try:
-            self._type = MapType(map_type)
-        except ValueError:
-            self._type = map_type
+        # (the member for a known type, else the number: MapType(n) without the enum call)
+        self._type = MapType._value2member_map_.get(map_type, map_type)
         self._id = map_id
         self._pin_path = None
         self.inner_map_id = None

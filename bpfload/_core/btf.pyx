@@ -201,6 +201,46 @@ def of_kind(types, offsets, int kind):
     return out
 
 
+def datasec_vars(types, offsets, Py_ssize_t idx, Py_ssize_t start_id, list cache):
+    """The members of the raw DATASEC record *idx* with their VAR records (the fix-up at open).
+
+    A list of ``[type id, offset, size, record offset, kind, name offset, linkage]``,
+    one per member (linkage -1 unless the member is a VAR), or None when a member's id
+    is not a never-decoded record of this blob (``cache[i] is not None``: its object may
+    have been edited) or a record runs past the section.  Never raises for well-typed
+    arguments.
+    """
+    cdef const unsigned char[::1] tv = memoryview(types).cast("B")
+    cdef const unsigned int[::1] ov = memoryview(offsets).cast("B").cast("I")
+    cdef Py_ssize_t tlen = tv.shape[0], n = ov.shape[0], off, voff, vidx, i, vlen
+    cdef const unsigned char *tp = &tv[0] if tlen else NULL
+    cdef const unsigned char *p
+    cdef uint32_t vt, kind
+    cdef long long linkage
+    cdef list out = []
+    if idx < 0 or idx >= n:
+        return None
+    off = ov[idx]
+    if off + 12 > tlen:
+        return None
+    vlen = _u32(tp + off + 4) & 0xFFFF
+    if off + 12 + 12 * vlen > tlen:
+        return None
+    for i in range(vlen):
+        p = tp + off + 12 + 12 * i
+        vt = _u32(p)
+        vidx = <Py_ssize_t>vt - start_id
+        if vidx < 0 or vidx >= n or vidx >= len(cache) or cache[vidx] is not None:
+            return None
+        voff = ov[vidx]
+        if voff + 16 > tlen:
+            return None
+        kind = (_u32(tp + voff + 4) >> 24) & 0x1F
+        linkage = _u32(tp + voff + 12) if kind == 14 else -1
+        out.append([vt, _u32(p + 4), _u32(p + 8), voff, kind, _u32(tp + voff), linkage])
+    return out
+
+
 # -- BTF.ext -------------------------------------------------------------------
 
 def ext_index(sub, Py_ssize_t rec_size, strings, int str_fields):

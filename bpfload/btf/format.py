@@ -942,6 +942,115 @@ class Btf:
                 return t
         return None
 
+    def _datasec_visible(self, name: str) -> Optional[Tuple[int, bool]]:
+        """``(type id, any non-static VAR)`` of DATASEC *name*, or None when there is none.
+
+        What opening an object asks of each data section (libbpf makes its map
+        mmapable when a variable is visible), read from the raw records when
+        neither the DATASEC nor its members were decoded; otherwise through
+        :meth:`_datasec`.  Raises :class:`BtfError` as :meth:`find` does.
+        """
+        nraw = len(self._offsets)
+        if self._name_index is None and self._base is None and len(self._cache) == nraw:
+            idxs = self.__dict__.get("_datasec_idxs")
+            buf, offsets, cache, start = self._types_raw, self._offsets, self._cache, self._start_id
+            if idxs is None:
+                if _cbtf is not None:
+                    idxs = _cbtf.of_kind(buf, offsets, int(Kind.DATASEC))
+                else:
+                    idxs = [i for i in range(nraw)
+                            if (_U32.unpack_from(buf, offsets[i] + 4)[0] >> 24) & 0x1F == Kind.DATASEC]
+                self.__dict__["_datasec_idxs"] = idxs
+            names = self.__dict__.get("_datasec_names")
+            if names is None:   # DATASEC name -> first index, each name decoded once
+                names = {}
+                for idx in idxs:
+                    name_off = _U32.unpack_from(buf, offsets[idx])[0]
+                    try:
+                        nm = self._str_or_none(name_off, _MAX_NAME_LEN) if name_off else None
+                    except _TooLong:
+                        nm = None
+                    if nm is not None and nm not in names:
+                        names[nm] = idx
+                self.__dict__["_datasec_names"] = names
+            kvar, static = Kind.VAR, VarLinkage.STATIC
+            for idx in idxs:
+                if cache[idx] is not None:
+                    break       # a DATASEC decoded (maybe edited): the object path
+            else:
+                idx = names.get(name, -1)
+                if idx < 0:
+                    return None
+                off = offsets[idx]
+                info = _U32.unpack_from(buf, off + 4)[0]
+                visible = False
+                for i in range(info & 0xFFFF):
+                    vidx = _U32.unpack_from(buf, off + 12 + 12 * i)[0] - start
+                    if not 0 <= vidx < nraw or cache[vidx] is not None:
+                        break   # a bad id, or decoded (maybe edited): the object path
+                    voff = offsets[vidx]
+                    if (_U32.unpack_from(buf, voff + 4)[0] >> 24) & 0x1F == kvar and \
+                            _U32.unpack_from(buf, voff + 12)[0] != static:
+                        visible = True
+                        break
+                else:
+                    return idx + start, visible
+                if visible:
+                    return idx + start, visible
+        ds = self._datasec(name)
+        if not isinstance(ds, Datasec):
+            return None
+        for vsi in ds.vars:
+            v = self[vsi.type]
+            if isinstance(v, Var) and v.linkage != VarLinkage.STATIC:
+                return ds.id, True
+        return ds.id, False
+
+    def _raw_rec(self, type_id: int) -> Optional[Tuple[int, int, int, int]]:
+        """``(record offset, kind, info, size/type)`` of a never-decoded record of this blob.
+
+        None for void, a base or added type, a bad id, or a decoded one (its
+        object may have been edited: read that instead).  Never raises.
+        """
+        idx = type_id - self._start_id
+        if not 0 <= idx < len(self._offsets) or self._cache[idx] is not None:
+            return None
+        off = self._offsets[idx]
+        _, info, size_type = _3U32.unpack_from(self._types_raw, off)
+        return off, (info >> 24) & 0x1F, info, size_type
+
+    def _raw_size_of(self, type_id: int) -> Optional[int]:
+        """:meth:`size_of` read from never-decoded records; None where it cannot (or would raise)."""
+        nelems = 1
+        tid = type_id
+        buf = self._types_raw
+        for _ in range(_MAX_RESOLVE_DEPTH):
+            r = self._raw_rec(tid)
+            if r is None:
+                return None
+            off, k, _, size_type = r
+            if k in (Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64, Kind.FLOAT, Kind.DATASEC):
+                size = size_type
+                break
+            if k == Kind.PTR:
+                size = 8
+                break
+            if k in _MODS_AND_TYPEDEF or k == Kind.VAR:
+                tid = size_type
+                continue
+            if k == Kind.ARRAY:
+                et, _, n = _3U32.unpack_from(buf, off + 12)
+                nelems *= n
+                if nelems > _MAX_SIZE:
+                    return None
+                tid = et
+                continue
+            return None
+        else:
+            return None
+        total = nelems * size
+        return total if total <= _MAX_SIZE else None
+
     def __deepcopy__(self, memo) -> "Btf":
         new = Btf.__new__(Btf)
         memo[id(self)] = new
@@ -1351,10 +1460,18 @@ class Btf:
         name_off, info, size = _3U32.unpack_from(buf, off)
         name = self._name(name_off, tid)
         vlen = info & 0xFFFF
-        vsis = [list(_3U32.unpack_from(buf, off + 12 + 12 * i)) for i in range(vlen)]
-        members = [self._raw_var(v[0]) for v in vsis]
-        if any(m is None for m in members):
-            return False  # a member already decoded (or a bad id): the object path says why
+        read = getattr(_cbtf, "datasec_vars", None) if _cbtf is not None else None
+        if read is not None:    # the members and their VAR records read in compiled code
+            rows = read(buf, self._offsets, idx, self._start_id, self._cache)
+            if rows is None:
+                return False  # a member already decoded (or a bad id): the object path says why
+            vsis = [r[:3] for r in rows]
+            members = [(r[3], r[4], self._name(r[5], r[0]), r[6]) for r in rows]
+        else:
+            vsis = [list(_3U32.unpack_from(buf, off + 12 + 12 * i)) for i in range(vlen)]
+            members = [self._raw_var(v[0]) for v in vsis]
+            if any(m is None for m in members):
+                return False  # a member already decoded (or a bad id): the object path says why
         extern_backed = name in (".kconfig", ".ksyms")
         allowed = (Kind.VAR,) if name != ".ksyms" else (Kind.VAR, Kind.FUNC)
         for v, m in zip(vsis, members):
@@ -1455,6 +1572,27 @@ class Btf:
                 var.linkage = VarLinkage.STATIC
         t.vars.sort(key=lambda v: v.offset)
 
+    def _decode_mark(self) -> List[Optional[Type]]:
+        """The decoded-type cache as it stands, for :meth:`_forget_since`."""
+        return self._cache[:len(self._offsets)]
+
+    def _forget_since(self, mark: List[Optional[Type]]) -> None:
+        """Drop from the cache the raw records decoded since *mark* was taken.
+
+        For readers that only look at types (map definitions, data-section
+        variables at open): :meth:`to_bytes` copies records it never decoded
+        verbatim, so what was decoded only to be read is not re-encoded at
+        every load.  The caller must not have edited them (a later ``btf[id]``
+        decodes a fresh copy).  Never raises.
+        """
+        cache = self._cache
+        n = len(mark)
+        if mark.count(None) == cache[:n].count(None):
+            return      # nothing decoded since
+        for i in range(n):
+            if mark[i] is None:
+                cache[i] = None
+
     # -- serialization -----------------------------------------------------
 
     def to_bytes(self) -> bytes:
@@ -1466,12 +1604,19 @@ class Btf:
         byte for byte.  Raises :class:`BtfError` for a value that does not
         fit its field.
         """
-        strings = _StringTable(self)
-        out = bytearray()
         raw = self._types_raw
         offsets = self._offsets
         nraw = len(offsets)
         cache = self._cache
+        if cache.count(None) == len(cache):
+            # nothing decoded (and nothing added): the parsed sections, with patched records
+            types = raw[offsets[0]:] if nraw else b""
+            hdr_len = _HDR.size + len(self._hdr_extra)
+            hdr = _HDR.pack(BTF_MAGIC, self.version, self.flags, hdr_len, 0, len(types), len(types),
+                            self._slen)
+            return b"".join((hdr, self._hdr_extra, types, self._sraw[self._soff:self._soff + self._slen]))
+        strings = _StringTable(self)
+        out = bytearray()
         # runs of never-decoded records are copied in one slice each
         run = 0
         for idx in [i for i, t in enumerate(cache) if t is not None]:
@@ -1662,12 +1807,126 @@ def parse_map_def(btf: Btf, def_type_id: int, map_name: str, *, inner: bool = Fa
     The error's ``symbol`` is the map name.
     """
     try:
-        return _parse_map_def(btf, def_type_id, map_name, inner)
+        d = _parse_map_def_raw(btf, def_type_id, map_name, inner) if isinstance(btf, Btf) else None
+        return d if d is not None else _parse_map_def(btf, def_type_id, map_name, inner)
     except BtfError as e:
         new = annotate_error(e, section=".maps", symbol=map_name)
         if new is e:
             raise
         raise new from e
+
+
+_RAW_INT_ATTRS = frozenset(("type", "max_entries", "map_flags", "numa_node", "pinning", "key_size",
+                            "value_size", "map_extra"))
+
+
+def _parse_map_def_raw(btf: Btf, def_type_id: int, map_name: str, inner: bool) -> Optional[BtfMapDef]:
+    """:func:`_parse_map_def` of a well-formed definition, read from never-decoded records.
+
+    None for anything else (a ``values`` member, a decoded or odd record, a
+    definition the object path would refuse): :func:`_parse_map_def` then
+    decides, and raises its errors.  Makes no type objects.  Never raises.
+    """
+    rec = btf._raw_rec
+    r = rec(def_type_id)
+    for _ in range(_MAX_RESOLVE_DEPTH):
+        if r is None or r[1] not in _MODS_AND_TYPEDEF:
+            break
+        r = rec(r[3])
+    if r is None or r[1] != Kind.STRUCT:
+        return None
+    off, _, info, _ = r
+    buf = btf._types_raw
+    d = BtfMapDef(map_name)
+    key_set = value_set = False
+    try:
+        for i in range(info & 0xFFFF):
+            mn, mt, _ = _3U32.unpack_from(buf, off + 12 + 12 * i)
+            name = btf._str_or_none(mn, _MAX_NAME_LEN) if mn else ""
+            if name in _RAW_INT_ATTRS:
+                p = rec(mt)
+                for _ in range(_MAX_RESOLVE_DEPTH):
+                    if p is None or p[1] not in _MODS_AND_TYPEDEF:
+                        break
+                    p = rec(p[3])
+                if p is None or p[1] != Kind.PTR:
+                    return None
+                a = rec(p[3])
+                if a is None or a[1] != Kind.ARRAY:
+                    return None
+                val = _U32.unpack_from(buf, a[0] + 20)[0]
+                if name == "pinning" and inner:
+                    return None
+                if name == "key_size":
+                    if key_set and d.key_size != val:
+                        return None
+                    d.key_size, key_set = val, True
+                elif name == "value_size":
+                    if value_set and d.value_size != val:
+                        return None
+                    d.value_size, value_set = val, True
+                else:
+                    setattr(d, name, val)
+            elif name == "key" or name == "value":
+                p = rec(mt)
+                if p is None or p[1] != Kind.PTR:
+                    return None
+                sz = btf._raw_size_of(p[3])
+                if sz is None:
+                    return None
+                if name == "key":
+                    if key_set and d.key_size != sz:
+                        return None
+                    d.key_size, key_set, d.key_type_id = sz, True, p[3]
+                else:
+                    if value_set and d.value_size != sz:
+                        return None
+                    d.value_size, value_set, d.value_type_id = sz, True, p[3]
+            elif name == "values":
+                if inner or i != (info & 0xFFFF) - 1 or value_set and d.value_size != 4 or \
+                        d.type not in (_ARRAY_OF_MAPS, _HASH_OF_MAPS, _PROG_ARRAY):
+                    return None
+                d.value_size, value_set = 4, True
+                a = rec(mt)
+                if a is None or a[1] != Kind.ARRAY or _U32.unpack_from(buf, a[0] + 20)[0]:
+                    return None
+                p = rec(_U32.unpack_from(buf, a[0] + 12)[0])
+                for _ in range(_MAX_RESOLVE_DEPTH):
+                    if p is None or p[1] not in _MODS_AND_TYPEDEF:
+                        break
+                    p = rec(p[3])
+                if p is None or p[1] != Kind.PTR:
+                    return None
+                target_id = p[3]
+                tg = rec(target_id)
+                for _ in range(_MAX_RESOLVE_DEPTH):
+                    if tg is None or tg[1] not in _MODS_AND_TYPEDEF:
+                        break
+                    target_id = tg[3]
+                    tg = rec(target_id)
+                if tg is None:
+                    return None
+                bitoff = _U32.unpack_from(buf, off + 20 + 12 * i)[0]
+                if info >> 31:
+                    bitoff &= 0xFFFFFF
+                if bitoff % 8:
+                    return None
+                d.values_offset = bitoff // 8
+                if d.type == _PROG_ARRAY:
+                    if tg[1] != Kind.FUNC_PROTO:
+                        return None
+                    d.values_is_prog = True
+                else:
+                    if tg[1] != Kind.STRUCT:
+                        return None
+                    d.inner = _parse_map_def_raw(btf, target_id, f"{map_name}.inner", True)
+                    if d.inner is None:
+                        return None
+            elif name is None:
+                return None
+    except _TooLong:
+        return None
+    return d if d.type else None
 
 
 def _parse_map_def(btf: Btf, def_type_id: int, map_name: str, inner: bool) -> BtfMapDef:

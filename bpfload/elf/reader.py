@@ -117,6 +117,8 @@ def kernel_map_name(obj_name: str, section: str) -> str:
     else:
         pfx_len = min(BPF_OBJ_NAME_LEN - 1 - sfx_len, len(obj))
     name = (obj[:pfx_len] + section[:sfx_len])[:BPF_OBJ_NAME_LEN - 1]
+    if name.isascii() and name.replace("_", "").replace(".", "").isalnum():
+        return name     # nothing to clean (the usual case): no loop per character
     return "".join(c if (c.isascii() and c.isalnum()) or c in "_." else "_" for c in name)
 
 
@@ -267,8 +269,14 @@ class _Parser:
             self._read_btf()
             self._read_functions()
             self._read_legacy_maps()
+            # map definitions and data-section variables are only read: the types
+            # decoded for them are dropped again, so the load copies their raw records
+            btf = self.spec.btf
+            mark = btf._decode_mark() if isinstance(btf, Btf) else None
             self._read_btf_maps()
             self._read_data_sections()
+            if mark is not None:
+                btf._forget_since(mark)
             self._read_relocations()
             self._read_struct_ops()
             self._synthesize_calls()
@@ -562,7 +570,8 @@ class _Parser:
                 raise self.err(f"map {vsi.offset:#x}+{vsi.size:#x} extends past the section end "
                                f"{sec.size:#x}", section=sec.name, symbol=var.name, cls=BtfError)
             d = parse_map_def(btf, var.type, var.name)
-            if btf.size_of(var.type) > vsi.size:
+            size = btf._raw_size_of(var.type)     # (no type objects for the usual definition)
+            if (btf.size_of(var.type) if size is None else size) > vsi.size:
                 raise self.err("map definition is larger than its variable", section=sec.name,
                                symbol=var.name, cls=BtfError)
             m = self._spec_from_def(d, sec.name)
@@ -589,8 +598,8 @@ class _Parser:
         zeros = 0  # bytes of NOBITS images made here: the file does not bound them, so this does
         for sec in self.sections:
             n = sec.name
-            if sec.executable:
-                continue
+            if sec.executable or not n.startswith((".data", ".rodata", ".bss")):
+                continue    # (one test for most sections; the exact names below)
             if n == ".data" or n.startswith(".data."):
                 rodata = False
             elif n == ".rodata" or n.startswith(".rodata."):
@@ -612,15 +621,11 @@ class _Parser:
             flags = int(MapFlags.RDONLY_PROG) if rodata else 0
             value_type_id = 0
             if btf is not None:
-                ds = btf._datasec(n)
-                if isinstance(ds, Datasec):
-                    value_type_id = ds.id
-                    # libbpf: mmapable if any variable is visible (non-static)
-                    for vsi in ds.vars:
-                        v = btf[vsi.type]
-                        if isinstance(v, Var) and v.linkage != VarLinkage.STATIC:
-                            flags |= int(MapFlags.MMAPABLE)
-                            break
+                found = btf._datasec_visible(n)
+                if found is not None:
+                    value_type_id, visible = found
+                    if visible:     # libbpf: mmapable if any variable is visible (non-static)
+                        flags |= int(MapFlags.MMAPABLE)
             image = bytes(sec.size) if sec.nobits else sec.data
             m = MapSpec(name=n, type=MapType.ARRAY, key_size=4, value_size=sec.size, max_entries=1,
                         flags=flags, form="data", section=n, data=image, freeze=rodata,
