@@ -146,12 +146,7 @@ class ProgramSpec(FunctionSpec):
                  expected_attach_type: Optional[AttachType] = None, attach_target: Optional[str] = None,
                  license: str = "", kern_version: int = 0, flags: int = 0, attach_btf_id: int = 0,
                  autoload: bool = True) -> None:
-        self.name = name
-        self.section = section
-        self.insns = insns
-        self.relocs = [] if relocs is None else relocs
-        self.offset = offset
-        self.hidden = hidden
+        FunctionSpec.__init__(self, name, section, insns, relocs, offset, hidden)
         self.type = type
         self.expected_attach_type = expected_attach_type
         self.attach_target = attach_target

@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover - not built: the pure-Python twins are u
 copy = Module("copy")   # imported on first use (only Btf.__deepcopy__ needs it: externs)
 TYPE_CHECKING = False   # (typing is never imported at run time: start-up cost)
 if TYPE_CHECKING:
-    from typing import ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple
+    from typing import Any, ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple
 
 __all__ = [
     "BTF_MAGIC",
@@ -2114,6 +2114,30 @@ _EXT_SUBS = {"func_info": (0, 0, "func_info"), "line_info": (1, 0b110, "line_inf
              "core_relo": (2, 0b100, "core_relos")}
 
 
+class _ExtTable:
+    """A :class:`BtfExt` record table (``func_info``, ``line_info``, ``core_relos``):
+    section name -> records, made into objects from the checked raw subsection the first
+    time it is read (``BtfExt._records``).  Assigning a table drops the raw records."""
+
+    __slots__ = ("attr", "slot", "cls")
+
+    def __init__(self, attr: str, cls: type) -> None:
+        self.attr, self.slot, self.cls = attr, "_" + attr, cls
+
+    def __get__(self, ext: Optional[BtfExt], owner: object = None) -> Any:
+        if ext is None:
+            return self
+        table = getattr(ext, self.slot)
+        if table is None:
+            table = ext._records(self.attr, self.cls)
+            setattr(ext, self.slot, table)
+        return table
+
+    def __set__(self, ext: BtfExt, table: Dict[str, List[Any]]) -> None:
+        ext._raw.pop(self.attr, None)
+        setattr(ext, self.slot, table)
+
+
 class BtfExt:
     """A parsed ``.BTF.ext``: func_info, line_info and CO-RE relocations per ELF section.
 
@@ -2135,45 +2159,18 @@ class BtfExt:
         self.line_info_rec_size = 16
         self.core_relo_rec_size = 16
 
-    @property
-    def func_info(self) -> Dict[str, List[FuncInfo]]:
-        """Section name -> its ``bpf_func_info`` records, in file order."""
-        d = self._func_info
-        if d is None:
-            d = self._func_info = self._records("func_info", FuncInfo)
-        return d
-
-    @func_info.setter
-    def func_info(self, value: Dict[str, List[FuncInfo]]) -> None:
-        self._raw.pop("func_info", None)
-        self._func_info = value
-
-    @property
-    def line_info(self) -> Dict[str, List[LineInfo]]:
-        """Section name -> its ``bpf_line_info`` records, in file order (file names and
-        source lines decoded when first asked for)."""
-        d = self._line_info
-        if d is None:
-            d = self._line_info = self._records("line_info", LineInfo)
-        return d
-
-    @line_info.setter
-    def line_info(self, value: Dict[str, List[LineInfo]]) -> None:
-        self._raw.pop("line_info", None)
-        self._line_info = value
-
-    @property
-    def core_relos(self) -> Dict[str, List[CoreRelo]]:
-        """Section name -> its ``bpf_core_relo`` records, in file order."""
-        d = self._core_relos
-        if d is None:
-            d = self._core_relos = self._records("core_relos", CoreRelo)
-        return d
-
-    @core_relos.setter
-    def core_relos(self, value: Dict[str, List[CoreRelo]]) -> None:
-        self._raw.pop("core_relos", None)
-        self._core_relos = value
+    if TYPE_CHECKING:
+        #: section name -> its ``bpf_func_info`` records, in file order
+        func_info: Dict[str, List[FuncInfo]]
+        #: section name -> its ``bpf_line_info`` records, in file order (file names and
+        #: source lines decoded when first asked for)
+        line_info: Dict[str, List[LineInfo]]
+        #: section name -> its ``bpf_core_relo`` records, in file order
+        core_relos: Dict[str, List[CoreRelo]]
+    else:
+        func_info = _ExtTable("func_info", FuncInfo)
+        line_info = _ExtTable("line_info", LineInfo)
+        core_relos = _ExtTable("core_relos", CoreRelo)
 
     def _records(self, attr: str, cls: type) -> Dict[str, list]:
         """The records of *attr* as objects, from the checked raw subsection (once)."""
