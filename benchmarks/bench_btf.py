@@ -34,9 +34,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import pathlib
-import shlex
-import subprocess
 import time
 
 import pytest
@@ -47,8 +44,8 @@ from bpfload.btf import Btf
 from bpfload.btf.targets import VMLINUX_PATH
 from bpfload.object import BpfObject
 
-HERE = pathlib.Path(__file__).resolve().parent
-BUILD = HERE / ".build"
+from .conftest import BUILD, HERE, build_c
+
 CORE_OBJ = HERE.parent / "bpf" / "core_task.bpf.o"
 ROUNDS = int(os.environ.get("BPFLOAD_BENCH_ROUNDS", "15"))
 
@@ -141,16 +138,9 @@ _summary: list = []
 def _build_ref():
     BUILD.mkdir(exist_ok=True)
     src = BUILD / "btf_ref.c"
-    out = BUILD / "btf_ref.so"
-    tmp = BUILD / f"btf_ref.{os.getpid()}.so"
     src.write_text(_C_SRC)
-    cmd = shlex.split(os.environ.get("CC", "cc")) + [
-        "-O2", "-shared", "-fPIC", "-Wall", "-o", str(tmp), str(src), "-lbpf"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot build the libbpf twin ({' '.join(cmd)}): {proc.stderr.strip()}")
-    os.replace(tmp, out)
-    return out
+    return build_c("btf_ref.so", [src], ["-shared", "-fPIC"], ["-lbpf"], what="the libbpf twin",
+                   skip_on_error=True)
 
 
 @pytest.fixture(scope="module")

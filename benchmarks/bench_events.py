@@ -43,10 +43,8 @@ from __future__ import annotations
 import ctypes
 import os
 import pathlib
-import shlex
 import statistics
 import struct
-import subprocess
 import sysconfig
 import time
 
@@ -57,9 +55,9 @@ from bpfload import Map, MapType, possible_cpus
 from bpfload.events.poll import MapPoller
 from bpfload.events.ringbuf import RingBuffer
 
-HERE = pathlib.Path(__file__).resolve().parent
+from .conftest import HERE, build_c
+
 REPO = HERE.parent
-BUILD = HERE / ".build"
 ROUNDS = int(os.environ.get("BPFLOAD_BENCH_ROUNDS", "15"))
 
 N_RECORDS = 1_000_000
@@ -78,19 +76,9 @@ pytestmark = pytest.mark.usefixtures("kernel")
 # the C references: built by this run with cc, loaded with ctypes.PyDLL
 
 def _build() -> pathlib.Path:
-    BUILD.mkdir(exist_ok=True)
-    out = BUILD / "c_events_ref.so"
-    tmp = BUILD / f"c_events_ref.{os.getpid()}.so"
-    cmd = shlex.split(os.environ.get("CC", "cc")) + [
-        "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Wno-unused-parameter",
-        f"-I{sysconfig.get_paths()['include']}", "-o", str(tmp),
-        str(HERE / "c_ringbuf_ref.c"), str(HERE / "c_poll_ref.c"), "-lbpf"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"building the C references failed: {' '.join(cmd)}\n{proc.stderr}",
-                    pytrace=False)
-    os.replace(tmp, out)
-    return out
+    return build_c("c_events_ref.so", [HERE / "c_ringbuf_ref.c", HERE / "c_poll_ref.c"],
+                   ["-shared", "-fPIC", "-Wextra", "-Wno-unused-parameter",
+                    f"-I{sysconfig.get_paths()['include']}"], ["-lbpf"], what="the C references")
 
 
 @pytest.fixture(scope="module")

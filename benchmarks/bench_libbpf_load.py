@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -42,7 +41,7 @@ import pytest
 
 import bpfload
 
-from .conftest import BUILD, HERE
+from .conftest import BUILD, HERE, build_c
 
 BPF = HERE.parent / "bpf"
 ROUNDS = int(os.environ.get("BPFLOAD_BENCH_ROUNDS", "15"))
@@ -55,15 +54,8 @@ _PER_ROUND = {"globals": 20, "core_task": 4, "demo": 10, "large": 2}
 def libbpf_ref():
     if not os.path.exists("/usr/include/bpf/libbpf.h"):
         pytest.skip("libbpf-dev is not installed (the reference only)")
-    BUILD.mkdir(exist_ok=True)
-    out = BUILD / "c_libbpf_load.so"
-    tmp = BUILD / f"c_libbpf_load.{os.getpid()}.so"
-    cmd = shlex.split(os.environ.get("CC", "cc")) + [
-        "-O2", "-shared", "-fPIC", "-Wall", "-o", str(tmp), str(HERE / "c_libbpf_load.c"), "-lbpf"]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode:
-        pytest.fail(f"building the libbpf reference failed: {p.stderr}", pytrace=False)
-    os.replace(tmp, out)
+    out = build_c("c_libbpf_load.so", [HERE / "c_libbpf_load.c"], ["-shared", "-fPIC"], ["-lbpf"],
+                  what="the libbpf reference")
     lib = ctypes.CDLL(str(out))
     lib.cref_libbpf_load.argtypes = [ctypes.c_char_p, ctypes.c_int]
     lib.cref_libbpf_load.restype = ctypes.c_long
@@ -118,16 +110,8 @@ IMPORT_PAIRS = 4
 def libbpf_driver():
     if not os.path.exists("/usr/include/bpf/libbpf.h"):
         pytest.skip("libbpf-dev is not installed (the reference only)")
-    BUILD.mkdir(exist_ok=True)
-    out = BUILD / "c_libbpf_load"
-    tmp = BUILD / f"c_libbpf_load.{os.getpid()}"
-    cmd = shlex.split(os.environ.get("CC", "cc")) + [
-        "-O2", "-Wall", "-DCREF_MAIN", "-o", str(tmp), str(HERE / "c_libbpf_load.c"), "-lbpf"]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode:
-        pytest.fail(f"building the libbpf driver failed: {p.stderr}", pytrace=False)
-    os.replace(tmp, out)
-    return str(out)
+    return str(build_c("c_libbpf_load", [HERE / "c_libbpf_load.c"], ["-DCREF_MAIN"], ["-lbpf"],
+                       what="the libbpf driver"))
 
 
 #: The children compile bpfload once and then import from cached bytecode, as an installed

@@ -58,19 +58,34 @@ def pytest_collect_file(parent, file_path):
 # --------------------------------------------------------------------------
 # the C reference
 
-def build_c_ref() -> pathlib.Path:
-    """Compile c_ref.c into .build/ (atomically: a concurrent run never loads half a file)."""
+def build_c(name: str, sources, flags=(), libs=(), *, what: str,
+            skip_on_error: bool = False) -> pathlib.Path:
+    """Compile *sources* with ``$CC -O2 -Wall`` *flags* into ``.build/name``, linking *libs*.
+
+    Atomically (written under a per-process name, then renamed): a concurrent run never
+    loads half a file.  A failed build fails the test naming *what* and the compiler's
+    output, or skips it with *skip_on_error* (an optional reference).
+    """
     BUILD.mkdir(exist_ok=True)
-    out = BUILD / "c_ref.so"
-    tmp = BUILD / f"c_ref.{os.getpid()}.so"
+    out = BUILD / name
+    stem, dot, ext = name.partition(".")
+    tmp = BUILD / f"{stem}.{os.getpid()}{dot}{ext}"
     cmd = shlex.split(os.environ.get("CC", "cc")) + [
-        "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-o", str(tmp), str(HERE / "c_ref.c")]
+        "-O2", "-Wall", *flags, "-o", str(tmp), *map(str, sources), *libs]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        pytest.fail(f"building the C reference failed: {' '.join(cmd)}\n{proc.stderr}",
-                    pytrace=False)
+        msg = f"building {what} failed: {' '.join(cmd)}\n{proc.stderr.strip()}"
+        if skip_on_error:
+            pytest.skip(msg)
+        pytest.fail(msg, pytrace=False)
     os.replace(tmp, out)
     return out
+
+
+def build_c_ref() -> pathlib.Path:
+    """Compile c_ref.c into .build/."""
+    return build_c("c_ref.so", [HERE / "c_ref.c"], ["-shared", "-fPIC", "-Wextra"],
+                   what="the C reference")
 
 
 @pytest.fixture(scope="session")
