@@ -186,28 +186,23 @@ def ext_records(btf_ext, functions, layout) -> Tuple[bytes, bytes]:
     # a BtfExt that keeps its records raw packs them without making record objects
     # (None: they were made into objects, which may have been edited: pack those)
     pack_raw = getattr(btf_ext, "_pack_raw", None)
-    fi = array.array("I")
-    li = array.array("I")
-    fi_sorted = li_sorted = True
-    fi_last = li_last = -1
-    for name, start in layout:
-        f = functions[name]
-        lo = f.offset
-        hi = lo + len(f.insns)
-        got = pack_raw("func_info", f.section, lo, hi, start, 2, fi, fi_last) if pack_raw else None
-        if got is None:
-            recs = window("func_info", btf_ext.func_info, f.section, lo, hi)
-            got = _pack(recs, lo, start, 2, fi, fi_last) if recs else (fi_last, True)
-        fi_last, ok = got
-        fi_sorted = fi_sorted and ok
-        got = pack_raw("line_info", f.section, lo, hi, start, 4, li, li_last) if pack_raw else None
-        if got is None:
-            recs = window("line_info", btf_ext.line_info, f.section, lo, hi)
-            got = _pack(recs, lo, start, 4, li, li_last) if recs else (li_last, True)
-        li_last, ok = got
-        li_sorted = li_sorted and ok
-    return (fi.tobytes() if fi_sorted else _sorted_records(fi, 2),
-            li.tobytes() if li_sorted else _sorted_records(li, 4))
+    packed = []
+    for kind, width in (("func_info", 2), ("line_info", 4)):
+        vals = array.array("I")
+        in_order = True
+        last = -1
+        for name, start in layout:
+            f = functions[name]
+            lo = f.offset
+            hi = lo + len(f.insns)
+            got = pack_raw(kind, f.section, lo, hi, start, width, vals, last) if pack_raw else None
+            if got is None:
+                recs = window(kind, getattr(btf_ext, kind), f.section, lo, hi)
+                got = _pack(recs, lo, start, width, vals, last) if recs else (last, True)
+            last, ok = got
+            in_order = in_order and ok
+        packed.append(vals.tobytes() if in_order else _sorted_records(vals, width))
+    return packed[0], packed[1]
 
 
 def _sorted_records(vals: "array.array[int]", width: int) -> bytes:
