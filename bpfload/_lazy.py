@@ -2,8 +2,9 @@
 
 ``import re`` costs a fresh process ~1.5 ms of CPU (the parser and compiler
 modules), ``import copy`` ~1 ms (weakref, copyreg); bpfload's module-level
-patterns serve error paths and CO-RE flavors only, and its deep copies the
-rarer map formats and externs, so a plain load needs neither.
+patterns serve the loader's rarer paths only (CO-RE flavors are cut without
+``re``), and its deep copies the rarer map formats and externs, so a plain load
+needs neither.
 
 * ``Pattern(text)`` behaves as ``re.compile(text)`` for attribute access
   (``.match``, ``.sub``, ``.finditer`` ...); write flags inline (``(?m)``).
